@@ -1,0 +1,1 @@
+"""CLI commands: analyze (registered on latentatlas.cli.app.app)."""

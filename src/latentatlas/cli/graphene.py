@@ -1,0 +1,1 @@
+"""CLI commands: graphene (registered on latentatlas.cli.app.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: models (registered on latentatlas.cli.app.app)."""

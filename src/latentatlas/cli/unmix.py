@@ -1,0 +1,1 @@
+"""CLI commands: unmix (registered on latentatlas.cli.app.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: walls (registered on latentatlas.cli.app.app)."""
