@@ -1,1 +1,17 @@
-"""io"""
+"""Loading: one ``load()`` for files, arrays and HyperSpy signals, returning a calibrated
+:class:`Dataset` (data, one :class:`Axis` per dimension, metadata)."""
+
+from latentatlas.io._common import SUPPORTED_FORMATS, LoadError
+from latentatlas.io.api import list_channels, load, load_all
+from latentatlas.io.dataset import Axis, Dataset, axis_from_values
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "Axis",
+    "Dataset",
+    "LoadError",
+    "axis_from_values",
+    "list_channels",
+    "load",
+    "load_all",
+]
