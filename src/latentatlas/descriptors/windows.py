@@ -1,0 +1,87 @@
+"""Sliding windows over an image or stack: patches on a regular grid, for analysis without
+atom finding. Latents of the windows paint back as a dense ``(rows, cols)`` map."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from latentatlas.descriptors.patches import (
+    Patches,
+    _check_window,
+    _normalize_patches,
+    as_stack,
+    normalize_images,
+)
+
+__all__ = ["sliding_windows", "window_grid"]
+
+
+def window_grid(image_shape: tuple[int, int], window: int, stride: int) -> tuple[int, int]:
+    """Number of window rows and columns that fit: ``(h - window) // stride + 1`` each."""
+    h, w = image_shape
+    return (h - window) // stride + 1, (w - window) // stride + 1
+
+
+def sliding_windows(
+    images: Any,
+    window: int,
+    stride: int | None = None,
+    normalize: Literal["patch", "image", "none"] = "image",
+) -> Patches:
+    """All ``window x window`` windows on a grid with step ``stride`` (default window // 2).
+
+    Parameters
+    ----------
+    images : ``(h, w)``, ``(n_frames, h, w)`` or ``(n_frames, c, h, w)`` (or a Dataset).
+    window : window side in pixels.
+    stride : step between window origins in pixels.
+    normalize : as in :func:`extract_patches`.
+
+    Returns
+    -------
+    Patches with ``data`` ``(n_frames * rows * cols, c, window, window)`` in frame-major,
+    row-major order, ``grid_shape=(rows, cols)``, ``centers`` at the window centres and
+    ``border="drop"`` (only whole windows).
+    """
+    stack = as_stack(images)
+    n_frames, _, h, w = stack.shape
+    window = _check_window(window, h, w)
+    stride = max(1, window // 2) if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be a positive integer (pixels), got {stride!r}")
+    if normalize not in ("patch", "image", "none"):
+        raise ValueError(f"normalize must be 'patch', 'image' or 'none', got {normalize!r}")
+    if normalize == "image":
+        stack = normalize_images(stack)
+    rows, cols = window_grid((h, w), window, int(stride))
+    view = sliding_window_view(stack, (window, window), axis=(2, 3))[
+        :, :, ::stride, ::stride
+    ][:, :, :rows, :cols]  # (n, c, rows, cols, w, w)
+    data = np.ascontiguousarray(view.transpose(0, 2, 3, 1, 4, 5), dtype=np.float32)
+    data = data.reshape(n_frames * rows * cols, stack.shape[1], window, window)
+    if normalize == "patch":
+        data = _normalize_patches(data)
+    half = (window - 1) / 2.0  # geometric centre of the window
+    rr, cc = np.meshgrid(np.arange(rows) * stride + half, np.arange(cols) * stride + half,
+                         indexing="ij")
+    centers = np.tile(np.stack([rr.ravel(), cc.ravel()], axis=1), (n_frames, 1))
+    frames = np.repeat(np.arange(n_frames), rows * cols)
+    m = data.shape[0]
+    return Patches(
+        data=data,
+        centers=centers,
+        frames=frames,
+        classes=np.full(m, -1, dtype=np.int64),
+        index=np.arange(m),
+        window=window,
+        border="drop",
+        normalize=normalize,
+        image_shape=(int(h), int(w)),
+        n_frames=int(n_frames),
+        grid_shape=(rows, cols),
+        n_input=m,
+        extra={"stride": int(stride)},
+    )
