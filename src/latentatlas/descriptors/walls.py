@@ -193,17 +193,37 @@ def load_wall_finder(weights: str | Path | None = None) -> UNet:
     return _MODEL_CACHE[key]
 
 
+def wall_training_pair(phase: np.ndarray, domains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Network input and target for one generated image (what the shipped weights saw).
+
+    phase: (h, w) degrees; domains: (h, w) bool. Input = the normalised polarisation
+    projection (1, h, w); target = the wall band (1, h, w), the pixels on either side of each
+    wall, which the network learns more easily than a one-sided line (its output is thinned).
+    """
+    x = normalize_signal(to_polarization(phase))
+    d = np.asarray(domains, dtype=bool)
+    band = boundary_walls(d) | boundary_walls(~d)
+    return x[None], band[None].astype(np.float32)
+
+
+def _dcnn_probability(frames: np.ndarray, weights: str | Path | None) -> np.ndarray:
+    from latentatlas.train.segmentation import predict_probability
+
+    return predict_probability(load_wall_finder(weights), frames[:, None])[:, 0]
+
+
 def wall_probability(
     image: np.ndarray, phase: bool = False, weights: str | Path | None = None
 ) -> np.ndarray:
-    """Per-pixel wall probability from the DCNN. image: (h, w) or (t, h, w) -> same shape."""
-    from latentatlas.train.segmentation import predict_probability
+    """Per-pixel wall probability from the DCNN. image: (h, w) or (t, h, w) -> same shape.
 
+    The signal (polarisation projection of the phase when ``phase``) is normalised per frame
+    exactly as in training.
+    """
     arr = check_array(image, "image", ndim=(2, 3))
     sig = to_polarization(arr) if phase else arr
     frames = sig[None] if sig.ndim == 2 else sig
-    x = np.stack([normalize_signal(f) for f in frames])[:, None]
-    prob = predict_probability(load_wall_finder(weights), x)[:, 0]
+    prob = _dcnn_probability(np.stack([normalize_signal(f) for f in frames]), weights)
     return prob[0] if arr.ndim == 2 else prob
 
 
@@ -270,7 +290,7 @@ def find_walls(
             thrs.append(thr)
         params.update(sigma=s, threshold=thrs, min_size=min_size)
     else:
-        prob = wall_probability(np.stack(norm), phase=False, weights=weights)
+        prob = _dcnn_probability(np.stack(norm), weights)
         for p in prob:
             masks.append(skeletonize(p > probability_threshold))
         params.update(probability_threshold=probability_threshold)
@@ -297,4 +317,5 @@ __all__ = [
     "segment_domains",
     "to_polarization",
     "wall_probability",
+    "wall_training_pair",
 ]
