@@ -7,7 +7,8 @@ Three pieces, each with ground truth:
   map into the exact wall mask used as ground truth everywhere in the package.
 * :func:`switching_movie` runs a time-dependent Ginzburg-Landau (TDGL) lattice,
   ``dP/dt = P - P^3 + kappa lap(P) + E(t) + h(x)``, driven by field pulses ``E(t)`` with a
-  quenched random field ``h(x)`` that pins the walls; every frame records ``sign(P)``.
+  quenched random field ``h(x)`` that roughens and locally pins the walls; every frame
+  records ``sign(P)``.
 * :func:`render_pfm` turns a domain map into PFM-like phase (degrees, the two states about
   180 degrees apart, with noise) and amplitude (dipping to zero at the walls) images.
 
@@ -283,8 +284,10 @@ def switching_movie(
     Each frame after the first follows one pulse of ``pulse_steps`` Euler steps at field
     ``-pulse`` (growing the switched, P < 0, state) and a short relaxation at zero field.
     ``pulse`` below the homogeneous coercive field (about 0.385) moves existing walls without
-    nucleating new domains; ``disorder`` (standard deviation of the quenched random field,
-    correlated over ``disorder_length`` pixels) pins them, so wall motion is jerky and rough.
+    nucleating new domains in a clean lattice; ``disorder`` is the standard deviation of a
+    quenched random field correlated over ``disorder_length`` pixels: it roughens the walls,
+    holds them at favourable sites between pulses and, when strong (about 0.3 and up), also
+    nucleates new domains ahead of the wall.
 
     initial: "nucleus" (a switched disc of radius h/8 at the centre), "planar" (one straight
     wall through ``h/4`` from the edge, normal at ``angle`` radians from the column axis;
