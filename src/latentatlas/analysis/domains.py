@@ -228,6 +228,50 @@ def domain_descriptors(
     }
 
 
+def patch_descriptors(
+    domains: np.ndarray,
+    centers: np.ndarray,
+    window: int,
+    frames: np.ndarray | None = None,
+    walls: np.ndarray | None = None,
+    curvature_window: float = 8.0,
+) -> dict[str, np.ndarray]:
+    """Descriptors of the patches cut at ``centers`` (as for the image patches of a VAE).
+
+    domains: (h, w) or (t, h, w) bool domain map of the whole image (e.g. ``Walls.domains``
+    of the gaussian method); walls: matching wall masks (default: the domain boundaries).
+    centers: (m, 2) (row, col), all inside the image with a full window; frames: (m,) for
+    stacks. Returns :func:`domain_descriptors` of the m patches.
+    """
+    dom = np.asarray(domains, dtype=bool)
+    dom = dom[None] if dom.ndim == 2 else dom
+    if dom.ndim != 3:
+        raise ValueError(f"domains must be (h, w) or (t, h, w), got shape {dom.shape}")
+    pts = np.rint(np.asarray(centers, dtype=np.float64)).astype(np.int64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
+        raise ValueError(f"centers must be a non-empty (m, 2) array, got shape {pts.shape}")
+    frm = np.zeros(len(pts), np.int64) if frames is None else np.asarray(frames, np.int64)
+    half = window // 2
+    h, w = dom.shape[-2:]
+    top, left = pts[:, 0] - half, pts[:, 1] - half
+    if (top < 0).any() or (left < 0).any() or (top + window > h).any() or (left + window > w).any():
+        raise ValueError(
+            "some centres lie within window/2 of the border; pass the centres of patches that "
+            "were kept (Patches.centers), not the raw coordinates"
+        )
+    rows = top[:, None] + np.arange(window)
+    cols = left[:, None] + np.arange(window)
+    d_p = dom[frm[:, None, None], rows[:, :, None], cols[:, None, :]]
+    w_p = None
+    if walls is not None:
+        wal = np.asarray(walls, dtype=bool)
+        wal = wal[None] if wal.ndim == 2 else wal
+        if wal.shape != dom.shape:
+            raise ValueError(f"walls {wal.shape} must match domains {dom.shape}")
+        w_p = wal[frm[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return domain_descriptors(d_p, w_p, window=curvature_window)
+
+
 @dataclass(frozen=True)
 class CorrelationTable:
     """Correlation of descriptors (rows) with latents (columns). values: (d, k), NaN where a
@@ -329,6 +373,7 @@ __all__ = [
     "WallScore",
     "descriptor_correlations",
     "domain_descriptors",
+    "patch_descriptors",
     "switching_degree",
     "switching_time_map",
     "wall_agreement",

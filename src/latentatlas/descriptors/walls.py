@@ -34,6 +34,7 @@ from skimage.morphology import skeletonize
 from latentatlas._checks import check_array
 
 if TYPE_CHECKING:
+    from latentatlas.descriptors.patches import Patches
     from latentatlas.nn.unet import UNet
 
 logger = logging.getLogger(__name__)
@@ -307,6 +308,54 @@ def find_walls(
     )
 
 
+def wall_patches(
+    image: np.ndarray,
+    walls: Walls | np.ndarray,
+    window: int,
+    max_patches: int | None = 2000,
+    seed: int = 0,
+    normalize: str = "image",
+) -> Patches:
+    """Sub-images centred on wall pixels, subsampled, ready for an (r)VAE.
+
+    image: (h, w) or (t, h, w) (or (t, c, h, w) for multi-channel) signal to cut the patches
+    from; walls: a :class:`Walls` or its mask ((h, w) or (t, h, w)). Wall pixels closer than
+    ``window // 2`` to the border are dropped; if more than ``max_patches`` remain, a random
+    subset (seeded) is kept, in image order. Returns Patches (see
+    :func:`~latentatlas.descriptors.patches.extract_patches`) with ``frames`` set for stacks.
+    """
+    from latentatlas.descriptors.patches import extract_patches
+
+    mask = walls.mask if isinstance(walls, Walls) else np.asarray(walls, dtype=bool)
+    arr = check_array(image, "image", ndim=(2, 3, 4))
+    n_frames = 1 if arr.ndim == 2 else arr.shape[0]
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.shape[0] != n_frames or mask.shape[-2:] != arr.shape[-2:]:
+        raise ValueError(
+            f"walls {mask.shape} do not match the image {arr.shape}: give one (h, w) mask per "
+            "frame of the image the walls were found in"
+        )
+    half = window // 2
+    h, w = mask.shape[-2:]
+    inner = np.zeros_like(mask)
+    inner[:, half : h - (window - half) + 1, half : w - (window - half) + 1] = True
+    coords = np.argwhere(mask & inner)  # (n, 3): frame, row, col
+    if len(coords) == 0:
+        raise ValueError(
+            f"no wall pixel lies at least window/2 = {half} pixels from the border; "
+            "check the detector's output or use a smaller window"
+        )
+    if max_patches is not None and len(coords) > max_patches:
+        keep = np.sort(np.random.default_rng(seed).choice(len(coords), max_patches, replace=False))
+        coords = coords[keep]
+    frames = coords[:, 0] if n_frames > 1 else None
+    return extract_patches(
+        arr, coords[:, 1:].astype(np.float64), window, frames=frames,
+        normalize=normalize,  # type: ignore[arg-type]
+    )
+
+
 __all__ = [
     "METHODS",
     "Walls",
@@ -316,6 +365,7 @@ __all__ = [
     "normalize_signal",
     "segment_domains",
     "to_polarization",
+    "wall_patches",
     "wall_probability",
     "wall_training_pair",
 ]
