@@ -18,14 +18,20 @@ the disc near the border).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, stats
 from skimage.measure import find_contours
 
 from latentatlas._checks import check_array
+from latentatlas.descriptors.walls import Walls, boundary_walls, find_walls
 
 _EIGHT = ndimage.generate_binary_structure(2, 2)
 
@@ -212,8 +218,6 @@ def domain_descriptors(
     masks (default: the inner boundary of each domain map, the generator's convention).
     Returns {"wall_count": (n,) int, "switching_degree": (n,) float, "curvature": (n,) float}.
     """
-    from latentatlas.descriptors.walls import boundary_walls
-
     dom = _check_stack(domains, "domains").astype(np.float64)
     if walls is None:
         wal = np.stack([boundary_walls(d > 0.5) for d in dom])
@@ -340,6 +344,90 @@ def descriptor_correlations(
     return CorrelationTable(np.array(rows), tuple(descriptors), names, method)
 
 
+def wall_table(
+    walls: Walls, domains: np.ndarray | None = None, curvature_window: float = 8.0
+) -> list[dict[str, float]]:
+    """One row of descriptors per frame: wall pixels, wall count, switching degree, curvature.
+
+    domains: (h, w) / (t, h, w) bool domain map (default ``walls.domains``); without one the
+    switching degree and curvature are NaN (canny and dcnn give walls only).
+    """
+    dom = walls.domains if domains is None else np.asarray(domains, dtype=bool)
+    masks = walls.mask[None] if walls.mask.ndim == 2 else walls.mask
+    doms = None if dom is None else (dom[None] if dom.ndim == 2 else dom)
+    if doms is not None and doms.shape != masks.shape:
+        raise ValueError(f"domains {doms.shape} must match the wall masks {masks.shape}")
+    rows = []
+    for i, m in enumerate(masks):
+        d = None if doms is None else doms[i]
+        rows.append({
+            "frame": float(i),
+            "wall_pixels": float(m.sum()),
+            "wall_count": float(wall_count(m)),
+            "switching_degree": np.nan if d is None else float(d.mean()),
+            "curvature": np.nan if d is None else wall_curvature(d, curvature_window),
+        })
+    return rows
+
+
+def analyze_walls(
+    image: np.ndarray, method: str = "gaussian", phase: bool = False, **kw: Any
+) -> tuple[Walls, list[dict[str, float]]]:
+    """Find walls and describe every frame.
+
+    image: (h, w) or (t, h, w); method/phase/kw as for
+    :func:`~latentatlas.descriptors.walls.find_walls`. The domain map for switching degree
+    and curvature comes from the method when it segments domains, else from the gaussian
+    method with default settings. Returns (walls, :func:`wall_table` rows).
+    """
+    walls = find_walls(image, method, phase=phase, **kw)
+    domains = walls.domains
+    if domains is None:
+        domains = find_walls(image, "gaussian", phase=phase).domains
+    return walls, wall_table(walls, domains)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_walls(
+    out: str | os.PathLike[str], walls: Walls, table: Sequence[Mapping[str, float]]
+) -> dict[str, Path]:
+    """Write ``walls.npy`` (bool mask), ``walls.csv`` (the table) and ``walls.json``
+    (method, settings, table) into ``out``, each atomically. Returns the paths."""
+    out_dir = Path(out)
+    paths = {"mask": out_dir / "walls.npy", "table": out_dir / "walls.csv",
+             "summary": out_dir / "walls.json"}
+
+    def write_npy(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.save(fh, walls.mask)
+
+    def write_csv(p: Path) -> None:
+        keys = list(table[0]) if table else []
+        lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" for k in keys) for row in table]
+        p.write_text("\n".join(lines) + "\n")
+
+    def write_json(p: Path) -> None:
+        params = {k: v for k, v in walls.params.items()}
+        doc = {"method": walls.method, "params": params, "frames": [dict(r) for r in table]}
+        p.write_text(json.dumps(doc, indent=2, default=float, allow_nan=True))
+
+    _atomic_write(paths["mask"], write_npy)
+    _atomic_write(paths["table"], write_csv)
+    _atomic_write(paths["summary"], write_json)
+    return paths
+
+
 def switching_time_map(domains: np.ndarray) -> np.ndarray:
     """First frame at which each pixel is switched; NaN where it never is.
 
@@ -370,6 +458,9 @@ def wall_evolution_map(walls: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "CorrelationTable",
+    "analyze_walls",
+    "save_walls",
+    "wall_table",
     "WallScore",
     "descriptor_correlations",
     "domain_descriptors",

@@ -91,14 +91,15 @@ def to_polarization(phase: np.ndarray, degrees: bool = True) -> np.ndarray:
     and may straddle the instrument's wrap. Doubling the angle maps both states to one
     direction whose circular mean is the axis; ``cos(phase - axis)`` is then +1/-1 in the two
     states and near 0 at walls, free of wrap artefacts. The sign is chosen so that the
-    majority state is +1. phase: (h, w) or (t, h, w) (one axis for the whole stack, so frames
-    stay comparable). Returns float32 of the same shape.
+    minority state (usually the switched one) is +1, the True state of domain maps.
+    phase: (h, w) or (t, h, w) (one axis and sign for the whole stack, so frames stay
+    comparable). Returns float32 of the same shape.
     """
     ph = check_array(phase, "phase", ndim=(2, 3), dtype=np.float64)
     rad = np.radians(ph) if degrees else ph
     axis = 0.5 * np.angle(np.mean(np.exp(2j * rad)))
     proj = np.cos(rad - axis)
-    if np.median(proj) < 0:
+    if np.median(proj) > 0:
         proj = -proj
     return proj.astype(np.float32)
 

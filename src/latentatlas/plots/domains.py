@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, to_rgba
+from matplotlib.figure import Figure
 
 from latentatlas.analysis.domains import CorrelationTable
 
@@ -21,6 +22,7 @@ __all__ = [
     "plot_latent_transition",
     "plot_wall_evolution",
     "plot_walls",
+    "walls_figure",
 ]
 
 _WALL_COLORS = ("#ff3b30", "#34c759", "#0a84ff", "#ffcc00")
@@ -58,6 +60,20 @@ def plot_walls(
         ax.legend(handles=handles, loc="upper right", fontsize="small", framealpha=0.7)
     ax.set_axis_off()
     return ax
+
+
+def walls_figure(
+    image: np.ndarray, walls: np.ndarray, title: str = "", size: float = 5.0
+) -> Figure:
+    """A one-panel figure of :func:`plot_walls` (no pyplot state; save with
+    ``latentatlas.plots.maps.save_figure``)."""
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot(1, 1, 1)
+    plot_walls(ax, image, walls)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_wall_evolution(
