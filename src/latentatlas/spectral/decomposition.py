@@ -1,0 +1,419 @@
+"""PCA and NMF on spectra, in torch so that the same code runs on CPU and GPU.
+
+Both follow the scikit-learn contract (``fit`` returns self, learned state ends in ``_``,
+``random_state``) and take ``X`` of shape ``(n_spectra, channels)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from latentatlas.spectral._base import (
+    check_n_components,
+    resolve_device,
+    to_tensor,
+    torch_generator,
+)
+
+__all__ = ["NMF", "PCA", "randomized_svd", "successive_projections"]
+
+logger = logging.getLogger(__name__)
+
+
+def _flip_signs(
+    u: torch.Tensor | None, v: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Make the largest-magnitude entry of each row of ``v`` positive (deterministic output)."""
+    idx = v.abs().argmax(dim=1)
+    signs = torch.sign(v[torch.arange(v.shape[0], device=v.device), idx])
+    signs[signs == 0] = 1
+    if u is not None:
+        u = u * signs[None, :]
+    return u, v * signs[:, None]
+
+
+def randomized_svd(
+    x: torch.Tensor,
+    k: int,
+    mean: torch.Tensor | None = None,
+    n_oversamples: int = 10,
+    n_iter: int = 4,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-``k`` SVD of ``x - mean`` (Halko, Martinsson & Tropp 2011) without forming it.
+
+    ``x`` is ``(n, c)``; centring is applied implicitly (``(x - 1 m) w = x w - 1 (m w)``) so
+    the cube is never copied. Power iterations are orthonormalised with QR each time, which
+    keeps float32 accurate. Returns ``u (n, k)``, ``s (k,)``, ``vt (k, c)``.
+    """
+    n, c = x.shape
+    p = min(k + n_oversamples, n, c)
+    omega = torch.randn(c, p, generator=generator, device=x.device, dtype=x.dtype)
+
+    def right(w: torch.Tensor) -> torch.Tensor:  # (x - 1 m) @ w, w (c, p)
+        out = x @ w
+        return out - (mean @ w)[None, :] if mean is not None else out
+
+    def left(q: torch.Tensor) -> torch.Tensor:  # (x - 1 m)^T @ q, q (n, p)
+        out = x.T @ q
+        return out - mean[:, None] * q.sum(0)[None, :] if mean is not None else out
+
+    q, _ = torch.linalg.qr(right(omega))
+    for _ in range(n_iter):
+        z, _ = torch.linalg.qr(left(q))
+        q, _ = torch.linalg.qr(right(z))
+    b = left(q).T  # (p, c) = q^T (x - 1 m)
+    ub, s, vt = torch.linalg.svd(b, full_matrices=False)
+    u = q @ ub
+    return u[:, :k], s[:k], vt[:k]
+
+
+class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Principal component analysis of spectra with an explicit centring choice.
+
+    Parameters
+    ----------
+    n_components : number of components ``k``.
+    center : subtract the mean spectrum first (classical PCA). ``False`` gives the
+        uncentred SVD often used for counts, where the first component is the mean spectrum;
+        then ``explained_variance_`` holds the second moment of each score (not a variance)
+        and ``explained_variance_ratio_`` the fraction of the total sum of squares.
+    solver : ``"full"`` (exact SVD), ``"randomized"`` (Halko et al.; fast and memory-light
+        for large cubes) or ``"auto"`` (randomized when ``min(n, c) > 500`` and ``k`` is below
+        80 % of it, as scikit-learn does).
+    n_oversamples, n_iter : randomized solver settings.
+    random_state : seed for the randomized solver.
+    device : ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    Attributes
+    ----------
+    components_ : (k, channels) orthonormal rows, sign fixed so the largest entry is positive.
+    explained_variance_ : (k,) ``s**2 / (n - 1)``, equal to the variance of the scores when
+        ``center=True``.
+    explained_variance_ratio_ : (k,) fraction of the total variance (sum of squares).
+    singular_values_ : (k,)
+    mean_ : (channels,) the subtracted mean (zeros when ``center=False``).
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        center: bool = True,
+        solver: Literal["auto", "full", "randomized"] = "auto",
+        n_oversamples: int = 10,
+        n_iter: int = 4,
+        random_state: int | np.random.RandomState | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.n_components = n_components
+        self.center = center
+        self.solver = solver
+        self.n_oversamples = n_oversamples
+        self.n_iter = n_iter
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X: np.ndarray, y: object = None) -> PCA:
+        """Fit on ``X (n_spectra, channels)``; returns self."""
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: np.ndarray, y: object = None, **params: object) -> np.ndarray:
+        """Fit and return the scores ``(n_spectra, k)``."""
+        return self._fit(X)
+
+    def _fit(self, X: np.ndarray) -> np.ndarray:
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True)
+        n, c = X.shape
+        k = check_n_components(self.n_components, n, c, "PCA")
+        if self.solver not in ("auto", "full", "randomized"):
+            raise ValueError(
+                f"PCA: solver must be 'auto', 'full' or 'randomized', got {self.solver!r}"
+            )
+        if n < 2:
+            raise ValueError(f"PCA needs at least 2 spectra to estimate a variance, got n={n}")
+        dev = resolve_device(self.device)
+        x = to_tensor(X, dev)
+        mean = x.mean(0) if self.center else torch.zeros(c, dtype=x.dtype, device=dev)
+        solver = self.solver
+        if solver == "auto":
+            small = min(n, c)
+            solver = "randomized" if small > 500 and k < 0.8 * small else "full"
+        if solver == "full":
+            u, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+            u, s, vt = u[:, :k], s[:k], vt[:k]
+        else:
+            gen = torch_generator(self.random_state, dev)
+            u, s, vt = randomized_svd(x, k, mean if self.center else None,
+                                      self.n_oversamples, self.n_iter, gen)
+        u_f, vt = _flip_signs(u, vt)
+        assert u_f is not None
+        # total sum of squares without forming x - mean: sum x^2 - n m.m
+        total_ss = float((x.double() ** 2).sum() - n * (mean.double() ** 2).sum())
+        self.solver_ = solver
+        self.n_components_ = k
+        self.components_ = vt.cpu().numpy()
+        self.singular_values_ = s.cpu().numpy()
+        self.explained_variance_ = (s.double() ** 2 / (n - 1)).cpu().numpy()
+        total_var = max(total_ss, 0.0) / (n - 1)
+        self.total_variance_ = total_var
+        self.explained_variance_ratio_ = self.explained_variance_ / max(total_var, 1e-300)
+        self.mean_ = mean.cpu().numpy()
+        self._n_features_out = k
+        return (u_f * s[None, :]).cpu().numpy()
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Scores ``(n_spectra, k)`` of ``X (n_spectra, channels)``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        comps = self.components_.astype(X.dtype, copy=False)
+        return np.asarray((X - self.mean_.astype(X.dtype)) @ comps.T)
+
+    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
+        """Spectra ``(n, channels)`` from scores ``(n, k)``."""
+        check_is_fitted(self)
+        X = np.asarray(X)
+        return np.asarray(X @ self.components_.astype(X.dtype) + self.mean_.astype(X.dtype))
+
+
+def successive_projections(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(k,)`` of the rows of ``x (n, c)`` that span its convex cone, by SPA.
+
+    The successive projection algorithm (Araújo et al. 2001; Gillis & Vavasis 2014) picks
+    the row of largest norm, projects every row onto the orthogonal complement of it and
+    repeats. On near-separable data (every endmember has nearly pure pixels) these rows are
+    the purest pixels, which fixes the rotational ambiguity NMF otherwise has when
+    endmembers overlap everywhere (e.g. a shared background). Rows are normalised to unit
+    sum first, as the algorithm assumes.
+    """
+    r = x / x.sum(1, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
+    r = r.clone()
+    picked: list[int] = []
+    for _ in range(k):
+        norms = (r * r).sum(1)
+        if picked:
+            norms[picked] = -1.0
+        i = int(norms.argmax())
+        picked.append(i)
+        u = r[i] / r[i].norm().clamp(min=torch.finfo(x.dtype).tiny)
+        r -= (r @ u)[:, None] * u[None, :]
+    return torch.as_tensor(picked, device=x.device)
+
+
+def _nndsvd(x: torch.Tensor, k: int, fill_mean: bool, gen: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """NNDSVD initialisation (Boutsidis & Gallopoulos 2008), vectorised over components.
+
+    Each singular pair is split into positive and negative parts; the part pair with the larger
+    norm product becomes the component. ``fill_mean`` (NNDSVDa) replaces zeros with the data
+    mean so that multiplicative-style updates can leave them.
+    """
+    u, s, vt = randomized_svd(x, k, None, 10, 4, gen)
+    v = vt.T
+    up, un = u.clamp(min=0), (-u).clamp(min=0)
+    vp, vn = v.clamp(min=0), (-v).clamp(min=0)
+    nup, nun = up.norm(dim=0), un.norm(dim=0)
+    nvp, nvn = vp.norm(dim=0), vn.norm(dim=0)
+    use_pos = nup * nvp >= nun * nvn
+    m = torch.where(use_pos, nup * nvp, nun * nvn)
+    ucol = torch.where(use_pos[None, :], up / nup.clamp(min=1e-30), un / nun.clamp(min=1e-30))
+    vcol = torch.where(use_pos[None, :], vp / nvp.clamp(min=1e-30), vn / nvn.clamp(min=1e-30))
+    scale = torch.sqrt(s * m)
+    w = ucol * scale[None, :]
+    h = (vcol * scale[None, :]).T
+    # the leading singular pair of non-negative data is non-negative: use it whole
+    w[:, 0] = torch.sqrt(s[0]) * u[:, 0].abs()
+    h[0] = torch.sqrt(s[0]) * v[:, 0].abs()
+    if fill_mean:
+        avg = x.mean()
+        w[w == 0] = avg
+        h[h == 0] = avg
+    return w.contiguous(), h.contiguous()
+
+
+class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Non-negative matrix factorisation ``X ≈ W H`` under the Frobenius norm.
+
+    The default solver is HALS (hierarchical alternating least squares, Cichocki & Phan
+    2009): every column of ``W`` and row of ``H`` is the exact minimiser of the error given
+    the others, so the error never increases. ``solver="mu"`` gives the Lee-Seung
+    multiplicative updates, also monotone. The error is evaluated every iteration from the
+    Gram matrices (no residual cube is formed) and stored in
+    ``reconstruction_err_history_``; the fit stops when the relative decrease over one
+    iteration drops below ``tol``.
+
+    Parameters
+    ----------
+    n_components : number of components ``k``.
+    solver : ``"hals"`` or ``"mu"``.
+    init : ``"nndsvda"``, ``"nndsvd"``, ``"random"`` or ``"spa"`` (the purest pixels by
+        :func:`successive_projections`; recovers endmembers that share a background when
+        pure pixels exist, where the SVD starts land on another, equally good factorisation).
+    max_iter, tol : iteration limit and relative-decrease tolerance.
+    random_state : seed for initialisation.
+    device : ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    Attributes
+    ----------
+    components_ : (k, channels) non-negative ``H``.
+    reconstruction_err_ : Frobenius norm ``||X - W H||`` at the end.
+    reconstruction_err_history_ : (n_iter + 1,) the error after initialisation and after
+        every iteration; non-increasing.
+    n_iter_, converged_ : iterations run and whether ``tol`` was reached.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        solver: Literal["hals", "mu"] = "hals",
+        init: Literal["nndsvda", "nndsvd", "random", "spa"] = "nndsvda",
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        random_state: int | np.random.RandomState | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.n_components = n_components
+        self.solver = solver
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+    def _validate(self, X: np.ndarray, reset: bool) -> np.ndarray:
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+        check_non_negative(X, "NMF (input X)")
+        return X
+
+    def fit(self, X: np.ndarray, y: object = None) -> NMF:
+        """Fit on non-negative ``X (n_spectra, channels)``; returns self."""
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: np.ndarray, y: object = None, **params: object) -> np.ndarray:
+        """Fit and return ``W (n_spectra, k)``."""
+        return self._fit(X)
+
+    def _fit(self, X: np.ndarray) -> np.ndarray:
+        X = self._validate(X, reset=True)
+        n, c = X.shape
+        k = check_n_components(self.n_components, n, c, "NMF")
+        if self.solver not in ("hals", "mu"):
+            raise ValueError(f"NMF: solver must be 'hals' or 'mu', got {self.solver!r}")
+        if self.init not in ("nndsvda", "nndsvd", "random", "spa"):
+            raise ValueError(
+                f"NMF: init must be 'nndsvda', 'nndsvd', 'random' or 'spa', got {self.init!r}"
+            )
+        if self.max_iter < 1 or self.tol < 0:
+            raise ValueError(
+                f"NMF: max_iter must be >= 1 and tol >= 0, got {self.max_iter}, {self.tol}"
+            )
+        dev = resolve_device(self.device)
+        x = to_tensor(X, dev)
+        gen = torch_generator(self.random_state, dev)
+        if self.init == "random":
+            scale = math.sqrt(float(x.mean()) / k)
+            w = scale * torch.rand(n, k, generator=gen, device=dev, dtype=x.dtype)
+            h = scale * torch.rand(k, c, generator=gen, device=dev, dtype=x.dtype)
+        elif self.init == "spa":
+            # SPA on the rank-k denoised data: a single noisy pixel would bias the start
+            u, sv, vt = randomized_svd(x, k, None, 10, 4, gen)
+            idx = successive_projections((u * sv[None, :]) @ vt, k)
+            h = ((u[idx] * sv[None, :]) @ vt).clamp(min=0).contiguous()
+            w = self._nnls_w(x, h)
+        else:
+            w, h = _nndsvd(x, k, self.init == "nndsvda", gen)
+        xx = float((x.double() ** 2).sum())
+
+        def error(wtx: torch.Tensor, wtw: torch.Tensor, h: torch.Tensor) -> float:
+            # ||X - WH||^2 = ||X||^2 - 2 <W^T X, H> + <W^T W, H H^T>, accumulated in float64
+            cross = float((wtx.double() * h.double()).sum())
+            quad = float((wtw.double() * (h.double() @ h.double().T)).sum())
+            return math.sqrt(max(xx - 2 * cross + quad, 0.0))
+
+        history = [error(w.T @ x, w.T @ w, h)]
+        converged = False
+        it = 0
+        tiny = torch.finfo(x.dtype).tiny
+        for _it in range(1, self.max_iter + 1):
+            it = _it
+            # W step with H fixed
+            hht = h @ h.T
+            xht = x @ h.T
+            w = self._update_w(w, xht, hht, tiny)
+            # H step with W fixed
+            wtw = w.T @ w
+            wtx = w.T @ x
+            if self.solver == "hals":
+                for j in range(k):
+                    h[j] = (h[j] + (wtx[j] - wtw[j] @ h) / (wtw[j, j] + tiny)).clamp(min=0)
+            else:
+                h = h * wtx / (wtw @ h + tiny)
+            history.append(error(wtx, wtw, h))
+            prev, cur = history[-2], history[-1]
+            if prev - cur <= self.tol * max(prev, tiny):
+                converged = True
+                break
+        if not converged:
+            logger.warning(
+                "NMF stopped at max_iter=%d before the relative error decrease fell below "
+                "tol=%g; raise max_iter for a converged fit", self.max_iter, self.tol,
+            )
+        self.components_ = h.cpu().numpy()
+        self.n_components_ = k
+        self.reconstruction_err_ = history[-1]
+        self.reconstruction_err_history_ = np.asarray(history)
+        self.n_iter_ = it
+        self.converged_ = converged
+        self._n_features_out = k
+        return w.cpu().numpy()
+
+    def _update_w(self, w: torch.Tensor, xht: torch.Tensor, hht: torch.Tensor, tiny: float
+                  ) -> torch.Tensor:
+        if self.solver == "hals":
+            for j in range(w.shape[1]):
+                w[:, j] = (w[:, j] + (xht[:, j] - w @ hht[:, j]) / (hht[j, j] + tiny)).clamp(min=0)
+            return w
+        return w * xht / (w @ hht + tiny)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Non-negative ``W (n, k)`` for new spectra with ``H`` fixed.
+
+        Each row is solved independently (HALS from the clipped least-squares start), so the
+        result for a spectrum does not depend on the others in the batch.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        dev = resolve_device(self.device)
+        x = to_tensor(X, dev)
+        h = torch.as_tensor(self.components_, device=dev, dtype=x.dtype)
+        return self._nnls_w(x, h).cpu().numpy()
+
+    def _nnls_w(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Row-wise non-negative least squares for ``W`` given ``H`` (HALS sweeps)."""
+        hht = h @ h.T
+        xht = x @ h.T
+        w = torch.linalg.lstsq(hht, xht.T).solution.T.clamp(min=0).contiguous()
+        tiny = torch.finfo(x.dtype).tiny
+        for _ in range(self.max_iter):
+            for j in range(w.shape[1]):
+                w[:, j] = (w[:, j] + (xht[:, j] - w @ hht[:, j]) / (hht[j, j] + tiny)).clamp(min=0)
+        return w
+
+    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
+        """Spectra ``(n, channels)`` from ``W (n, k)``."""
+        check_is_fitted(self)
+        X = np.asarray(X)
+        return np.asarray(X @ self.components_.astype(X.dtype))

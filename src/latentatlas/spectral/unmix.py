@@ -1,0 +1,457 @@
+"""``unmix``: one call from a cube ``(ny, nx, channels)`` to an :class:`UnmixResult`.
+
+Methods are registered by name in ``METHODS`` (no chains of ifs); each runner takes the
+preprocessed spectra ``X (n, channels)`` and returns a :class:`MethodOutput`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from latentatlas._checks import check_array
+from latentatlas.spectral.blu import BayesianLinearUnmixing
+from latentatlas.spectral.clustering import KMeans
+from latentatlas.spectral.decomposition import NMF, PCA
+from latentatlas.spectral.neural import SOM, SpectralAutoencoder
+from latentatlas.spectral.preprocessing import (
+    bin_spatial,
+    crop_channels,
+    poisson_normalize,
+    poisson_unnormalize,
+)
+from latentatlas.spectral.result import UnmixResult
+
+__all__ = ["METHODS", "MethodOutput", "list_methods", "register_method", "unmix"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MethodOutput:
+    """What a method runner returns; arrays are per spectrum (n = ny * nx)."""
+
+    components: np.ndarray | None = None  # (k, channels)
+    scores: np.ndarray | None = None  # (n, k)
+    labels: np.ndarray | None = None  # (n,)
+    reconstruction: np.ndarray | None = None  # (n, channels)
+    explained_variance: np.ndarray | None = None
+    explained_variance_ratio: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    linear: bool = False  # scores @ components reconstructs X (for the Poisson back-map)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a runner needs beyond the data."""
+
+    n_components: int
+    random_state: int | None
+    device: str
+    progress: bool
+    options: dict[str, Any]
+
+
+Runner = Callable[[np.ndarray, RunContext], MethodOutput]
+METHODS: dict[str, Runner] = {}
+_NEEDS_NONNEGATIVE = {"nmf", "blu"}
+
+
+def register_method(name: str) -> Callable[[Runner], Runner]:
+    """Decorator registering a runner under ``name`` for :func:`unmix`."""
+
+    def deco(fn: Runner) -> Runner:
+        METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_methods() -> list[str]:
+    """Names accepted by ``unmix(..., method=...)``."""
+    return sorted(METHODS)
+
+
+def _pop(opts: dict[str, Any], key: str, default: Any) -> Any:
+    return opts.pop(key, default)
+
+
+def _reject_unknown(method: str, opts: dict[str, Any]) -> None:
+    if opts:
+        raise ValueError(
+            f"unmix(method={method!r}) got unknown options {sorted(opts)}; see the estimator's "
+            "docstring for the accepted ones"
+        )
+
+
+def _pca_scores(X: np.ndarray, n: int, ctx: RunContext) -> tuple[np.ndarray, int]:
+    """PCA scores used as features by clustering and manifold methods."""
+    k = max(1, min(n, X.shape[0], X.shape[1]))
+    pca = PCA(k, random_state=ctx.random_state, device=ctx.device)
+    return pca.fit_transform(X).astype(np.float64), k
+
+
+@register_method("pca")
+def _run_pca(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    opts = dict(ctx.options)
+    est = PCA(ctx.n_components, center=_pop(opts, "center", True),
+              solver=_pop(opts, "solver", "auto"), random_state=ctx.random_state,
+              device=ctx.device)
+    _reject_unknown("pca", opts)
+    scores = est.fit_transform(X)
+    return MethodOutput(
+        components=est.components_, scores=scores, reconstruction=est.inverse_transform(scores),
+        explained_variance=est.explained_variance_,
+        explained_variance_ratio=est.explained_variance_ratio_,
+        extras={"mean": est.mean_}, params=est.get_params(), linear=not est.center,
+    )
+
+
+@register_method("nmf")
+def _run_nmf(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    opts = dict(ctx.options)
+    est = NMF(ctx.n_components, solver=_pop(opts, "solver", "hals"), init=_pop(opts, "init", "spa"),
+              max_iter=_pop(opts, "max_iter", 200), tol=_pop(opts, "tol", 1e-4),
+              random_state=ctx.random_state, device=ctx.device)
+    _reject_unknown("nmf", opts)
+    w = est.fit_transform(X)
+    return MethodOutput(
+        components=est.components_, scores=w, reconstruction=w @ est.components_,
+        extras={"error_history": est.reconstruction_err_history_,
+                "converged": np.asarray(est.converged_)},
+        params=est.get_params(), linear=True,
+    )
+
+
+@register_method("blu")
+def _run_blu(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    opts = dict(ctx.options)
+    est = BayesianLinearUnmixing(
+        ctx.n_components, n_samples=_pop(opts, "n_samples", 300), n_burn=_pop(opts, "n_burn", 200),
+        prior_scale=_pop(opts, "prior_scale", 10.0), random_state=ctx.random_state,
+        progress=ctx.progress)
+    _reject_unknown("blu", opts)
+    a = est.fit_transform(X)
+    return MethodOutput(
+        components=est.components_, scores=a, reconstruction=a @ est.components_,
+        extras={"abundances_std": est.abundances_std_, "components_std": est.components_std_,
+                "noise_variance_trace": est.noise_variance_trace_},
+        params=est.get_params(), linear=True,
+    )
+
+
+@register_method("kmeans")
+def _run_kmeans(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    opts = dict(ctx.options)
+    est = KMeans(ctx.n_components, n_init=_pop(opts, "n_init", 1),
+                 max_iter=_pop(opts, "max_iter", 100), random_state=ctx.random_state,
+                 device=ctx.device)
+    _reject_unknown("kmeans", opts)
+    est.fit(X)
+    labels = est.labels_
+    return MethodOutput(labels=labels, scores=np.eye(ctx.n_components)[labels],
+                        reconstruction=est.cluster_centers_[labels],
+                        extras={"inertia": np.asarray(est.inertia_)}, params=est.get_params())
+
+
+@register_method("gmm")
+def _run_gmm(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    from sklearn.mixture import GaussianMixture
+
+    opts = dict(ctx.options)
+    # as many PCA scores as clusters: more dimensions add noise the full covariances must fit
+    feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", ctx.n_components), ctx)
+    est = GaussianMixture(ctx.n_components, covariance_type=_pop(opts, "covariance_type", "full"),
+                          max_iter=_pop(opts, "max_iter", 100), random_state=ctx.random_state)
+    _reject_unknown("gmm", opts)
+    est.fit(feats)
+    return MethodOutput(labels=est.predict(feats), scores=est.predict_proba(feats),
+                        params={**est.get_params(), "n_pca": n_pca})
+
+
+def _auto_eps(feats: np.ndarray, min_samples: int, rng: np.random.Generator) -> float:
+    """A DBSCAN radius from the data: the 90th percentile of the distance to the
+    ``min_samples``-th neighbour (on at most 5000 points), the knee heuristic's usual place."""
+    from sklearn.neighbors import NearestNeighbors
+
+    sub = feats if len(feats) <= 5000 else feats[rng.choice(len(feats), 5000, replace=False)]
+    nn = NearestNeighbors(n_neighbors=min(min_samples + 1, len(sub))).fit(sub)
+    dist = nn.kneighbors(sub)[0][:, -1]
+    return float(np.percentile(dist, 90)) or 1e-12
+
+
+@register_method("dbscan")
+def _run_dbscan(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    from sklearn.cluster import DBSCAN
+
+    opts = dict(ctx.options)
+    feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", ctx.n_components), ctx)
+    min_samples = _pop(opts, "min_samples", 10)
+    eps = _pop(opts, "eps", None)
+    if eps is None:
+        eps = _auto_eps(feats, min_samples, np.random.default_rng(ctx.random_state))
+    _reject_unknown("dbscan", opts)
+    labels = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(feats)
+    return MethodOutput(labels=labels, params={"eps": eps, "min_samples": min_samples,
+                                               "n_pca": n_pca})
+
+
+@register_method("hdbscan")
+def _run_hdbscan(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    from sklearn.cluster import HDBSCAN
+
+    opts = dict(ctx.options)
+    feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", ctx.n_components), ctx)
+    mcs = _pop(opts, "min_cluster_size", max(5, len(X) // 100))
+    _reject_unknown("hdbscan", opts)
+    labels = HDBSCAN(min_cluster_size=mcs, copy=True).fit_predict(feats)
+    return MethodOutput(labels=labels, params={"min_cluster_size": mcs, "n_pca": n_pca})
+
+
+@register_method("isomap")
+def _run_isomap(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    from sklearn.manifold import Isomap
+
+    opts = dict(ctx.options)
+    feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", 10), ctx)
+    max_fit = _pop(opts, "max_fit_samples", 2000)
+    n_neighbors = _pop(opts, "n_neighbors", 10)
+    _reject_unknown("isomap", opts)
+    rng = np.random.default_rng(ctx.random_state)
+    # the geodesic graph is O(n^2): fit on a subsample, map the rest out of sample
+    fit_idx = (np.arange(len(feats)) if len(feats) <= max_fit
+               else np.sort(rng.choice(len(feats), max_fit, replace=False)))
+    est = Isomap(n_neighbors=min(n_neighbors, len(fit_idx) - 1), n_components=ctx.n_components)
+    est.fit(feats[fit_idx])
+    return MethodOutput(scores=est.transform(feats),
+                        params={"n_neighbors": est.n_neighbors, "max_fit_samples": max_fit,
+                                "n_fit": len(fit_idx), "n_pca": n_pca})
+
+
+@register_method("umap")
+def _run_umap(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    import umap
+
+    opts = dict(ctx.options)
+    feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", 10), ctx)
+    params = {"n_neighbors": _pop(opts, "n_neighbors", 15), "min_dist": _pop(opts, "min_dist", 0.1),
+              "n_epochs": _pop(opts, "n_epochs", None)}
+    _reject_unknown("umap", opts)
+    # n_jobs=1 with a seed keeps it reproducible (and quiet: umap warns otherwise)
+    est = umap.UMAP(n_components=ctx.n_components, random_state=ctx.random_state, n_jobs=1,
+                    **params)
+    return MethodOutput(scores=est.fit_transform(feats), params={**params, "n_pca": n_pca})
+
+
+@register_method("tsne")
+def _run_tsne(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    from sklearn.manifold import TSNE
+
+    opts = dict(ctx.options)
+    feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", 10), ctx)
+    perplexity = min(_pop(opts, "perplexity", 30.0), (len(feats) - 1) / 3.0)
+    max_iter = _pop(opts, "max_iter", 1000)
+    _reject_unknown("tsne", opts)
+    if ctx.n_components > 3:
+        raise ValueError(
+            "t-SNE (Barnes-Hut) embeds in at most 3 dimensions, "
+            f"got n_components={ctx.n_components}"
+        )
+    est = TSNE(n_components=ctx.n_components, perplexity=perplexity, max_iter=max_iter,
+               init="pca", random_state=ctx.random_state)
+    return MethodOutput(scores=est.fit_transform(feats),
+                        params={"perplexity": perplexity, "max_iter": max_iter, "n_pca": n_pca})
+
+
+def _grid_for(k: int) -> tuple[int, int]:
+    rows = max(d for d in range(1, int(np.sqrt(k)) + 1) if k % d == 0)
+    return rows, k // rows
+
+
+@register_method("som")
+def _run_som(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    opts = dict(ctx.options)
+    rows, cols = _pop(opts, "grid", _grid_for(ctx.n_components))
+    est = SOM(rows, cols, n_epochs=_pop(opts, "n_epochs", 30), random_state=ctx.random_state,
+              device=ctx.device)
+    _reject_unknown("som", opts)
+    est.fit(X)
+    labels = est.labels_
+    return MethodOutput(labels=labels, scores=est.transform(X),
+                        reconstruction=est.cluster_centers_[labels],
+                        extras={"quantization_error_history": est.quantization_error_history_,
+                                "node_spectra": est.cluster_centers_},
+                        params=est.get_params())
+
+
+@register_method("autoencoder")
+def _run_autoencoder(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+    opts = dict(ctx.options)
+    est = SpectralAutoencoder(
+        ctx.n_components, n_hidden=_pop(opts, "n_hidden", 64), n_epochs=_pop(opts, "n_epochs", 30),
+        batch_size=_pop(opts, "batch_size", 256),
+        learning_rate=_pop(opts, "learning_rate", 3e-3),
+        random_state=ctx.random_state, device=ctx.device)
+    _reject_unknown("autoencoder", opts)
+    z = est.fit_transform(X)
+    return MethodOutput(scores=z, reconstruction=est.inverse_transform(z),
+                        extras={"loss_history": est.loss_history_}, params=est.get_params())
+
+
+def _energy_axis(axis: Any, n_channels: int) -> tuple[np.ndarray, str, str]:
+    """Axis values, name, units from None, an array, or an axis object (scale/offset/units)."""
+    if axis is None:
+        return np.arange(n_channels, dtype=np.float64), "Channel", ""
+    if hasattr(axis, "scale") and hasattr(axis, "offset"):
+        values = float(axis.offset) + float(axis.scale) * np.arange(n_channels)
+        return values, str(getattr(axis, "name", "") or "Energy"), str(getattr(axis, "units", "")
+                                                                        or "")
+    values = np.asarray(axis, dtype=np.float64)
+    if values.shape != (n_channels,):
+        raise ValueError(
+            f"axis has shape {values.shape} but the cube has {n_channels} channels; pass one "
+            "value per channel"
+        )
+    return values, "Energy", ""
+
+
+def unmix(
+    cube: Any,
+    method: str = "pca",
+    n_components: int = 3,
+    axis: Any = None,
+    *,
+    crop: tuple[float | None, float | None] | None = None,
+    bin: int | tuple[int, int] = 1,
+    poisson: bool = False,
+    offset: Literal["min"] | float | None = None,
+    random_state: int | None = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    **options: Any,
+) -> UnmixResult:
+    """Decompose, cluster or embed the spectra of a cube.
+
+    Parameters
+    ----------
+    cube : (ny, nx, channels) array, or an object with ``.data`` (that array) and ``.axes``
+        (the last one is the spectral axis, with ``scale``, ``offset``, ``name``, ``units``),
+        as returned by ``latentatlas.io.load``.
+    method : one of :func:`list_methods`: ``pca``, ``nmf``, ``blu`` (linear); ``kmeans``,
+        ``gmm``, ``dbscan``, ``hdbscan`` (clustering); ``isomap``, ``umap``, ``tsne``
+        (manifold, on PCA scores); ``som``, ``autoencoder`` (neural).
+    n_components : components, clusters, embedding dimensions or SOM nodes.
+    axis : the spectral axis: None (channel index), an array ``(channels,)`` or an axis object.
+        Overrides the axis carried by ``cube``.
+    crop : ``(low, high)`` in axis units; channels outside are dropped first.
+    bin : spatial binning factor (counts are summed).
+    poisson : Poisson-normalise counts before the method (Keenan & Kotula); components and
+        loadings of linear methods are mapped back to counts. Not for BLU (its abundances
+        must stay on the simplex).
+    offset : ``"min"`` subtracts the global minimum (so NMF/BLU accept data with negative
+        values, e.g. hysteresis loops), or a number to subtract; recorded in ``params``.
+    random_state, device : passed to every estimator that takes them.
+    progress : show progress bars on slow methods (BLU).
+    **options : method options (e.g. ``center=False`` for PCA, ``max_iter`` for NMF,
+        ``n_samples``/``n_burn`` for BLU, ``n_pca`` for methods working on PCA scores).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list_methods()}")
+    carried_axis = None
+    if hasattr(cube, "data") and not isinstance(cube, np.ndarray):
+        axes = list(getattr(cube, "axes", []) or [])
+        carried_axis = axes[-1] if axes else None
+        cube = cube.data
+    cube = check_array(cube, "cube", ndim=3)
+    ny, nx, c = cube.shape
+    if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    energy, e_name, e_units = _energy_axis(axis if axis is not None else carried_axis, c)
+    if crop is not None:
+        cube, energy = crop_channels(cube, energy, *crop)
+        c = cube.shape[-1]
+    if bin != 1:
+        cube = bin_spatial(cube, bin)
+        ny, nx = cube.shape[:2]
+    if n_components > c and method in ("pca", "nmf", "blu", "autoencoder"):
+        raise ValueError(
+            f"n_components={n_components} is larger than the number of channels ({c}); "
+            "ask for at most as many components as channels"
+        )
+    X = cube.reshape(ny * nx, c)
+    applied_offset = 0.0
+    if offset is not None:
+        applied_offset = float(X.min()) if offset == "min" else float(offset)
+        X = X - np.float32(applied_offset)
+    if method in _NEEDS_NONNEGATIVE and float(X.min()) < 0:
+        raise ValueError(
+            f"method {method!r} needs non-negative data but the cube has {int((X < 0).sum())} "
+            f"negative values (minimum {float(X.min()):g}); pass offset='min' or use 'pca'"
+        )
+    g = h = None
+    if poisson:
+        if method == "blu":
+            raise ValueError(
+                "poisson=True is not supported for BLU: the per-pixel scaling would move the "
+                "abundances off the simplex; run BLU on the counts"
+            )
+        Xp, g, h = poisson_normalize(X)
+        X = Xp.astype(np.float32)
+    ctx = RunContext(int(n_components), random_state, device, progress, dict(options))
+    logger.info("unmix: %s with k=%d on %d spectra x %d channels", method, n_components,
+                X.shape[0], c)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # numba/umap emit deprecation chatter unrelated to the result
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(numba|umap)\b")
+        out = METHODS[method](X, ctx)
+    elapsed = time.perf_counter() - t0
+    logger.info("unmix: %s finished in %.2f s", method, elapsed)
+
+    rec_err = None
+    if out.reconstruction is not None:
+        denom = float(np.linalg.norm(X.astype(np.float64))) or 1.0
+        rec_err = float(np.linalg.norm(X.astype(np.float64) - out.reconstruction)) / denom
+    components, scores = out.components, out.scores
+    if poisson and g is not None and h is not None and out.linear:
+        scores, components = poisson_unnormalize(scores, components, g, h)
+    cluster_means = None
+    labels_map = None
+    X_orig = cube.reshape(ny * nx, c)
+    if out.labels is not None:
+        labels = np.asarray(out.labels, dtype=np.int64)
+        labels_map = labels.reshape(ny, nx)
+        ids = np.unique(labels[labels >= 0])
+        n_clusters = int(ids.max()) + 1 if ids.size else 0
+        cluster_means = np.zeros((n_clusters, c), dtype=np.float64)
+        for i in ids:  # few clusters; each mean is one vectorised reduction
+            cluster_means[i] = X_orig[labels == i].mean(0)
+    params = {
+        "method": method, "n_components": int(n_components), "crop": crop, "bin": bin,
+        "poisson": poisson, "offset": applied_offset if offset is not None else None,
+        "random_state": random_state, "device": device, "options": options,
+        "estimator": out.params, "elapsed_s": elapsed,
+    }
+    return UnmixResult(
+        method=method, params=params, energy=energy, energy_name=e_name, energy_units=e_units,
+        spatial_shape=(ny, nx), components=components,
+        loadings=None if scores is None else np.asarray(scores).reshape(ny, nx, -1),
+        reconstruction_error=rec_err, explained_variance=out.explained_variance,
+        explained_variance_ratio=out.explained_variance_ratio, labels=labels_map,
+        cluster_means=cluster_means,
+        extras={k: _reshape_extra(v, ny, nx) for k, v in out.extras.items()},
+    )
+
+
+def _reshape_extra(v: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    v = np.asarray(v)
+    if v.ndim == 2 and v.shape[0] == ny * nx:
+        return v.reshape(ny, nx, -1)
+    return v
