@@ -1,0 +1,46 @@
+"""Model registry: names -> (model class, default config). Drives ``get_model``, loading and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    model_class: type
+    description: str
+    defaults: dict[str, Any]
+
+
+_REGISTRY: dict[str, RegisteredModel] = {}
+
+
+def register_model(name: str, model_class: type, description: str, **defaults: Any) -> None:
+    """Make ``name`` available to get_model/load_model/the CLI with these config defaults."""
+    if name in _REGISTRY:
+        raise ValueError(f"a model named {name!r} is already registered")
+    _REGISTRY[name] = RegisteredModel(model_class, description, defaults)
+
+
+def list_models() -> dict[str, str]:
+    """Registered model names and their one-line descriptions."""
+    return {name: entry.description for name, entry in sorted(_REGISTRY.items())}
+
+
+def registered(name: str) -> RegisteredModel:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def get_model(name: str, input_shape: tuple[int, ...] | list[int], seed: int = 0,
+              signal_dims: int | None = None, **config: Any) -> Any:
+    """A new, untrained model of the registered family ``name``.
+
+    input_shape: (h, w), (c, h, w) for images; (L,) for spectra, or (c, L) with signal_dims=1.
+    Further keyword arguments override the family's config defaults (see its config class).
+    """
+    entry = registered(name)
+    return entry.model_class.create(name, input_shape, seed=seed, signal_dims=signal_dims,
+                                    **{**entry.defaults, **config})

@@ -1,0 +1,135 @@
+"""The VAE family's network: encoder, pose-aware decoder, and the loss.
+
+Plain VAE, shift-VAE and rVAE are the same module with different pose latents switched on
+(see VAEConfig). The module is pure torch: no training loop, no files, no plotting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from latentatlas.models.config import VAEConfig
+from latentatlas.models.losses import LossRecord, Penalty, PenaltyInput, normal_kl, reconstruction_nll
+from latentatlas.nn.decoders import build_decoder
+from latentatlas.nn.encoders import ENCODERS
+from latentatlas.nn.pose import inverse_pose_matrix
+
+
+class VAEModule(nn.Module):
+    """q(latents | x) by the encoder; p(x | content, pose) by the decoder.
+
+    Batches are dicts: ``x`` (n, c, *spatial) and, for conditional models, ``condition``
+    (n, condition_dim).
+    """
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.names = config.latent_names
+        self.n_pose = len(self.names) - config.latent_dim
+        self.encoder = ENCODERS[config.encoder](
+            config.input_shape, 2 * len(self.names), config.hidden, config.layers
+        )
+        self.decoder = build_decoder(
+            config.decoder,
+            config.latent_dim + config.condition_dim,
+            config.input_shape,
+            config.hidden,
+            config.layers,
+            config.decoder_base,
+        )
+        sigma = torch.full((config.input_shape[0],) + (1,) * config.spatial_dims,
+                           float(config.sigma)).log()
+        if config.learn_sigma:
+            self.log_sigma = nn.Parameter(sigma)
+        else:
+            self.register_buffer("log_sigma", sigma)
+        self.penalties: dict[str, tuple[float, Penalty]] = {}
+
+    # -- pieces ---------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior means and log-variances, each (n, n_latents) in ``self.names`` order."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def pose_matrix(self, latents: Tensor) -> Tensor | None:
+        """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None."""
+        if self.n_pose == 0:
+            return None
+        c = self.config
+        i = 0
+        angle = shift = log_scale = None
+        if c.rotation:
+            angle, i = latents[:, 0], 1
+        if c.translation:
+            shift, i = latents[:, i : i + c.spatial_dims], i + c.spatial_dims
+        if c.scale:
+            log_scale = latents[:, i]
+        return inverse_pose_matrix(latents.shape[0], c.spatial_dims, angle, shift, log_scale, latents)
+
+    def decode(self, latents: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Raw decoder output (n, c, *spatial) for full latent vectors (n, n_latents)."""
+        content = latents[:, self.n_pose :]
+        if self.config.condition_dim:
+            if condition is None:
+                raise ValueError("this model is conditional: pass condition (n, condition_dim)")
+            content = torch.cat([content, condition.to(content.dtype)], dim=1)
+        return self.decoder(content, self.pose_matrix(latents))
+
+    def mean_output(self, raw: Tensor) -> Tensor:
+        """The likelihood's mean: the output itself (Gaussian) or its sigmoid (Bernoulli)."""
+        return torch.sigmoid(raw) if self.config.likelihood == "bernoulli" else raw
+
+    def kl_terms(self, mu: Tensor, logvar: Tensor) -> dict[str, Tensor]:
+        """KL per latent group, each (n,)."""
+        c = self.config
+        groups: dict[str, tuple[list[int], float]] = {}
+        for i, name in enumerate(self.names):
+            if name == "angle":
+                key, scale = "rotation", c.angle_prior
+            elif name.startswith("shift"):
+                key, scale = "translation", c.shift_prior
+            elif name == "log_scale":
+                key, scale = "scale", c.scale_prior
+            else:
+                key, scale = "content", 1.0
+            groups.setdefault(key, ([], scale))[0].append(i)
+        return {key: normal_kl(mu[:, idx], logvar[:, idx], scale) for key, (idx, scale) in groups.items()}
+
+    # -- the objective ----------------------------------------------------------------------
+    def forward(self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None) -> LossRecord:
+        """Loss on one batch. knobs: schedule values the training plan evaluated this step:
+        ``beta`` (KL weight), ``capacity`` and ``gamma`` (|KL - C| form)."""
+        knobs = knobs or {}
+        x = batch["x"]
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        raw = self.decode(z, batch.get("condition"))
+        nll = reconstruction_nll(x, raw, self.config.likelihood, self.log_sigma)
+        kl = self.kl_terms(mu, logvar)
+        kl_sum = torch.stack(list(kl.values())).sum(0)
+        if "capacity" in knobs:
+            regulariser = knobs.get("gamma", 1.0) * (kl_sum - knobs["capacity"]).abs()
+        else:
+            regulariser = knobs.get("beta", self.config.beta) * kl_sum
+        total = (nll + regulariser).mean()
+        extras: dict[str, Tensor] = {}
+        if self.penalties:
+            inputs = PenaltyInput(
+                x=x,
+                reconstruction=self.mean_output(raw),
+                latents={n: z[:, i] for i, n in enumerate(self.names)},
+                means={n: mu[:, i] for i, n in enumerate(self.names)},
+            )
+            for name, (weight, penalty) in self.penalties.items():
+                extras[name] = weight * penalty(inputs)
+                total = total + extras[name]
+        return LossRecord(
+            total=total,
+            reconstruction=nll.mean(),
+            kl={k: v.mean() for k, v in kl.items()},
+            extras=extras,
+        )

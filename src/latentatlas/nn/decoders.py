@@ -1,0 +1,137 @@
+"""Decoders: content latents (n, k) plus an optional pose -> raw outputs (n, c, *spatial).
+
+Raw outputs are the mean of a Gaussian likelihood or the logits of a Bernoulli one. The pose
+arrives as inverse affine matrices (n, D, D + 1) from ``latentatlas.nn.pose``; decoders that
+cannot use a pose reject one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentatlas.nn.encoders import mlp
+from latentatlas.nn.pose import coordinate_grid, transform_coordinates
+
+
+class MLPDecoder(nn.Module):
+    """Fully connected generator of the whole image at once (no pose)."""
+
+    def __init__(self, latent_dim: int, output_shape: tuple[int, ...], hidden: int, layers: int) -> None:
+        super().__init__()
+        self.output_shape = output_shape
+        self.net = mlp([latent_dim] + [hidden] * layers + [math.prod(output_shape)])
+
+    def forward(self, z: Tensor, matrix: Tensor | None = None) -> Tensor:
+        if matrix is not None:
+            raise ValueError("the mlp decoder has no pose input; use decoder='spatial' or 'transform'")
+        return self.net(z).view(-1, *self.output_shape)
+
+
+class ConvDecoder(nn.Module):
+    """Linear layer to a coarse feature map, two x2 transposed convolutions, crop to size."""
+
+    def __init__(self, latent_dim: int, output_shape: tuple[int, ...], hidden: int, layers: int) -> None:
+        super().__init__()
+        channels, spatial = output_shape[0], output_shape[1:]
+        self.output_shape = output_shape
+        two_d = len(spatial) == 2
+        up = nn.ConvTranspose2d if two_d else nn.ConvTranspose1d
+        conv = nn.Conv2d if two_d else nn.Conv1d
+        self.coarse = tuple(math.ceil(s / 4) for s in spatial)
+        width = 64
+        self.linear = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.1),
+                                    nn.Linear(hidden, width * math.prod(self.coarse)), nn.LeakyReLU(0.1))
+        self.width = width
+        self.body = nn.Sequential(
+            up(width, 32, 4, stride=2, padding=1), nn.LeakyReLU(0.1),
+            up(32, 32, 4, stride=2, padding=1), nn.LeakyReLU(0.1),
+            conv(32, channels, 3, padding=1),
+        )
+
+    def forward(self, z: Tensor, matrix: Tensor | None = None) -> Tensor:
+        if matrix is not None:
+            raise ValueError("the conv decoder has no pose input; use decoder='spatial' or 'transform'")
+        h = self.linear(z).view(-1, self.width, *self.coarse)
+        out = self.body(h)
+        if len(self.output_shape) == 3:
+            return out[:, :, : self.output_shape[1], : self.output_shape[2]]
+        return out[:, :, : self.output_shape[1]]
+
+
+class SpatialDecoder(nn.Module):
+    """Coordinate-based generator (the spatial-VAE / rVAE design).
+
+    Every pixel's coordinates, moved by the pose, go with the content latents through one MLP
+    that outputs the C channel values at that pixel. The first layer is split into a coordinate
+    part and a latent part so the latent projection is computed once per sample, not per pixel.
+    """
+
+    def __init__(self, latent_dim: int, output_shape: tuple[int, ...], hidden: int, layers: int) -> None:
+        super().__init__()
+        self.output_shape = output_shape
+        spatial = output_shape[1:]
+        self.register_buffer("grid", coordinate_grid(spatial), persistent=False)
+        self.coord_in = nn.Linear(len(spatial), hidden, bias=False)
+        self.latent_in = nn.Linear(latent_dim, hidden)
+        self.body = mlp([hidden] * max(layers, 1) + [output_shape[0]])
+        self.activation = nn.Tanh()
+
+    def forward(self, z: Tensor, matrix: Tensor | None = None) -> Tensor:
+        n = z.shape[0]
+        grid: Tensor = self.grid  # type: ignore[assignment]
+        coords = grid.expand(n, *grid.shape) if matrix is None else transform_coordinates(grid, matrix)
+        h = self.activation(self.coord_in(coords.to(z.dtype)) + self.latent_in(z)[:, None, :])
+        out = self.body(h)  # (n, P, c)
+        return out.transpose(1, 2).reshape(n, *self.output_shape)
+
+
+class TransformDecoder(nn.Module):
+    """A canonical image from an MLP or conv decoder, then a differentiable affine warp by the pose.
+
+    The warp samples bilinearly; outside the canonical field of view it repeats the border,
+    which for patches on a flat background is the background itself.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        output_shape: tuple[int, ...],
+        hidden: int,
+        layers: int,
+        base: str = "mlp",
+    ) -> None:
+        super().__init__()
+        self.output_shape = output_shape
+        base_cls = {"mlp": MLPDecoder, "conv": ConvDecoder}[base]
+        self.canonical = base_cls(latent_dim, output_shape, hidden, layers)
+
+    def forward(self, z: Tensor, matrix: Tensor | None = None) -> Tensor:
+        image = self.canonical(z)
+        if matrix is None:
+            return image
+        if len(self.output_shape) == 2:  # 1-D signal: warp as a one-row image
+            n = image.shape[0]
+            full = torch.zeros(n, 2, 3, dtype=matrix.dtype, device=matrix.device)
+            full[:, 0, 0], full[:, 0, 2], full[:, 1, 1] = matrix[:, 0, 0], matrix[:, 0, 1], 1.0
+            warped = _warp(image.unsqueeze(2), full)
+            return warped.squeeze(2)
+        return _warp(image, matrix)
+
+
+def _warp(image: Tensor, matrix: Tensor) -> Tensor:
+    grid = F.affine_grid(matrix.to(image.dtype), list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def build_decoder(
+    kind: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, layers: int, base: str
+) -> nn.Module:
+    """The decoder named ``kind``: 'mlp', 'conv', 'spatial' or 'transform' (on a ``base`` generator)."""
+    if kind == "transform":
+        return TransformDecoder(latent_dim, output_shape, hidden, layers, base)
+    cls = {"mlp": MLPDecoder, "conv": ConvDecoder, "spatial": SpatialDecoder}[kind]
+    return cls(latent_dim, output_shape, hidden, layers)

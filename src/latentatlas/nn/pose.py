@@ -1,0 +1,60 @@
+"""Pose transforms shared by the spatial and transform decoders.
+
+Conventions (one place, used everywhere):
+- Coordinates live on a grid in [-1, 1] along each axis: x runs along columns (left to right), y along
+  rows (top to bottom), so a shift of 1 is one patch half-width.
+- A pose (angle, shift, log-scale) maps a canonical object to the observed one: the canonical point p
+  appears at q = s * R(angle) p + t. The angle is counter-clockwise as the image is displayed (rows
+  downwards), in radians, so R = [[cos, sin], [-sin, cos]] in (x, y-down) coordinates.
+- Decoders need the inverse map, observed pixel q -> canonical point p = R^T (q - t) / s.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def coordinate_grid(spatial_shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
+    """Pixel-centre coordinates in [-1, 1], shape (P, D) with D = len(spatial_shape).
+
+    For images the columns are (x, y); for 1-D signals the single column is x. Matches
+    ``torch.nn.functional.affine_grid(..., align_corners=False)``.
+    """
+    axes = [(torch.arange(n, device=device, dtype=torch.float32) * 2 + 1) / n - 1 for n in spatial_shape]
+    if len(axes) == 1:
+        return axes[0][:, None]
+    rows, cols = torch.meshgrid(axes[0], axes[1], indexing="ij")
+    return torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=1)
+
+
+def inverse_pose_matrix(
+    n: int,
+    dims: int,
+    angle: Tensor | None,
+    shift: Tensor | None,
+    log_scale: Tensor | None,
+    like: Tensor,
+) -> Tensor:
+    """Affine matrices (n, D, D + 1) taking observed coordinates to canonical ones.
+
+    angle: (n,) radians or None; shift: (n, D) or None; log_scale: (n,) or None.
+    """
+    eye = torch.eye(dims, dtype=like.dtype, device=like.device).expand(n, dims, dims)
+    linear = eye
+    if angle is not None:
+        if dims != 2:
+            raise ValueError("rotation needs 2-D images; 1-D signals support only shift and scale")
+        c, s = torch.cos(angle), torch.sin(angle)
+        # R^T for R = [[c, s], [-s, c]]
+        linear = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    if log_scale is not None:
+        linear = linear * torch.exp(-log_scale)[:, None, None]
+    t = shift if shift is not None else torch.zeros(n, dims, dtype=like.dtype, device=like.device)
+    offset = -(linear @ t.unsqueeze(-1))
+    return torch.cat([linear, offset], dim=-1)
+
+
+def transform_coordinates(grid: Tensor, matrix: Tensor) -> Tensor:
+    """Apply (n, D, D + 1) affine matrices to a (P, D) grid -> (n, P, D)."""
+    return grid @ matrix[:, :, :-1].transpose(1, 2) + matrix[:, None, :, -1]

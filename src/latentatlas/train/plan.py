@@ -1,0 +1,240 @@
+"""The one training plan: Lightning Fabric owns devices, precision and distribution.
+
+The whole dataset sits on the device as tensors; batches are index slices of a seeded
+permutation, so there is no per-sample Python work and no DataLoader. Every random draw is
+derived from (seed, epoch, rank), which makes a run resumed from an epoch checkpoint identical
+to an uninterrupted one.
+
+Multi-GPU / multi-node: pass ``devices``, ``num_nodes`` and ``strategy`` (e.g. "ddp") and start
+the script with Fabric's launchers: ``fabric run --devices 4 script.py``,
+``torchrun --nproc_per_node 4 script.py`` or under SLURM ``srun python script.py``. A plain
+``python script.py`` with devices > 1 lets Fabric start the other processes itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric import Fabric
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from latentatlas.models.losses import LossRecord
+from latentatlas.train.schedules import Schedule, schedule_to_dict
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained. Device options pass straight to ``lightning.fabric.Fabric``.
+
+    precision None picks "bf16-mixed" on a GPU and "32-true" elsewhere.
+    checkpoint_every: save the training state every N epochs (0 = only at the end when a
+    checkpoint_dir is given).
+    """
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    test_fraction: float = 0.1
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | None = None
+    compile: bool = False
+    checkpoint_every: int = 0
+    progress: bool = True
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["schedules"] = {k: schedule_to_dict(v) for k, v in self.schedules.items()}
+        return values
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    if accelerator == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return accelerator
+
+
+def make_fabric(config: TrainConfig) -> Fabric:
+    accelerator = resolve_accelerator(config.accelerator)
+    precision = config.precision or ("bf16-mixed" if accelerator in ("cuda", "gpu") else "32-true")
+    return Fabric(
+        accelerator=accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=precision,  # type: ignore[arg-type]
+    )
+
+
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """A seeded train/test split of range(n)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(n * test_fraction))
+    if n - n_test < 1:
+        raise ValueError(f"{n} samples leave none for training at test_fraction={test_fraction}")
+    return perm[n_test:], perm[:n_test]
+
+
+def _seed_for(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % (2**31)
+
+
+def _batches(data: Mapping[str, Tensor], index: Tensor, batch_size: int) -> list[dict[str, Tensor]]:
+    return [{k: v[index[i : i + batch_size]] for k, v in data.items()}
+            for i in range(0, len(index), batch_size)]
+
+
+def train(
+    module: nn.Module,
+    data: Mapping[str, Tensor],
+    config: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    fabric: Fabric | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, list[float]]:
+    """Fit ``module`` (whose forward(batch, knobs) returns a LossRecord) on ``data``.
+
+    data: tensors sharing their first (sample) axis, at least ``x``.
+    Returns the history: per-epoch means of every loss term, keys "train/<term>" and
+    "test/<term>" (test terms only when test_fraction > 0).
+    """
+    if "x" not in data:
+        raise ValueError("data must hold the samples under the key 'x'")
+    n = len(data["x"])
+    if any(len(v) != n for v in data.values()):
+        raise ValueError(f"every tensor in data must have {n} samples, got "
+                         f"{ {k: len(v) for k, v in data.items()} }")
+    fabric = fabric or make_fabric(config)
+    if not getattr(fabric, "_launched", False):
+        fabric.launch()
+    train_idx, test_idx = split_indices(n, config.test_fraction, config.seed)
+    device_data = {k: v.to(fabric.device) for k, v in data.items()}
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+
+    wrapped = torch.compile(module) if config.compile else module
+    model, optimizer = fabric.setup(wrapped, optimizer)
+
+    start_epoch, step = 0, 0
+    history: dict[str, list[float]] = {}
+    if resume_from is not None:
+        # Loaded after setup so the optimizer state lands on the parameters' device.
+        state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        if start_epoch >= config.epochs:
+            log.info("checkpoint is already at epoch %d of %d", start_epoch, config.epochs)
+    rank, world = fabric.global_rank, fabric.world_size
+    per_rank = len(train_idx) // world
+    if per_rank < 1:
+        raise ValueError(f"{len(train_idx)} training samples cannot be shared by {world} processes")
+
+    epochs = range(start_epoch, config.epochs)
+    bar = tqdm(epochs, desc="training", disable=not config.progress or rank != 0, leave=False)
+    for epoch in bar:
+        model.train()
+        torch.manual_seed(_seed_for(config.seed, epoch, rank))
+        order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(
+            _seed_for(config.seed, epoch, 0)))
+        mine = train_idx[order][rank * per_rank : (rank + 1) * per_rank].to(fabric.device)
+        sums: dict[str, Tensor] = {}
+        batches = _batches(device_data, mine, config.batch_size)
+        for batch in batches:
+            knobs = {name: schedule(step) for name, schedule in config.schedules.items()}
+            record: LossRecord = model(batch, knobs)
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(record.total)
+            optimizer.step()
+            step += 1
+            _accumulate(sums, record)
+        means = {f"train/{k}": v / len(batches) for k, v in sums.items()}
+        if len(test_idx):
+            means.update({f"test/{k}": v for k, v in
+                          evaluate(model, device_data, test_idx.to(fabric.device), config, epoch).items()})
+        reduced = {k: float(fabric.all_reduce(v, reduce_op="mean")) for k, v in means.items()}
+        for k, v in reduced.items():
+            history.setdefault(k, []).append(v)
+        bar.set_postfix(loss=f"{reduced['train/total']:.4g}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, reduced)
+        done = epoch + 1
+        if checkpoint_dir is not None and (
+            (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.epochs
+        ):
+            save_training_state(fabric, module, optimizer, done, step, history, Path(checkpoint_dir))
+    return history
+
+
+def evaluate(model: nn.Module, data: Mapping[str, Tensor], index: Tensor, config: TrainConfig,
+             epoch: int) -> dict[str, Tensor]:
+    """Mean loss terms on ``index`` with a fixed seed (so the test loss is comparable across epochs)."""
+    model.eval()
+    sums: dict[str, Tensor] = {}
+    count = 0
+    with torch.no_grad(), torch.random.fork_rng(devices=[] if index.device.type == "cpu" else None):
+        torch.manual_seed(config.seed + 17)
+        batch_size = max(config.batch_size, 1024)
+        for batch in _batches(data, index, batch_size):
+            record: LossRecord = model(batch, {})
+            m = len(batch["x"])
+            _accumulate(sums, record, weight=m)
+            count += m
+    return {k: v / count for k, v in sums.items()}
+
+
+def _accumulate(sums: dict[str, Tensor], record: LossRecord, weight: float = 1.0) -> None:
+    # Summed as detached tensors; converted to floats once per epoch to avoid a device sync per step.
+    terms = {"total": record.total, "reconstruction": record.reconstruction,
+             "elbo": -record.negative_elbo}
+    terms.update({f"kl_{k}": v for k, v in record.kl.items()})
+    terms.update(record.extras)
+    for k, v in terms.items():
+        value = v.detach().float() * weight
+        sums[k] = sums[k] + value if k in sums else value
+
+
+def save_training_state(fabric: Fabric, module: nn.Module, optimizer: Any, epoch: int, step: int,
+                        history: dict[str, list[float]], directory: Path) -> None:
+    """Everything needed to resume exactly, written atomically (rank 0 only)."""
+    if fabric.global_rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "history": history,
+        }
+        tmp = directory / (CHECKPOINT_FILE + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, directory / CHECKPOINT_FILE)
+    fabric.barrier()
