@@ -7,10 +7,10 @@ does, and learns the wall band (pixels on either side of each wall). Fresh image
 so there is no fixed training set to overfit; a held-out generated set (another seed) gives the
 wall F1 at 2-pixel tolerance stored in the JSON metadata.
 
-Command used for the shipped weights (CPU, one thread, about 15 minutes):
+Command used for the shipped weights (CPU, one thread, about 20 minutes on a busy 2-core machine):
 
-    nice -n 10 env PYTHONPATH=src python scripts/train_wall_finder.py --epochs 20 \
-        --steps 100 --batch 16 --base 8 --seed 0
+    nice -n 10 env PYTHONPATH=src python scripts/train_wall_finder.py --epochs 12 \
+        --steps 50 --batch 16 --base 8 --seed 0
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def make_batch(rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=100, help="batches per epoch")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=50, help="batches per epoch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--base", type=int, default=8)

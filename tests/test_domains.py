@@ -212,3 +212,18 @@ def test_switching_time_and_wall_evolution_maps_follow_a_moving_wall() -> None:
     assert np.all(np.diff(row[valid]) >= 0) and row[valid][-1] > row[valid][0]
     last = wall_evolution_map(movie.walls)
     assert np.nanmax(last) == 5 and np.isnan(last).any()
+
+
+def test_latent_trajectories_and_forward_pairs() -> None:
+    from latentatlas.analysis.domains import forward_pairs, latent_trajectories
+
+    centers = np.array([[5, 5], [5, 9], [5, 5], [5, 9], [5, 5]])
+    frames = np.array([0, 0, 1, 1, 2])
+    values = np.array([1.0, 10.0, 2.0, 20.0, 3.0])
+    places, traj = latent_trajectories(values, centers, frames)
+    np.testing.assert_array_equal(places, [[5, 5], [5, 9]])
+    np.testing.assert_array_equal(traj[0], [1, 2, 3])
+    assert traj[1, 1] == 20 and np.isnan(traj[1, 2])
+    before, after = forward_pairs(traj)
+    np.testing.assert_array_equal(before, [1, 2, 10])
+    np.testing.assert_array_equal(after, [2, 3, 20])

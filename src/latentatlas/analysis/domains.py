@@ -428,6 +428,37 @@ def save_walls(
     return paths
 
 
+def latent_trajectories(
+    values: np.ndarray, centers: np.ndarray, frames: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Arrange one latent of time-delay patches by place and time.
+
+    values: (n,) latent of each patch; centers: (n, 2) patch centres; frames: (n,) start
+    frame of each patch (``Patches.frames``). Returns (places (p, 2) unique centres,
+    trajectories (p, n_times) with NaN where a place has no patch at that frame). Forward
+    pairs are ``traj[:, :-1]`` vs ``traj[:, 1:]``.
+    """
+    v = check_array(values, "values", ndim=1, dtype=np.float64)
+    c = np.rint(check_array(centers, "centers", ndim=2, dtype=np.float64)).astype(np.int64)
+    f = np.asarray(frames, dtype=np.int64).ravel()
+    if not len(v) == len(c) == len(f):
+        raise ValueError(f"values ({len(v)}), centers ({len(c)}), frames ({len(f)}) must match")
+    places, which = np.unique(c, axis=0, return_inverse=True)
+    traj = np.full((len(places), int(f.max()) + 1), np.nan)
+    traj[which.ravel(), f] = v
+    return places, traj
+
+
+def forward_pairs(trajectories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(latent at t, latent at t+1) over every place and t where both exist."""
+    tr = np.asarray(trajectories, dtype=np.float64)
+    if tr.ndim != 2 or tr.shape[1] < 2:
+        raise ValueError(f"trajectories must be (places, times >= 2), got shape {tr.shape}")
+    a, b = tr[:, :-1].ravel(), tr[:, 1:].ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    return a[ok], b[ok]
+
+
 def switching_time_map(domains: np.ndarray) -> np.ndarray:
     """First frame at which each pixel is switched; NaN where it never is.
 
@@ -464,6 +495,8 @@ __all__ = [
     "WallScore",
     "descriptor_correlations",
     "domain_descriptors",
+    "forward_pairs",
+    "latent_trajectories",
     "patch_descriptors",
     "switching_degree",
     "switching_time_map",
