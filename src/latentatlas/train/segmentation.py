@@ -29,6 +29,23 @@ BatchMaker = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 _LOSSES = ("bce", "dice", "bce+dice")
 
 
+def normalize_percentile(
+    image: np.ndarray, low: float = 1.0, high: float = 99.0, clip: tuple[float, float] = (-0.5, 1.5)
+) -> np.ndarray:
+    """Scale each frame so its ``low`` / ``high`` percentiles map to 0 / 1, then clip.
+
+    image: (..., h, w) -> float32 of the same shape. Percentiles (not min/max) keep hot pixels
+    and saturated contamination from squashing the lattice contrast; the clip bounds what the
+    network sees whatever the detector's units. A flat frame maps to zeros.
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim < 2:
+        raise ValueError(f"image must have at least 2 dimensions (h, w), got shape {arr.shape}")
+    lo, hi = np.percentile(arr, [low, high], axis=(-2, -1), keepdims=True)
+    scale = np.where(hi - lo > 0, hi - lo, 1.0)
+    return np.clip((arr - lo) / scale, *clip).astype(np.float32)
+
+
 def segmentation_loss(
     logits: torch.Tensor, target: torch.Tensor, kind: str = "bce+dice", pos_weight: float = 1.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -94,6 +111,7 @@ def train_segmenter(
     augment: bool = True,
     lr_decay: bool = True,
     device: str | torch.device = "cpu",
+    on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` in place with Adam; return the per-epoch history.
 
@@ -103,7 +121,8 @@ def train_segmenter(
     dihedral symmetry (rotations by 90 degrees and flips) to each batch. ``lr_decay`` anneals
     the learning rate with a cosine to 5 % of ``lr``. Shuffling, augmentation and ``make_batch``
     draws are seeded by ``seed``; seed torch before building the model for a fully
-    reproducible run.
+    reproducible run. ``on_epoch_end(epoch, history)`` is called after every epoch (e.g. to
+    save a checkpoint); with ``lr_decay=False`` a run stopped after k epochs equals a k-epoch run.
 
     History keys: "loss", "bce", "dice", "lr" (one value per epoch).
     """
@@ -177,6 +196,10 @@ def train_segmenter(
             history["bce"][-1],
             history["dice"][-1],
         )
+        if on_epoch_end is not None:
+            model.eval()
+            on_epoch_end(epoch, history)
+            model.train()
     model.eval()
     return history
 
