@@ -7,6 +7,8 @@ Pipeline, from atom coordinates ``(n, 2)`` (row, col):
 2. Clean-up, so the bond graph is a plane graph whose faces are the rings:
    - atoms closer than ``min_distance`` bond lengths are reported and rejected (duplicates);
    - crossing bonds: the longer one of every crossing pair is dropped;
+   - long bonds (over 1.4 median bond lengths) meeting another bond at under 95 degrees:
+     second neighbours whose shared neighbour is missing (border, vacancy);
    - triangles: graphene has no 3-rings, and a triangle is almost always two true bonds plus
      a second-neighbour pair pulled inside the cut-off by noise, so the longest edge of every
      triangle is dropped. This is what lets the cut-off be generous (robust to position
@@ -17,8 +19,10 @@ Pipeline, from atom coordinates ``(n, 2)`` (row, col):
    neighbours sorted by angle. Interior faces come out with positive signed area, the outer
    face of each connected piece with negative area, so the outer face is dropped by sign,
    whatever its size. Faces larger than ``max_size`` (holes, missing atoms, the region
-   beyond the image border) and non-simple faces are dropped too. The walk is vectorised:
-   all half-edges advance together for ``max_size`` steps.
+   beyond the image border) and non-simple faces are dropped too, and so, by default, are
+   the rings that share a bond with an outer face (see :func:`find_rings`: at the image border
+   a missing partner atom lets noise close false rings). The walk is vectorised: all
+   half-edges advance together for ``max_size`` steps.
 4. Per-atom ring sizes and a per-atom label from a :class:`RingClassTable` (data, so a user can
    define their own classes).
 
@@ -239,6 +243,7 @@ def find_bonds(
     cutoff: float | None = None,
     remove_crossing: bool = True,
     remove_triangles: bool = True,
+    remove_acute: bool = True,
 ) -> np.ndarray:
     """Bonds of a 2-D atomic network as index pairs ``(m, 2)`` with ``i < j``.
 
@@ -262,6 +267,9 @@ def find_bonds(
         pairs, length = pairs[keep], length[keep]
     if remove_triangles:
         keep = _triangle_free(len(xy), pairs, length)
+        pairs, length = pairs[keep], length[keep]
+    if remove_acute:
+        keep = _not_acute_and_long(xy, pairs, length)
         pairs = pairs[keep]
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     return pairs[order]
@@ -294,6 +302,37 @@ def _uncrossed(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray, cutoff: fl
         if keep[i] and keep[j]:
             keep[i if length[i] >= length[j] else j] = False
     logger.debug("dropped %d crossing bonds", int((~keep).sum()))
+    return keep
+
+
+def _not_acute_and_long(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Mask of bonds kept after dropping long bonds that meet another bond at under 95 deg.
+
+    Two second neighbours whose shared neighbour is missing (at the image border, around a
+    vacancy) form no triangle, but their "bond" is long (sqrt(3) less the noise) and meets
+    their real bonds at about 90 degrees, where sp2 bonds meet at 108 to 130 degrees (90 in
+    the rare 4-ring, whose bonds are short). The 95 degree threshold trades false bonds
+    against real bonds that noise made both long and bent. Long means longer than 1.4 median bond lengths.
+    """
+    keep = np.ones(len(pairs), dtype=bool)
+    if len(pairs) < 2:
+        return keep
+    long = np.flatnonzero(length > 1.4 * np.median(length))
+    if len(long) == 0:
+        return keep
+    nbr, _ = _neighbour_table(len(xy), pairs)
+    for end, other in ((0, 1), (1, 0)):
+        a, b = pairs[long, end], pairs[long, other]
+        u = xy[b] - xy[a]  # (l, 2)
+        nb = nbr[a]  # (l, d)
+        v = xy[np.where(nb >= 0, nb, 0)] - xy[a][:, None, :]  # (l, d, 2)
+        cos = (v * u[:, None, :]).sum(-1) / (
+            np.linalg.norm(v, axis=-1) * np.linalg.norm(u, axis=-1)[:, None] + 1e-12
+        )
+        valid = (nb >= 0) & (nb != b[:, None])
+        acute = (valid & (cos > np.cos(np.deg2rad(95.0)))).any(axis=1)
+        keep[long[acute]] = False
+    logger.debug("dropped %d long bonds at acute angles", int((~keep).sum()))
     return keep
 
 
@@ -358,12 +397,20 @@ def find_rings(
     bonds: np.ndarray,
     min_size: int = 4,
     max_size: int = 9,
+    keep_border_rings: bool = False,
 ) -> list[np.ndarray]:
     """Rings (faces of the plane bond graph) with ``min_size`` to ``max_size`` atoms.
 
     coords: ``(n, 2)`` (row, col); bonds: ``(m, 2)`` index pairs, assumed non-crossing (use
-    :func:`find_bonds`). Returns a list of atom-index arrays, each in walking order around its
-    ring, sorted by their first atom for reproducibility.
+    :func:`find_bonds`). keep_border_rings: keep rings that share a bond with the outer face
+    (the edge of the imaged region). By default they are dropped: at the border an atom's
+    partner may lie outside the image, and then two second neighbours pulled within the
+    cut-off by noise close a false ring that only the missing atom would have prevented; the
+    border rings are the only ones this can happen to, so dropping them makes the analysis
+    robust at image borders at the cost of one row of rings there (holes inside the image
+    are not outer faces and keep their rings).
+    Returns a list of atom-index arrays, each in walking order around its ring, sorted by
+    their first atom for reproducibility.
     """
     xy = _check_coords(coords).astype(np.float64)
     n = len(xy)
@@ -399,6 +446,8 @@ def find_rings(
     nxt = order[prev_rank]
 
     h_all = np.arange(2 * m)
+    if not keep_border_rings:
+        on_outer = _outer_half_edges(xy, src, dst, nxt)
     walk = np.empty((2 * m, max_size + 1), dtype=np.int64)
     walk[:, 0] = h_all
     for step in range(1, max_size + 1):
@@ -421,10 +470,32 @@ def find_rings(
         x, y = p[..., 1], p[..., 0]
         area = 0.5 * (x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1)
         srt = np.sort(atoms, axis=1)
-        simple = (np.diff(srt, axis=1) != 0).all(axis=1)
-        rings.extend(atoms[(area > 0) & simple])
+        ok = (area > 0) & (np.diff(srt, axis=1) != 0).all(axis=1)  # interior and simple
+        if not keep_border_rings:
+            ok &= ~on_outer[twin[faces_h[sizes == sz, :sz]]].any(axis=1)
+        rings.extend(atoms[ok])
     rings.sort(key=lambda r: (int(r.min()), len(r)))
     return rings
+
+
+def _outer_half_edges(
+    xy: np.ndarray, src: np.ndarray, dst: np.ndarray, nxt: np.ndarray
+) -> np.ndarray:
+    """Mask of half-edges on an outer face (a face of negative signed area, any length).
+
+    Faces are the cycles of the permutation ``nxt``; each is labelled by its smallest
+    half-edge by pointer doubling (log2 of the longest face steps), then its signed area is a
+    sum over its half-edges.
+    """
+    label = np.arange(len(nxt))
+    jump = nxt.copy()
+    for _ in range(int(np.ceil(np.log2(max(len(nxt), 2)))) + 1):
+        label = np.minimum(label, label[jump])
+        jump = jump[jump]
+    x0, y0 = xy[src, 1], xy[src, 0]
+    x1, y1 = xy[dst, 1], xy[dst, 0]
+    area = np.bincount(label, weights=0.5 * (x0 * y1 - x1 * y0), minlength=len(nxt))
+    return area[label] < 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,13 +576,15 @@ def analyze_rings(
     table: RingClassTable = DEFAULT_RING_CLASSES,
     min_size: int = 4,
     max_size: int = 9,
+    keep_border_rings: bool = False,
 ) -> RingAnalysis:
     """Bonds, rings, per-atom ring sizes and labels of a 2-D atomic network.
 
     coords: ``(n, 2)`` atom positions (row, col) in any unit. classes: ``(n,)`` element
     classes (carried along, e.g. for colouring; the topology does not depend on them).
     cutoff: bond cut-off in coords units (None = estimated). bonds: ``(m, 2)`` known bonds
-    (skips bond finding). table: the per-atom class table.
+    (skips bond finding). table: the per-atom class table. min_size, max_size,
+    keep_border_rings: see :func:`find_rings`.
     """
     xy = _check_coords(coords).astype(np.float64)
     cls = None
@@ -526,7 +599,9 @@ def analyze_rings(
         bonds = check_array(bonds, "bonds", ndim=2, dtype=np.int64, allow_empty=True)
         bonds = bonds.reshape(-1, 2)
         used_cutoff = float("nan") if cutoff is None else float(cutoff)
-    rings = find_rings(xy, bonds, min_size=min_size, max_size=max_size)
+    rings = find_rings(
+        xy, bonds, min_size=min_size, max_size=max_size, keep_border_rings=keep_border_rings
+    )
     sizes = atom_ring_sizes(len(xy), rings)
     return RingAnalysis(
         coords=xy,
