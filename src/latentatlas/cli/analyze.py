@@ -1,1 +1,52 @@
-"""CLI commands: analyze (registered on latentatlas.cli.app.app)."""
+"""``latentatlas analyze IMAGE``: the main job, a thin shell over latentatlas.analysis.pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from latentatlas.cli.app import app
+
+
+@app.command()
+def analyze(
+    image: str = typer.Argument(
+        ..., help="image/stack file (npy, npz, tif, h5, dm3/dm4, emd, hspy, ...) or "
+        "example:lattice for a generated lattice with two kinds of sites"),
+    atoms: str = typer.Option("peaks", help="atom finder: peaks, log, dcnn; none = sliding "
+                              "windows"),
+    window: int = typer.Option(0, help="patch side in pixels (0 = automatic)"),
+    stride: int = typer.Option(0, help="sliding-window step with --atoms none (0 = window/4)"),
+    model: str = typer.Option("rvae", help="VAE family member (see latentatlas models)"),
+    latent_dim: int = typer.Option(2, help="number of content latents"),
+    epochs: int = typer.Option(20, help="training epochs"),
+    classes: int = typer.Option(0, "--classes", help="GMM components (0 = chosen by BIC)"),
+    channel: str = typer.Option("", help="channel of a multi-channel file (index or name)"),
+    normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
+    seed: int = typer.Option(0, help="random seed"),
+    out: str = typer.Option("results/analyze", help="output folder (replaced)"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Find atoms (or slide windows), train a VAE on the patches, map latents and classes."""
+    from latentatlas.analysis.pipeline import analyze as run
+
+    chan: int | str | None = None
+    if channel:
+        chan = int(channel) if channel.lstrip("-").isdigit() else channel
+    try:
+        result = run(
+            image, atoms=atoms, window=window or None, model=model, out=Path(out),
+            progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
+            n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    lab = result.labels
+    typer.echo(f"{len(result.patches)} patches, {lab.n_components} classes "
+               f"{lab.summary()['counts']}; results in {result.out}")
+    if "adjusted_rand" in result.scores:
+        typer.echo(f"adjusted Rand index against the generated truth: "
+                   f"{result.scores['adjusted_rand']:.3f}")
+    typer.echo(f"report: {result.out / 'index.html' if result.out else '-'}")

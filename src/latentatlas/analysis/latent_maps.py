@@ -1,0 +1,138 @@
+"""Latents back on the image: one map per latent name (angle, shift_x, shift_y, z1, ...).
+
+Patches cut around atoms give scattered maps (a value at every atom position); sliding
+windows give dense ``(rows, cols)`` grids. Both can be rasterised to image pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["LatentMaps", "latent_maps", "paint_points", "typical_spacing"]
+
+
+@dataclass
+class LatentMaps:
+    """Per-patch latent values with the positions they belong to.
+
+    Attributes
+    ----------
+    names : latent names, e.g. ``["angle", "shift_x", "shift_y", "z1", "z2"]``.
+    values : ``(m, k)`` posterior means, one column per name.
+    std : ``(m, k)`` posterior standard deviations (zeros when not available).
+    centers : ``(m, 2)`` (row, col) of every patch in image pixels.
+    frames : ``(m,)`` frame of every patch.
+    image_shape : ``(h, w)``.
+    n_frames : frames in the source stack.
+    grid_shape : ``(rows, cols)`` for sliding windows, ``None`` for atom patches.
+    """
+
+    names: list[str]
+    values: np.ndarray
+    std: np.ndarray
+    centers: np.ndarray
+    frames: np.ndarray
+    image_shape: tuple[int, int]
+    n_frames: int = 1
+    grid_shape: tuple[int, int] | None = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Values of one latent at every patch, ``(m,)``."""
+        if name not in self.names:
+            raise KeyError(f"no latent {name!r}; available: {self.names}")
+        return self.values[:, self.names.index(name)]
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def dense(self) -> bool:
+        return self.grid_shape is not None
+
+    def grid(self, name: str) -> np.ndarray:
+        """Dense map ``(n_frames, rows, cols)`` of one latent (sliding windows only)."""
+        if self.grid_shape is None:
+            raise ValueError(
+                "these latents come from patches around atoms, not a window grid: use "
+                "raster(name) or scatter the values at .centers"
+            )
+        return self[name].reshape(self.n_frames, *self.grid_shape)
+
+    def raster(self, name: str, frame: int = 0, radius: float | None = None) -> np.ndarray:
+        """One latent painted on the image pixels of ``frame``, ``(h, w)``, NaN elsewhere."""
+        sel = self.frames == frame
+        return paint_points(self[name][sel], self.centers[sel], self.image_shape, radius)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """Name -> ``(m,)`` values, for saving."""
+        return {n: self.values[:, i] for i, n in enumerate(self.names)}
+
+
+def latent_maps(latents: Any, patches: Any) -> LatentMaps:
+    """Pair the latents of ``patches`` (from ``model.encode(patches.as_model_input())``)
+    with the positions and frames the patches came from."""
+    mean = np.asarray(latents.mean)
+    std = np.asarray(getattr(latents, "std", np.zeros_like(mean)))
+    if mean.ndim != 2 or mean.shape[0] != len(patches):
+        raise ValueError(
+            f"latents must be (m, k) with one row per patch ({len(patches)}), got {mean.shape}; "
+            "encode exactly the patches you pass here"
+        )
+    return LatentMaps(
+        names=list(latents.names),
+        values=mean,
+        std=std,
+        centers=np.asarray(patches.centers, dtype=np.float64),
+        frames=np.asarray(patches.frames),
+        image_shape=(int(patches.image_shape[0]), int(patches.image_shape[1])),
+        n_frames=int(patches.n_frames),
+        grid_shape=patches.grid_shape,
+    )
+
+
+def typical_spacing(centers: np.ndarray) -> float:
+    """Median nearest-neighbour distance between points (pixels); 1.0 for a single point."""
+    pts = np.asarray(centers, dtype=np.float64)
+    if len(pts) < 2:
+        return 1.0
+    d, _ = cKDTree(pts).query(pts, k=2)
+    return float(np.median(d[:, 1])) or 1.0
+
+
+def paint_points(
+    values: Any, centers: Any, image_shape: tuple[int, int], radius: float | None = None
+) -> np.ndarray:
+    """Paint each point's value on the pixels nearest to it, within ``radius`` pixels.
+
+    ``radius`` defaults to half the typical spacing, so every atom becomes a disc and the
+    background stays NaN. Returns ``(h, w)`` float (NaN where no point is near).
+    """
+    vals = np.asarray(values, dtype=np.float64).ravel()
+    pts = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    h, w = image_shape
+    out = np.full((h, w), np.nan)
+    if len(pts) == 0:
+        return out
+    if len(vals) != len(pts):
+        raise ValueError(f"values ({len(vals)}) and centers ({len(pts)}) must have equal length")
+    if radius is None:
+        radius = 0.5 * typical_spacing(pts)
+    # query only pixels in the bounding box of the points (+radius)
+    r0 = max(int(np.floor(pts[:, 0].min() - radius)), 0)
+    r1 = min(int(np.ceil(pts[:, 0].max() + radius)) + 1, h)
+    c0 = max(int(np.floor(pts[:, 1].min() - radius)), 0)
+    c1 = min(int(np.ceil(pts[:, 1].max() + radius)) + 1, w)
+    if r1 <= r0 or c1 <= c0:
+        return out
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    dist, idx = cKDTree(pts).query(np.stack([rr.ravel(), cc.ravel()], axis=1), k=1,
+                                   distance_upper_bound=radius)
+    hit = np.isfinite(dist)
+    block = np.full(rr.size, np.nan)
+    block[hit] = vals[idx[hit]]
+    out[r0:r1, c0:c1] = block.reshape(rr.shape)
+    return out

@@ -1,0 +1,462 @@
+"""The main job: image or stack -> atoms (or sliding windows) -> patches -> VAE -> latent
+maps and classes -> results file, figures and an HTML page.
+
+``analyze`` is the Python entry point; ``latentatlas analyze`` is a thin shell over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
+from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
+from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
+from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.io import Dataset, load
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AnalysisConfig", "AnalysisResult", "analyze", "load_example", "EXAMPLES"]
+
+ATOM_METHODS = ("peaks", "log", "dcnn", "none", "given")
+EXAMPLES = {
+    "lattice": "generated perovskite-like lattice with two kinds of sites (256 x 256)",
+    "lattice-small": "the same lattice, 128 x 128 (fast; used by tests)",
+}
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Every choice of an analysis run (saved as ``config.json`` beside the results).
+
+    atoms: atom finder (``peaks``, ``log``, ``dcnn``), ``none`` for sliding windows, or
+        ``given`` when coordinates were passed in.
+    window: patch side in pixels (None: twice the typical atom spacing; 32 for windows).
+    stride: sliding-window step (None: window // 4).
+    model: a registered VAE family name (``vae``, ``shiftvae``, ``rvae``, ...).
+    latent_dim: content latents. epochs, batch_size, lr: training.
+    n_components: GMM size (None: chosen by BIC up to ``max_components``).
+    cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
+    normalize, border: patch options (see ``extract_patches``).
+    channel: channel of a multi-channel file. seed: for training and the GMM.
+    """
+
+    atoms: str = "peaks"
+    window: int | None = None
+    stride: int | None = None
+    model: str = "rvae"
+    latent_dim: int = 2
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    n_components: int | None = None
+    max_components: int = 6
+    cluster_on: str = "content"
+    normalize: str = "image"
+    border: str = "drop"
+    channel: int | str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.atoms not in ATOM_METHODS:
+            raise ValueError(f"atoms must be one of {ATOM_METHODS} (or an array of coordinates "
+                             f"passed to analyze), got {self.atoms!r}")
+        if self.window is not None and self.window < 4:
+            raise ValueError(f"window must be >= 4 pixels, got {self.window}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.cluster_on not in ("content", "all"):
+            raise ValueError(f"cluster_on must be 'content' or 'all', got {self.cluster_on!r}")
+        if self.epochs < 1 or self.latent_dim < 1:
+            raise ValueError(f"epochs and latent_dim must be >= 1, got {self.epochs}, "
+                             f"{self.latent_dim}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AnalysisResult:
+    """What ``analyze`` produced (also written to ``out`` when given)."""
+
+    config: AnalysisConfig
+    image: np.ndarray  # (n_frames, c, h, w) as analysed
+    patches: Patches
+    maps: LatentMaps
+    labels: LatentLabels
+    model: Any
+    timings: dict[str, float] = field(default_factory=dict)
+    out: Path | None = None
+    truth: dict[str, np.ndarray] | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label_image(self) -> np.ndarray:
+        """Classes of frame 0 painted at the patch centres, ``(h, w)``, NaN elsewhere."""
+        sel = self.patches.frames == 0
+        return label_image(self.labels.labels[sel], self.patches.centers[sel],
+                           self.patches.image_shape)
+
+
+# ------------------------------------------------------------------------------- input
+
+
+def load_example(name: str) -> tuple[Dataset, dict[str, np.ndarray]]:
+    """A built-in example by name (``example:lattice``) and its ground truth."""
+    from latentatlas.datasets.lattices import two_site_lattice
+
+    key = name.removeprefix("example:")
+    if key not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; available: "
+                         + ", ".join(f"example:{k}" for k in EXAMPLES))
+    shape = (256, 256) if key == "lattice" else (128, 128)
+    lat = two_site_lattice(shape=shape)
+    data = load(lat.image)
+    data.name = f"example:{key}"
+    data.metadata["example"] = EXAMPLES[key]
+    return data, {"positions": lat.positions, "classes": lat.classes}
+
+
+def _images_from(data: Dataset) -> np.ndarray:
+    """Dataset -> ``(n_frames, c, h, w)`` float32, refusing spectrum images."""
+    if data.axes and data.axes[-1].kind == "spectral" and data.ndim >= 2:
+        raise ValueError(
+            f"{data.source or 'the input'} is a spectrum image {data.shape} (last axis "
+            f"{data.axes[-1].name!r}); analyze works on images and image stacks: use "
+            "latentatlas unmix for spectral cubes"
+        )
+    arr = np.asarray(data.data)
+    # files often carry singleton batch/channel axes, e.g. (1, h, w, 1)
+    arr = arr.reshape([n for n in arr.shape if n != 1]) if arr.ndim > 2 else arr
+    if arr.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"analyze needs an image (h, w), a stack (n_frames, h, w) or (n_frames, c, h, w); "
+            f"got shape {data.shape}"
+        )
+    return as_stack(arr, "image")
+
+
+def _as_points(found: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Whatever an atom finder returns -> ``(n, 2)`` (row, col) and ``(n,)`` classes."""
+    if hasattr(found, "positions"):
+        pos = np.asarray(found.positions, dtype=np.float64)
+        cls = getattr(found, "classes", None)
+        cls_arr = np.zeros(len(pos), np.int64) if cls is None else np.asarray(cls, np.int64)
+        return pos.reshape(-1, 2), cls_arr
+    if isinstance(found, tuple) and len(found) == 3:
+        r, c, k = (np.asarray(a) for a in found)
+        return np.stack([r, c], axis=1).astype(np.float64), k.astype(np.int64)
+    arr = np.asarray(found, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[1] in (2, 3):
+        cls_arr = arr[:, 2].astype(np.int64) if arr.shape[1] == 3 else np.zeros(len(arr), np.int64)
+        return arr[:, :2], cls_arr
+    raise ValueError(f"cannot read atom coordinates from a {type(found).__name__}")
+
+
+def _find_atoms(stack: np.ndarray, method: str, progress: bool) -> tuple[np.ndarray, ...]:
+    from tqdm.auto import tqdm
+
+    from latentatlas.descriptors.atoms import find_atoms
+
+    centers, classes, frames = [], [], []
+    for f in tqdm(range(stack.shape[0]), desc="atoms", disable=not progress or len(stack) < 2):
+        pos, cls = _as_points(find_atoms(stack[f, 0], method=method))
+        centers.append(pos)
+        classes.append(cls)
+        frames.append(np.full(len(pos), f, np.int64))
+    return np.concatenate(centers), np.concatenate(classes), np.concatenate(frames)
+
+
+def _auto_window(spacing: float, image_shape: tuple[int, int]) -> int:
+    """About two atomic spacings (the atom and its first neighbours), even, >= 8 pixels."""
+    w = int(2 * np.ceil(spacing))
+    return int(np.clip(w + (w % 2), 8, max(8, min(image_shape) // 2)))
+
+
+# ------------------------------------------------------------------------------- run
+
+
+def analyze(
+    source: Any,
+    atoms: str | np.ndarray = "peaks",
+    window: int | None = None,
+    model: str = "rvae",
+    out: str | Path | None = None,
+    *,
+    frames: Any = None,
+    progress: bool = True,
+    **options: Any,
+) -> AnalysisResult:
+    """Run the whole analysis on an image, a stack, a file or ``"example:lattice"``.
+
+    Parameters
+    ----------
+    source : file path (anything ``latentatlas.load`` reads), array ``(h, w)``,
+        ``(n_frames, h, w)`` or ``(n_frames, c, h, w)``, a Dataset, or ``example:<name>``.
+    atoms : ``peaks``, ``log``, ``dcnn`` (atom finders), ``none`` (sliding windows) or an
+        array of known coordinates ``(n, 2)``/``(n, 3)`` (row, col[, class]); pass
+        ``frames=`` with it for stacks.
+    window : patch side in pixels (default: twice the typical atom spacing, or 32).
+    model : registered model name.
+    out : folder for results.h5, config.json, figures, model and index.html; written under a
+        temporary name and renamed when complete (an existing folder is replaced).
+    options : further :class:`AnalysisConfig` fields (epochs, latent_dim, n_components, ...).
+    """
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    given = None if isinstance(atoms, str) else np.asarray(atoms, dtype=np.float64)
+    cfg = AnalysisConfig(atoms=atoms if isinstance(atoms, str) else "given", window=window,
+                         model=model, **options)
+    truth = None
+    t = time.perf_counter()
+    if isinstance(source, str) and source.startswith("example:"):
+        data, truth = load_example(source)
+    else:
+        data = load(source, channel=cfg.channel)
+    stack = _images_from(data)
+    n_frames, _, h, w = stack.shape
+    timings["load"] = time.perf_counter() - t
+    log.info("analysing %s: %d frame(s) of %d x %d", data.name or data.source, n_frames, h, w)
+
+    # -- descriptors
+    t = time.perf_counter()
+    if cfg.atoms == "given" and given is None:
+        raise ValueError("atoms='given' needs the coordinates: pass atoms=array of (row, col)")
+    if cfg.atoms != "none":
+        if given is not None:
+            centers, classes = _as_points(given)
+            frm = (np.zeros(len(centers), np.int64) if frames is None
+                   else np.asarray(frames, np.int64))
+        else:
+            centers, classes, frm = _find_atoms(stack, cfg.atoms, progress)
+        timings["atoms"] = time.perf_counter() - t
+        if len(centers) == 0:
+            raise ValueError(f"the atom finder {cfg.atoms!r} found no atoms; try another "
+                             "method or atoms='none' (sliding windows)")
+        win = cfg.window or _auto_window(typical_spacing(centers[frm == frm[0]]), (h, w))
+        t = time.perf_counter()
+        patches = extract_patches(stack, centers, win, frames=frm, classes=classes,
+                                  border=cfg.border,  # type: ignore[arg-type]
+                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+    else:
+        win = cfg.window or min(32, min(h, w) // 4)
+        patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
+                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+    timings["patches"] = time.perf_counter() - t
+    log.info("%d patches of %d x %d (%d dropped at the border)", len(patches), win, win,
+             patches.n_dropped)
+    if len(patches) < 4:
+        raise ValueError(f"only {len(patches)} patches: too few to train a model; use a smaller "
+                         "window or a larger image")
+
+    # -- model
+    from latentatlas.models import get_model
+
+    X = patches.as_model_input()
+    shape = X.shape[1:]
+    vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
+    t = time.perf_counter()
+    vae.fit(X, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(X)), lr=cfg.lr,
+            seed=cfg.seed, progress=progress)
+    timings["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    lat = vae.encode(X)
+    timings["encode"] = time.perf_counter() - t
+    maps = latent_maps(lat, patches)
+
+    # -- labels
+    t = time.perf_counter()
+    if cfg.cluster_on == "content":
+        cols = [i for i, n in enumerate(maps.names) if n.startswith("z")]
+    else:
+        cols = list(range(len(maps.names)))
+    labels = gmm_labels(maps.values[:, cols], n_components=cfg.n_components,
+                        max_components=cfg.max_components, random_state=cfg.seed,
+                        feature_names=[maps.names[i] for i in cols])
+    timings["labels"] = time.perf_counter() - t
+
+    result = AnalysisResult(config=cfg, image=stack, patches=patches, maps=maps, labels=labels,
+                            model=vae, timings=timings, truth=truth)
+    if truth is not None:
+        result.scores = _score_against_truth(result, truth)
+    if out is not None:
+        t = time.perf_counter()
+        result.out = _write_run(result, data, Path(out))
+        timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    return result
+
+
+def _score_against_truth(result: AnalysisResult, truth: dict[str, np.ndarray]) -> dict[str, float]:
+    """Adjusted Rand index of the labels against the true classes of matched atoms."""
+    from scipy.spatial import cKDTree
+    from sklearn.metrics import adjusted_rand_score
+
+    pos = result.patches.centers[result.patches.frames == 0]
+    lab = result.labels.labels[result.patches.frames == 0]
+    d, idx = cKDTree(truth["positions"]).query(pos, k=1)
+    ok = d <= 0.25 * typical_spacing(truth["positions"])
+    if ok.sum() < 2:
+        return {"matched_atoms": float(ok.sum())}
+    return {"matched_atoms": float(ok.sum()),
+            "adjusted_rand": float(adjusted_rand_score(truth["classes"][idx[ok]], lab[ok]))}
+
+
+# ------------------------------------------------------------------------------- output
+
+
+def save_results(path: Path, result: AnalysisResult) -> Path:
+    """results.h5 (or .npz): coordinates, frames, latents, labels and the config as JSON."""
+    p, m, lab = result.patches, result.maps, result.labels
+    arrays: dict[str, np.ndarray] = {
+        "centers": p.centers, "frames": p.frames, "atom_classes": p.classes, "index": p.index,
+        "latents_mean": m.values, "latents_std": m.std, "labels": lab.labels,
+        "label_probabilities": lab.probabilities,
+    }
+    config = json.dumps({"analysis": result.config.to_dict(), "patches": p.summary(),
+                         "labels": lab.summary(), "latent_names": m.names,
+                         "timings": result.timings, "scores": result.scores})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd_tmp = tempfile.NamedTemporaryFile(prefix=f".{path.stem}.", suffix=path.suffix,
+                                         dir=path.parent, delete=False)
+    fd_tmp.close()
+    tmp = Path(fd_tmp.name)
+    try:
+        if path.suffix == ".npz":
+            payload = {"config": np.asarray(config), "latent_names": np.asarray(m.names),
+                       **arrays}
+            np.savez_compressed(tmp, **payload)  # type: ignore[arg-type]  # numpy stub quirk
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                for k, v in arrays.items():
+                    f.create_dataset(k, data=v, compression="gzip" if v.size > 4096 else None)
+                f.attrs["config"] = config
+                f.attrs["latent_names"] = json.dumps(m.names)
+                if p.grid_shape is not None:
+                    f.attrs["grid_shape"] = list(p.grid_shape)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _figures(result: AnalysisResult, folder: Path) -> list[tuple[str, Path]]:
+    from matplotlib.figure import Figure
+
+    from latentatlas.plots.maps import (
+        latent_maps_figure,
+        plot_labels,
+        plot_latent_hist2d,
+        plot_manifold,
+        save_figure,
+    )
+
+    p, m, lab = result.patches, result.maps, result.labels
+    img = result.image[0, 0]
+    sel = p.frames == 0
+    figs: list[tuple[str, Path]] = []
+
+    fig = Figure(figsize=(6, 6), layout="tight")
+    ax = fig.subplots()
+    ax.imshow(img, cmap="gray")
+    if p.grid_shape is None:
+        ax.scatter(p.centers[sel, 1], p.centers[sel, 0], s=6, c="tab:red", linewidths=0)
+    ax.set_title(f"input (frame 0), {int(sel.sum())} patches of {p.window} px")
+    figs.append(("Input image with patch centres", save_figure(fig, folder / "image.png")))
+
+    fig = latent_maps_figure(m, image=img)
+    figs.append(("Latent maps (one per latent; angle in radians, shifts in patch half-widths)",
+                 save_figure(fig, folder / "latent_maps.png")))
+
+    z = [n for n in m.names if n.startswith("z")]
+    pairs = [(z[0], z[1])] if len(z) > 1 else []
+    if "angle" in m.names and z:
+        pairs.append(("angle", z[0]))
+    if pairs:
+        fig = Figure(figsize=(4.5 * len(pairs), 4), layout="tight")
+        for ax, (a, b) in zip(np.atleast_1d(fig.subplots(1, len(pairs))), pairs, strict=True):
+            plot_latent_hist2d(ax, m[a], m[b], bins=48, xlabel=a, ylabel=b)
+        figs.append(("Latent distributions (2-D histograms)",
+                     save_figure(fig, folder / "latent_hist2d.png")))
+
+    if hasattr(result.model, "manifold"):
+        fig = Figure(figsize=(6, 6), layout="tight")
+        plot_manifold(fig.subplots(), result.model.manifold(n=8))
+        figs.append(("Decoded manifold over the content latents (canonical pose)",
+                     save_figure(fig, folder / "manifold.png")))
+
+    fig = Figure(figsize=(6, 6), layout="tight")
+    ax = fig.subplots()
+    if p.grid_shape is None:
+        plot_labels(ax, p.centers[sel], lab.labels[sel], image=img,
+                    label_raster=result.label_image)
+    else:
+        grid = lab.labels.reshape(p.n_frames, *p.grid_shape)[0].astype(float)
+        from latentatlas.plots.maps import label_colors
+
+        ax.imshow(grid, cmap=label_colors(lab.n_components), interpolation="nearest")
+        ax.set_title("classes")
+    figs.append((f"Gaussian-mixture classes ({lab.n_components} components)",
+                 save_figure(fig, folder / "labels.png")))
+    return figs
+
+
+def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
+    from latentatlas.report import write_report
+
+    out = out.expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a results folder is not
+    try:
+        save_results(tmp / "results.h5", result)
+        config = {"analysis": result.config.to_dict(), "source": str(data.source or data.name),
+                  "patches": result.patches.summary(), "labels": result.labels.summary(),
+                  "latent_names": result.maps.names, "scores": result.scores}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        result.model.save(tmp / "model")
+        figs = _figures(result, tmp)
+        tables: dict[str, dict[str, Any]] = {
+            "Input": {"source": str(data.source or data.name), "shape": list(data.shape),
+                      "quantity": data.quantity, "units": data.units},
+            "Parameters": result.config.to_dict(),
+            "Patches": result.patches.summary(),
+            "Classes": result.labels.summary(),
+            "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
+        }
+        if result.scores:
+            tables["Score against ground truth"] = result.scores
+        write_report(tmp / "index.html", f"latentatlas analyze: {data.name or data.source}",
+                     figs, tables)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s", out)
+    return out
