@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_data
 from scipy import stats
 
+from conftest import shared_data
 from latentatlas.analysis.domains import (
     analyze_walls,
     patch_descriptors,
