@@ -53,7 +53,7 @@ def check_n_components(n_components: int, n_samples: int, n_features: int, name:
     if n_components > limit:
         raise ValueError(
             f"{name}: n_components={n_components} is larger than min(n_samples, n_channels)="
-            f"{limit} (data has {n_samples} spectra of {n_features} channels); "
+            f"{limit} (n_samples={n_samples} spectra of {n_features} channels); "
             "ask for fewer components"
         )
     return int(n_components)

@@ -38,11 +38,12 @@ averaged over the samples after ``n_burn`` burn-in sweeps.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 from scipy import special
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 from tqdm.auto import tqdm
 
 from latentatlas.spectral._base import check_n_components
@@ -88,7 +89,7 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     Parameters
     ----------
-    n_components : number of endmembers ``R`` (>= 2).
+    n_components : number of endmembers ``R`` (``R = 1`` degenerates to the mean spectrum).
     n_samples : sweeps kept after burn-in for the posterior averages.
     n_burn : burn-in sweeps discarded.
     prior_scale : endmember prior standard deviation ``s`` in units of the square root of the
@@ -132,8 +133,14 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             return np.random.default_rng(int(rs.randint(0, 2**31 - 1)))
         return np.random.default_rng(rs)
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def _check(self, X: np.ndarray, reset: bool) -> np.ndarray:
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+        check_non_negative(X, "BayesianLinearUnmixing (input X)")
         return X
 
     def fit(self, X: np.ndarray, y: object = None) -> BayesianLinearUnmixing:
@@ -143,17 +150,13 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def fit_transform(self, X: np.ndarray, y: object = None, **params: object) -> np.ndarray:
         """Fit and return the posterior mean abundances ``(n_spectra, R)``."""
-        return self._fit(X)
+        return self._fit(X).astype(np.asarray(X).dtype if np.asarray(X).dtype == np.float32
+                                   else np.float64)
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         X = self._check(X, reset=True)
         n, L = X.shape
         R = check_n_components(self.n_components, n, L, "BayesianLinearUnmixing")
-        if R < 2:
-            raise ValueError(
-                "BayesianLinearUnmixing needs n_components >= 2 (one endmember is just the "
-                "mean spectrum)"
-            )
         if self.n_samples < 1 or self.n_burn < 0:
             raise ValueError(
                 f"n_samples must be >= 1 and n_burn >= 0, got {self.n_samples}, {self.n_burn}"
@@ -327,7 +330,9 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         posterior means.
         """
         check_is_fitted(self)
-        X = self._check(X, reset=False).astype(np.float64, copy=False)
+        X = self._check(X, reset=False)
+        dtype = X.dtype
+        X = X.astype(np.float64, copy=False)
         rng = self._rng()
         z = (X - self._ybar) @ self._V
         t = (self.components_ - self._ybar) @ self._V
@@ -337,7 +342,7 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             a = self._sample_abundances(z, a, t, self.noise_variance_, rng)
             if sweep >= self.n_burn:
                 acc += a
-        return np.asarray(acc / self.n_samples)
+        return np.asarray(acc / self.n_samples, dtype=dtype)
 
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
         """Spectra ``(n, channels)`` from abundances ``(n, R)``."""

@@ -138,7 +138,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"PCA: solver must be 'auto', 'full' or 'randomized', got {self.solver!r}"
             )
         if n < 2:
-            raise ValueError(f"PCA needs at least 2 spectra to estimate a variance, got n={n}")
+            raise ValueError(
+                f"PCA needs at least 2 spectra to estimate a variance, got n_samples={n}"
+            )
         dev = resolve_device(self.device)
         x = to_tensor(X, dev)
         mean = x.mean(0) if self.center else torch.zeros(c, dtype=x.dtype, device=dev)
@@ -371,9 +373,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 "NMF stopped at max_iter=%d before the relative error decrease fell below "
                 "tol=%g; raise max_iter for a converged fit", self.max_iter, self.tol,
             )
+        # the returned W is the same row-wise NNLS solve transform() does, so fit_transform
+        # and fit().transform() agree; it can only lower the error of the iterate's W
+        w = self._nnls_w(x, h)
         self.components_ = h.cpu().numpy()
         self.n_components_ = k
-        self.reconstruction_err_ = history[-1]
+        self.reconstruction_err_ = error(w.T @ x, w.T @ w, h)
         self.reconstruction_err_history_ = np.asarray(history)
         self.n_iter_ = it
         self.converged_ = converged

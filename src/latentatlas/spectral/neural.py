@@ -77,8 +77,8 @@ class SOM(TransformerMixin, BaseEstimator):
             )
         if n_nodes > n:
             raise ValueError(
-                f"SOM: the {self.n_rows}x{self.n_cols} grid has more nodes than the {n} spectra; "
-                "use a smaller grid"
+                f"SOM: the {self.n_rows}x{self.n_cols} grid has more nodes than n_samples={n} "
+                "spectra; use a smaller grid"
             )
         if self.n_epochs < 1:
             raise ValueError(f"SOM: n_epochs must be >= 1, got {self.n_epochs}")
