@@ -6,9 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import shared_data
 from scipy.spatial import cKDTree
 
+from conftest import shared_data
 from latentatlas.datasets.graphene import honeycomb, make_graphene
 from latentatlas.descriptors.rings import (
     DEFAULT_RING_CLASSES,
@@ -232,8 +232,10 @@ def test_cropped_noisy_lattice_gives_no_spurious_rings(pristine) -> None:  # typ
     for r in kept.rings:
         for a, b in zip(r, np.roll(r, -1), strict=True):
             outer ^= {(min(a, b), max(a, b))}  # bonds on one ring only: the outer boundary
-    border = [r for r in kept.rings
-              if any((min(a, b), max(a, b)) in outer for a, b in zip(r, np.roll(r, -1), strict=True))]
+    border = [
+        r for r in kept.rings
+        if any((min(a, b), max(a, b)) in outer for a, b in zip(r, np.roll(r, -1), strict=True))
+    ]
     assert len(res.rings) == len(kept.rings) - len(border) > 0.3 * len(kept.rings)
 
 

@@ -599,7 +599,8 @@ def make_graphene(
             changed = [site]
         g.defect[changed] = code
         touched.extend(changed)
-        sites.append((kind, (float(centre[0] - margin), float(centre[1] - margin))))
+        sites.append((kind, ((float(centre[0]) - margin) / pixel_size,
+                             (float(centre[1]) - margin) / pixel_size)))
 
     bonds = g.bonds()
     if touched:

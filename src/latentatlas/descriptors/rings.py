@@ -312,7 +312,8 @@ def _not_acute_and_long(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray) -
     vacancy) form no triangle, but their "bond" is long (sqrt(3) less the noise) and meets
     their real bonds at about 90 degrees, where sp2 bonds meet at 108 to 130 degrees (90 in
     the rare 4-ring, whose bonds are short). The 95 degree threshold trades false bonds
-    against real bonds that noise made both long and bent. Long means longer than 1.4 median bond lengths.
+    against real bonds that noise made both long and bent. Long means longer than 1.4 median
+    bond lengths.
     """
     keep = np.ones(len(pairs), dtype=bool)
     if len(pairs) < 2:
