@@ -40,6 +40,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from latentatlas._checks import check_array
+from latentatlas.descriptors.patches import Border, Normalize, Patches, extract_patches
 
 logger = logging.getLogger(__name__)
 
@@ -638,34 +639,22 @@ def ring_labelled_patches(
     coords: np.ndarray,
     labels: np.ndarray,
     window: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Square sub-images centred on atoms, with their ring labels.
+    border: Border = "drop",
+    normalize: Normalize = "image",
+) -> Patches:
+    """Square sub-images centred on atoms, carrying their ring labels as classes.
 
-    image: ``(h, w)``; coords: ``(n, 2)`` (row, col) in pixels; labels: ``(n,)``;
-    window: side of the square patch in pixels. Atoms whose window does not fit inside the
-    image are left out. Returns patches ``(k, window, window)`` float32, labels ``(k,)`` and the
-    indices ``(k,)`` of the atoms kept.
+    image: ``(h, w)``; coords: ``(n, 2)`` (row, col) in pixels; labels: ``(n,)`` ring labels
+    (e.g. ``RingAnalysis.labels``); window: patch side in pixels. border, normalize: see
+    :func:`latentatlas.descriptors.patches.extract_patches`, which cuts the patches.
+    Returns :class:`~latentatlas.descriptors.patches.Patches` with ``data`` ``(k, 1, window,
+    window)``, ``classes`` the ring labels and ``index`` the atoms kept, ready for the
+    class-aware VAEs (labels as the known class or as the partial labels of a semi-supervised
+    model).
     """
-    img = check_array(image, "image", ndim=2)
     xy = _check_coords(coords)
     lab = check_array(labels, "labels", ndim=1, dtype=np.int64)
     if len(lab) != len(xy):
         raise ValueError(f"labels has {len(lab)} entries for {len(xy)} atoms; give one each")
-    window = int(window)
-    h, w = img.shape
-    if window < 1 or window > min(h, w):
-        raise ValueError(
-            f"window must be between 1 and the smaller image side {min(h, w)}, got {window}; "
-            "use a smaller window"
-        )
-    # the pixel nearest the atom is the patch centre (for even windows: the pixel just right/
-    # below the centre), so the atom sits within half a pixel of the middle
-    centre = np.rint(xy).astype(np.int64)
-    top = centre - window // 2
-    fits = (top >= 0).all(axis=1) & (top[:, 0] + window <= h) & (top[:, 1] + window <= w)
-    idx = np.flatnonzero(fits)
-    offs = np.arange(window)
-    rows = top[idx, 0, None, None] + offs[None, :, None]
-    cols = top[idx, 1, None, None] + offs[None, None, :]
-    patches = img[rows, cols].astype(np.float32)
-    return patches, lab[idx], idx
+    img = check_array(image, "image", ndim=2)
+    return extract_patches(img, xy, window, classes=lab, border=border, normalize=normalize)
