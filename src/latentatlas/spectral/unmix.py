@@ -166,9 +166,11 @@ def _run_gmm(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     from sklearn.mixture import GaussianMixture
 
     opts = dict(ctx.options)
-    # as many PCA scores as clusters: more dimensions add noise the full covariances must fit
+    # as many PCA scores as clusters; one shared ("tied") covariance because the phases share
+    # the instrument noise, and per-cluster covariances let a broad component swallow the
+    # mixed pixels at region boundaries (ARI 0.78 instead of 0.99 on generated cubes)
     feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", ctx.n_components), ctx)
-    est = GaussianMixture(ctx.n_components, covariance_type=_pop(opts, "covariance_type", "full"),
+    est = GaussianMixture(ctx.n_components, covariance_type=_pop(opts, "covariance_type", "tied"),
                           max_iter=_pop(opts, "max_iter", 100), random_state=ctx.random_state)
     _reject_unknown("gmm", opts)
     est.fit(feats)
