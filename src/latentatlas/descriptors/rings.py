@@ -7,8 +7,8 @@ Pipeline, from atom coordinates ``(n, 2)`` (row, col):
 2. Clean-up, so the bond graph is a plane graph whose faces are the rings:
    - atoms closer than ``min_distance`` bond lengths are reported and rejected (duplicates);
    - crossing bonds: the longer one of every crossing pair is dropped;
-   - long bonds (over 1.4 median bond lengths) meeting another bond at under 95 degrees:
-     second neighbours whose shared neighbour is missing (border, vacancy);
+   - long bonds (over 1.4 median bond lengths) meeting other bonds at under 95 degrees at
+     both ends: second neighbours whose shared neighbour is missing (border, vacancy);
    - triangles: graphene has no 3-rings, and a triangle is almost always two true bonds plus
      a second-neighbour pair pulled inside the cut-off by noise, so the longest edge of every
      triangle is dropped. This is what lets the cut-off be generous (robust to position
@@ -56,6 +56,10 @@ __all__ = [
     "label_atoms",
     "ring_labelled_patches",
 ]
+
+# Threshold of the long-and-acute bond rule (see _not_acute_and_long); module-level so a
+# benchmark can sweep it.
+ACUTE_DEG = 95.0
 
 # Ring sizes are packed into one integer per atom for vectorised table look-ups; sizes must
 # fit in one "digit" of this base.
@@ -307,13 +311,14 @@ def _uncrossed(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray, cutoff: fl
 
 
 def _not_acute_and_long(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Mask of bonds kept after dropping long bonds that meet another bond at under 95 deg.
+    """Mask of bonds kept after dropping long bonds that are acute (under 95 deg) at both ends.
 
     Two second neighbours whose shared neighbour is missing (at the image border, around a
     vacancy) form no triangle, but their "bond" is long (sqrt(3) less the noise) and meets
     their real bonds at about 90 degrees, where sp2 bonds meet at 108 to 130 degrees (90 in
-    the rare 4-ring, whose bonds are short). The 95 degree threshold trades false bonds
-    against real bonds that noise made both long and bent. Long means longer than 1.4 median
+    the rare 4-ring, whose bonds are short). A bond is dropped only when it is long and meets
+    a bond at under ``ACUTE_DEG`` (95) degrees at both of its ends: noise rarely bends a real
+    bond that much at both ends at once. Long means longer than 1.4 median
     bond lengths.
     """
     keep = np.ones(len(pairs), dtype=bool)
@@ -323,6 +328,7 @@ def _not_acute_and_long(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray) -
     if len(long) == 0:
         return keep
     nbr, _ = _neighbour_table(len(xy), pairs)
+    acute_at = []
     for end, other in ((0, 1), (1, 0)):
         a, b = pairs[long, end], pairs[long, other]
         u = xy[b] - xy[a]  # (l, 2)
@@ -332,8 +338,10 @@ def _not_acute_and_long(xy: np.ndarray, pairs: np.ndarray, length: np.ndarray) -
             np.linalg.norm(v, axis=-1) * np.linalg.norm(u, axis=-1)[:, None] + 1e-12
         )
         valid = (nb >= 0) & (nb != b[:, None])
-        acute = (valid & (cos > np.cos(np.deg2rad(95.0)))).any(axis=1)
-        keep[long[acute]] = False
+        acute_at.append((valid & (cos > np.cos(np.deg2rad(ACUTE_DEG)))).any(axis=1))
+    # a false bond is bent at both ends (about 90 degrees each); noise rarely bends a real
+    # bond that much at both ends at once
+    keep[long[acute_at[0] & acute_at[1]]] = False
     logger.debug("dropped %d long bonds at acute angles", int((~keep).sum()))
     return keep
 
@@ -465,7 +473,7 @@ def find_rings(
     valid &= masked.min(axis=1) == h_all
     faces_h = walk[valid]
     sizes = size[valid]
-    rings: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
     for sz in np.unique(sizes):
         atoms = src[faces_h[sizes == sz, :sz]]  # (f, sz)
         p = xy[atoms]  # (f, sz, 2) as (row, col)
@@ -475,9 +483,13 @@ def find_rings(
         ok = (area > 0) & (np.diff(srt, axis=1) != 0).all(axis=1)  # interior and simple
         if not keep_border_rings:
             ok &= ~on_outer[twin[faces_h[sizes == sz, :sz]]].any(axis=1)
-        rings.extend(atoms[ok])
-    rings.sort(key=lambda r: (int(r.min()), len(r)))
-    return rings
+        blocks.append(atoms[ok])
+    if not blocks:
+        return []
+    first = np.concatenate([b.min(axis=1) for b in blocks])
+    length = np.concatenate([np.full(len(b), b.shape[1]) for b in blocks])
+    rings = [row for b in blocks for row in b]
+    return [rings[k] for k in np.lexsort((length, first))]
 
 
 def _outer_half_edges(
@@ -550,8 +562,9 @@ def atom_ring_sizes(n_atoms: int, rings: Sequence[np.ndarray]) -> np.ndarray:
     """Sorted ring sizes per atom, ``(n_atoms, k)`` padded with leading zeros (k >= 1)."""
     if not rings:
         return np.zeros((n_atoms, 1), dtype=np.int64)
+    lengths = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
     atom = np.concatenate(rings).astype(np.int64)
-    size = np.concatenate([np.full(len(r), len(r)) for r in rings]).astype(np.int64)
+    size = np.repeat(lengths, lengths)
     order = np.lexsort((size, atom))
     atom, size = atom[order], size[order]
     count = np.bincount(atom, minlength=n_atoms)
@@ -610,7 +623,7 @@ def analyze_rings(
         classes=cls,
         bonds=bonds,
         rings=rings,
-        ring_size=np.array([len(r) for r in rings], dtype=np.int64),
+        ring_size=np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings)),
         atom_ring_sizes=sizes,
         n_rings=(sizes > 0).sum(axis=1),
         labels=table.label(sizes),
