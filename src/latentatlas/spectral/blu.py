@@ -41,6 +41,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import special
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
@@ -51,6 +52,11 @@ from latentatlas.spectral._base import check_n_components
 __all__ = ["BayesianLinearUnmixing", "truncated_normal"]
 
 logger = logging.getLogger(__name__)
+
+
+def _eigh(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w, v = torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(g)))
+    return w.numpy(), v.numpy()
 
 
 def truncated_normal(
@@ -174,14 +180,21 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             )
         rng = self._rng()
         xc = Xd - ybar
-        # principal directions of the centred data: V (L, R-1)
-        _, sv, vt = np.linalg.svd(xc.T @ xc if n > L else xc, full_matrices=False)
+        # principal directions of the centred data, V (L, R-1), from the eigenvectors of the
+        # smaller Gram matrix (an SVD of a 4096 x 2048 matrix costs far more than needed);
+        # torch's eigh, because numpy's threaded LAPACK stalls for seconds on a busy machine
         if n > L:
-            vt = vt  # eigenvectors of the Gram matrix; singular values squared
-            eig = sv
+            eig, vecs = _eigh(xc.T @ xc)
+            order = np.argsort(eig)[::-1]
+            eig, V = eig[order], vecs[:, order[: R - 1]]
         else:
-            eig = sv**2
-        V = vt[: R - 1].T.copy()
+            eig, vecs = _eigh(xc @ xc.T)
+            order = np.argsort(eig)[::-1]
+            eig = eig[order]
+            u = vecs[:, order[: R - 1]]
+            V = xc.T @ u / np.sqrt(np.maximum(eig[: R - 1], 1e-300))[None, :]
+        eig = np.maximum(eig, 0.0)
+        V = np.ascontiguousarray(V)
         z = xc @ V  # (n, R-1) projections
         s2_prior = (self.prior_scale**2) * max(float(eig[0]) / max(n - 1, 1), 1e-30)
         resid_perp = max(float((xc**2).sum() - (z**2).sum()), 0.0)

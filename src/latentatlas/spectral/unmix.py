@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from latentatlas._checks import check_array
 from latentatlas.spectral.blu import BayesianLinearUnmixing
@@ -173,8 +174,14 @@ def _run_gmm(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     est = GaussianMixture(ctx.n_components, covariance_type=_pop(opts, "covariance_type", "tied"),
                           max_iter=_pop(opts, "max_iter", 100), random_state=ctx.random_state)
     _reject_unknown("gmm", opts)
-    est.fit(feats)
+    with warnings.catch_warnings():
+        # non-convergence is reported in extras["converged"] and the log instead
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(feats)
+    if not est.converged_:
+        logger.warning("GMM did not converge in max_iter=%d; raise max_iter", est.max_iter)
     return MethodOutput(labels=est.predict(feats), scores=est.predict_proba(feats),
+                        extras={"converged": np.asarray(est.converged_)},
                         params={**est.get_params(), "n_pca": n_pca})
 
 
@@ -309,10 +316,15 @@ def _run_autoencoder(X: np.ndarray, ctx: RunContext) -> MethodOutput:
 
 def _energy_axis(axis: Any, n_channels: int) -> tuple[np.ndarray, str, str]:
     """Axis values, name, units from None, an array, or an axis object (scale/offset/units)."""
+    values: np.ndarray
     if axis is None:
         return np.arange(n_channels, dtype=np.float64), "Channel", ""
     if hasattr(axis, "scale") and hasattr(axis, "offset"):
-        values = float(axis.offset) + float(axis.scale) * np.arange(n_channels)
+        coords = getattr(axis, "values", None)  # non-uniform axes (e.g. triangular bias)
+        if coords is not None and np.asarray(coords).shape == (n_channels,):
+            values = np.asarray(coords, dtype=np.float64)
+        else:
+            values = float(axis.offset) + float(axis.scale) * np.arange(n_channels)
         return values, str(getattr(axis, "name", "") or "Energy"), str(getattr(axis, "units", "")
                                                                         or "")
     values = np.asarray(axis, dtype=np.float64)
