@@ -97,13 +97,63 @@ def real_images() -> list[dict]:
         xy = c[:, :2]
         sec, res = timed(lambda xy=xy: analyze_rings(xy))
         b = estimate_bond_length(xy)
+        _figure(name, np.load(DATA / f"{name}.npy"), res)
         rows.append({
             "image": name, "atoms": len(xy), "bond_px": round(b, 2),
             "cutoff_bonds": round(res.cutoff / b, 3), "bonds": len(res.bonds),
             "rings": res.size_counts(), "labels": res.label_counts(),
             "time_ms": round(1e3 * sec, 2),
+            **_between_grains(res, b),
         })
     return rows
+
+
+def _between_grains(res: object, b: float) -> dict:
+    """Where the 5/7 rings are: the fraction with hexagons of both grains within 2.5 bonds.
+
+    Grains come from the hexagons' own 6-fold orientation (two clusters on the circle), so
+    this does not use the ring sizes.
+    """
+    from scipy.spatial import cKDTree
+
+    coords, rings, size = res.coords, res.rings, res.ring_size  # type: ignore[attr-defined]
+    hexes = [r for r in rings if len(r) == 6]
+    defects = np.isin(size, [5, 7])
+    if len(hexes) < 4 or not defects.any():
+        return {}
+    hc = np.stack([coords[r].mean(axis=0) for r in hexes])
+    z = np.array([np.exp(6j * np.arctan2(*(coords[r] - c).T)).mean()
+                  for r, c in zip(hexes, hc, strict=True)])
+    z /= np.abs(z)
+    c0, c1 = z[0], -z[0]
+    for _ in range(20):
+        grain = np.abs(z - c0) > np.abs(z - c1)
+        c0, c1 = z[~grain].mean(), z[grain].mean()
+        c0, c1 = c0 / abs(c0), c1 / abs(c1)
+    tilt = abs(np.rad2deg(np.angle(c0 / c1)) / 6)
+    tree = cKDTree(hc)
+    centres = res.ring_centres()[defects]  # type: ignore[attr-defined]
+    between = [len(set(grain[tree.query_ball_point(c, 2.5 * b)].tolist())) == 2
+               for c in centres]
+    return {"grain_misorientation_deg": round(float(tilt), 1),
+            "rings_5_7_between_grains": round(float(np.mean(between)), 3)}
+
+
+def _figure(name: str, image: np.ndarray, res: object) -> None:
+    """Labelled image with rings, as benchmarks/out/rings_<name>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from latentatlas.plots.rings import plot_rings
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    plot_rings(ax, res.coords, res.rings, res.labels, res.table.label_names, res.bonds,  # type: ignore[attr-defined]
+               image=image)
+    ax.set_title(name)
+    fig.savefig(OUT / f"rings_{name}.png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
 
 
 def runtime(target_atoms: int = 10_000) -> dict:

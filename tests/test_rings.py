@@ -60,7 +60,7 @@ def _euler_faces(n: int, bonds: np.ndarray) -> int:
 
 # -------------------------------------------------------------------------------- pristine
 def test_pristine_rings_are_the_euler_faces_and_all_hexagons(pristine) -> None:  # type: ignore[no-untyped-def]
-    res = analyze_rings(pristine.coords, keep_border_rings=True)
+    res = analyze_rings(pristine.coords)
     assert set(res.size_counts()) == {6}
     # every inner face of a rectangular honeycomb patch is a hexagon: Euler counts them
     assert len(res.rings) == _euler_faces(len(res.coords), res.bonds)
@@ -70,8 +70,8 @@ def test_pristine_rings_are_the_euler_faces_and_all_hexagons(pristine) -> None: 
 def test_pristine_interior_atoms_are_666_and_border_atoms_have_fewer_rings(pristine) -> None:  # type: ignore[no-untyped-def]
     res = analyze_rings(pristine.coords)
     b = pristine.bond_length
-    inner = (pristine.coords.min(axis=1) > 3.5 * b) & (
-        (np.array(SHAPE) - pristine.coords).min(axis=1) > 3.5 * b
+    inner = (pristine.coords.min(axis=1) > 2.5 * b) & (
+        (np.array(SHAPE) - pristine.coords).min(axis=1) > 2.5 * b
     )
     assert (res.labels[inner] == label_of([6, 6, 6])).all()
     border = (pristine.coords.min(axis=1) < 0.5 * b) | (
@@ -223,11 +223,12 @@ def test_cropped_noisy_lattice_gives_no_spurious_rings(pristine) -> None:  # typ
     rng = np.random.default_rng(5)
     xy = pristine.coords + rng.normal(0, 0.08 * pristine.bond_length, pristine.coords.shape)
     box = (xy[:, 0] > 37.3) & (xy[:, 0] < 141.9) & (xy[:, 1] > 22.1) & (xy[:, 1] < 160.4)
-    res = analyze_rings(xy[box])
-    assert set(res.size_counts()) == {6}
-    # the rings dropped at the border are exactly those sharing a bond with the outer face
-    kept = analyze_rings(xy[box], keep_border_rings=True)
+    kept = analyze_rings(xy[box])
+    # a crop of a honeycomb has hexagons only, and all of its inner faces are found
+    assert set(kept.size_counts()) == {6}
     assert len(kept.rings) == _euler_faces(int(box.sum()), kept.bonds)
+    # "drop" removes exactly the rings sharing a bond with the outer face
+    res = analyze_rings(xy[box], border_rings="drop")
     outer = set()
     for r in kept.rings:
         for a, b in zip(r, np.roll(r, -1), strict=True):
@@ -237,6 +238,8 @@ def test_cropped_noisy_lattice_gives_no_spurious_rings(pristine) -> None:  # typ
         if any((min(a, b), max(a, b)) in outer for a, b in zip(r, np.roll(r, -1), strict=True))
     ]
     assert len(res.rings) == len(kept.rings) - len(border) > 0.3 * len(kept.rings)
+    with pytest.raises(ValueError, match="border_rings"):
+        analyze_rings(xy[box], border_rings="sometimes")  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------------------- cut-off, table

@@ -491,7 +491,7 @@ def make_graphene(
     reconstruct_vacancy: bool = True,
     angle: float | None = None,
     min_separation: float = 6.0,
-    border: float = 5.0,
+    border: float = 3.0,
     column_sigma: float = 0.3,
     z_exponent: float = 1.7,
     blur: float = 0.5,

@@ -19,9 +19,9 @@ Pipeline, from atom coordinates ``(n, 2)`` (row, col):
    neighbours sorted by angle. Interior faces come out with positive signed area, the outer
    face of each connected piece with negative area, so the outer face is dropped by sign,
    whatever its size. Faces larger than ``max_size`` (holes, missing atoms, the region
-   beyond the image border) and non-simple faces are dropped too, and so, by default, are
-   the rings that share a bond with an outer face (see :func:`find_rings`: at the image border
-   a missing partner atom lets noise close false rings). The walk is vectorised: all
+   beyond the image border) and non-simple faces are dropped too; optionally
+   (``border_rings="drop"``) so are the rings on the outer face, the conservative choice for
+   very noisy coordinates (see :func:`find_rings`). The walk is vectorised: all
    half-edges advance together for ``max_size`` steps.
 4. Per-atom ring sizes and a per-atom label from a :class:`RingClassTable` (data, so a user can
    define their own classes).
@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
@@ -56,6 +57,8 @@ __all__ = [
     "label_atoms",
     "ring_labelled_patches",
 ]
+
+BorderRings = Literal["keep", "drop"]
 
 # Threshold of the long-and-acute bond rule (see _not_acute_and_long); module-level so a
 # benchmark can sweep it.
@@ -407,18 +410,19 @@ def find_rings(
     bonds: np.ndarray,
     min_size: int = 4,
     max_size: int = 9,
-    keep_border_rings: bool = False,
+    border_rings: BorderRings = "keep",
 ) -> list[np.ndarray]:
     """Rings (faces of the plane bond graph) with ``min_size`` to ``max_size`` atoms.
 
     coords: ``(n, 2)`` (row, col); bonds: ``(m, 2)`` index pairs, assumed non-crossing (use
-    :func:`find_bonds`). keep_border_rings: keep rings that share a bond with the outer face
-    (the edge of the imaged region). By default they are dropped: at the border an atom's
-    partner may lie outside the image, and then two second neighbours pulled within the
-    cut-off by noise close a false ring that only the missing atom would have prevented; the
-    border rings are the only ones this can happen to, so dropping them makes the analysis
-    robust at image borders at the cost of one row of rings there (holes inside the image
-    are not outer faces and keep their rings).
+    :func:`find_bonds`). border_rings: what to do with rings that share a bond with the
+    outer face (the edge of the imaged region). At the border an atom's partner may lie
+    outside the image, and two second neighbours pulled within the cut-off by noise could
+    then close a false ring that only the missing atom would have prevented. The
+    long-and-acute rule of :func:`find_bonds` removes such bonds, so ``"keep"`` (default)
+    keeps border rings; ``"drop"`` drops every ring on the outer face, the conservative
+    choice for very noisy coordinates (it loses one row of rings along the border). Holes
+    inside the image are not outer faces and keep their rings either way.
     Returns a list of atom-index arrays, each in walking order around its ring, sorted by
     their first atom for reproducibility.
     """
@@ -456,8 +460,10 @@ def find_rings(
     nxt = order[prev_rank]
 
     h_all = np.arange(2 * m)
-    if not keep_border_rings:
-        on_outer = _outer_half_edges(xy, src, dst, nxt)
+    if border_rings not in ("keep", "drop"):
+        raise ValueError(f"border_rings must be 'keep' or 'drop', got {border_rings!r}")
+    if border_rings == "drop":
+        outer = _outer_half_edges(xy, src, dst, nxt)
     walk = np.empty((2 * m, max_size + 1), dtype=np.int64)
     walk[:, 0] = h_all
     for step in range(1, max_size + 1):
@@ -481,8 +487,8 @@ def find_rings(
         area = 0.5 * (x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1)
         srt = np.sort(atoms, axis=1)
         ok = (area > 0) & (np.diff(srt, axis=1) != 0).all(axis=1)  # interior and simple
-        if not keep_border_rings:
-            ok &= ~on_outer[twin[faces_h[sizes == sz, :sz]]].any(axis=1)
+        if border_rings == "drop":
+            ok &= ~outer[twin[faces_h[sizes == sz, :sz]]].any(axis=1)
         blocks.append(atoms[ok])
     if not blocks:
         return []
@@ -591,7 +597,7 @@ def analyze_rings(
     table: RingClassTable = DEFAULT_RING_CLASSES,
     min_size: int = 4,
     max_size: int = 9,
-    keep_border_rings: bool = False,
+    border_rings: BorderRings = "keep",
 ) -> RingAnalysis:
     """Bonds, rings, per-atom ring sizes and labels of a 2-D atomic network.
 
@@ -599,7 +605,7 @@ def analyze_rings(
     classes (carried along, e.g. for colouring; the topology does not depend on them).
     cutoff: bond cut-off in coords units (None = estimated). bonds: ``(m, 2)`` known bonds
     (skips bond finding). table: the per-atom class table. min_size, max_size,
-    keep_border_rings: see :func:`find_rings`.
+    border_rings: see :func:`find_rings`.
     """
     xy = _check_coords(coords).astype(np.float64)
     cls = None
@@ -615,7 +621,7 @@ def analyze_rings(
         bonds = bonds.reshape(-1, 2)
         used_cutoff = float("nan") if cutoff is None else float(cutoff)
     rings = find_rings(
-        xy, bonds, min_size=min_size, max_size=max_size, keep_border_rings=keep_border_rings
+        xy, bonds, min_size=min_size, max_size=max_size, border_rings=border_rings
     )
     sizes = atom_ring_sizes(len(xy), rings)
     return RingAnalysis(
