@@ -176,7 +176,7 @@ def relax_keating(
     bonds: np.ndarray,
     movable: np.ndarray | None = None,
     k_bond: float = 1.0,
-    k_angle: float = 0.5,
+    k_angle: float = 0.25,
     k_repel: float = 2.0,
     repel_distance: float = 1.7,
     max_iter: int = 400,

@@ -60,6 +60,12 @@ __all__ = [
 
 BorderRings = Literal["keep", "drop"]
 
+# Smallest cut-off, in bond lengths: a little above the middle of the empty gap between the
+# first shell (1) and the second (sqrt 3), because strained bonds at defects reach 1.15 and
+# the second neighbours that a generous cut-off lets in are removed by the triangle and
+# long-and-acute rules anyway.
+_MIN_CUTOFF = 1.4
+
 # Threshold of the long-and-acute bond rule (see _not_acute_and_long); module-level so a
 # benchmark can sweep it.
 ACUTE_DEG = 95.0
@@ -209,14 +215,15 @@ def estimate_bond_cutoff(coords: np.ndarray, bond_length: float | None = None) -
 
     1. The valley of the smoothed histogram of distances to the 6 nearest neighbours (in
        bond-length units), searched in [1.15, 1.55] bond lengths between the first shell
-       (1) and the second shell (sqrt(3) in a honeycomb); its centre where it is flat.
+       (1) and the second shell (sqrt(3) in a honeycomb); its centre where it is flat. It
+       splits off the first shell.
     2. The spread of the first shell (robust, from the MAD of the distances below the
-       valley): with noisy positions the valley moves inwards and a cut-off at the valley
-       would break the longest true bonds, so the cut-off is raised to 1 + 4 spreads.
-       Second neighbours that then fall inside the cut-off are removed as the longest edge of
-       a triangle by :func:`find_bonds`.
-    3. Kept within [valley, 1.6] bond lengths, below the second shell (sqrt(3)), because
-       second neighbours across a vacancy form no triangle and must stay unbonded.
+       valley): with noisy positions the longest true bonds reach 1 + 4 spreads, so the
+       cut-off is raised to that. Second neighbours that then fall inside the cut-off are
+       removed by :func:`find_bonds` (longest edge of a triangle; long-and-acute rule).
+    3. Kept within [1.4, 1.6] bond lengths (or the valley, if higher): at least 1.4 because
+       bonds at defects are strained by up to ~15 %; at most 1.6, below the second shell
+       (sqrt(3)), because second neighbours across a vacancy form no triangle.
 
     coords: ``(n, 2)``. Returns a distance in the units of ``coords``.
     """
@@ -238,7 +245,7 @@ def estimate_bond_cutoff(coords: np.ndarray, bond_length: float | None = None) -
     valley = float(centres[window][lowest[len(lowest) // 2]])
     first = r[r < valley]
     spread = 1.4826 * float(np.median(np.abs(first - np.median(first)))) if len(first) else 0.0
-    cutoff = min(max(valley, 1.0 + 4.0 * spread), 1.6)
+    cutoff = min(max(valley, _MIN_CUTOFF, 1.0 + 4.0 * spread), 1.6)
     logger.debug(
         "bond length %.4g, valley %.3f, first-shell spread %.3f, cut-off %.3f bond lengths",
         b, valley, spread, cutoff,
