@@ -391,4 +391,24 @@ def test_bad_inputs_give_clear_errors(eels: SpectralCube) -> None:
 
 def test_every_registered_method_is_tested() -> None:
     assert set(list_methods()) >= {"pca", "nmf", "blu", "kmeans", "gmm", "dbscan", "hdbscan",
-                                   "isomap", "umap", "tsne", "som", "autoencoder"}
+                                   "isomap", "umap", "tsne", "som", "autoencoder", "vae",
+                                   "shiftvae"}
+
+
+@pytest.mark.parametrize("method", ["vae", "shiftvae"])
+def test_vae_family_on_spectra(method: str, tmp_path: Path) -> None:
+    pytest.importorskip("latentatlas.models")
+    s = make_spectral_cube("eels", shape=(12, 12), n_channels=32, seed=0)
+    res = unmix(s.cube, method, 2, epochs=15, batch_size=32)
+    names = res.params["estimator"]["latent_names"]
+    assert names[-2:] == ["z1", "z2"] and (method == "vae") == (len(names) == 2)
+    assert res.loadings is not None and res.loadings.shape == (12, 12, len(names))
+    assert np.isfinite(res.loadings).all() and (res.extras["latent_std"] > 0).all()
+    # training lowers the loss and the reconstruction beats the mean spectrum
+    total = res.extras["history_train_total"]
+    assert total[-1] < total[0]
+    assert res.reconstruction_error is not None
+    X = s.cube.reshape(-1, 32)
+    assert res.reconstruction_error < np.linalg.norm(X - X.mean(0)) / np.linalg.norm(X)
+    back = UnmixResult.load(res.save(tmp_path / "vae.h5"))
+    np.testing.assert_array_equal(back.extras["history_train_total"], total)

@@ -6,6 +6,9 @@ or Figure to draw on, and returns it.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +19,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from latentatlas.spectral.result import UnmixResult
 
-__all__ = ["plot_cluster_map", "plot_components", "plot_result", "plot_scree"]
+__all__ = ["plot_cluster_map", "plot_components", "plot_result", "plot_scree", "save_figures"]
 
 _NOISE_COLOR = (0.75, 0.75, 0.75, 1.0)
 
@@ -175,3 +178,24 @@ def plot_result(result: UnmixResult, pixel_size: float | None = None,
             fig.colorbar(im, ax=ax, shrink=0.8)
         figs["maps"] = fig
     return figs
+
+
+def save_figures(result: UnmixResult, out_dir: str | os.PathLike[str], dpi: int = 120,
+                 pixel_size: float | None = None, spatial_units: str = "px") -> list[Path]:
+    """Write every figure of :func:`plot_result` as ``<name>.png`` in ``out_dir``, each via a
+    temporary file and a rename, so an interrupted run leaves no half-written image."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in plot_result(result, pixel_size, spatial_units).items():
+        path = out / f"{result.method}_{name}.png"
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=out)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=dpi)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        paths.append(path)
+    return paths

@@ -100,6 +100,25 @@ class UnmixResult:
             raise
         return path
 
+    def save_params(self, path: str | os.PathLike[str]) -> Path:
+        """Write the method, parameters and scalar diagnostics as JSON, atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "method": self.method,
+            "params": self.params,
+            "n_components": self.n_components,
+            "spatial_shape": list(self.spatial_shape),
+            "energy": {"name": self.energy_name, "units": self.energy_units,
+                       "first": float(self.energy[0]), "last": float(self.energy[-1]),
+                       "channels": int(self.energy.shape[0])},
+            "reconstruction_error": self.reconstruction_error,
+            "explained_variance_ratio": None if self.explained_variance_ratio is None
+            else [float(v) for v in self.explained_variance_ratio],
+        }
+        _atomic_write_text(path, json.dumps(doc, indent=2, default=_json_default))
+        return path
+
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> UnmixResult:
         """Read a result written by :meth:`save`."""
@@ -133,6 +152,18 @@ class UnmixResult:
                 extras=extras,
                 **arrays,
             )
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _json_default(obj: object) -> object:

@@ -314,6 +314,48 @@ def _run_autoencoder(X: np.ndarray, ctx: RunContext) -> MethodOutput:
                         extras={"loss_history": est.loss_history_}, params=est.get_params())
 
 
+def _vae_runner(name: str) -> Runner:
+    """A runner training the core VAE family member ``name`` on 1-D spectra.
+
+    Spectra are centred by the mean spectrum and divided by one global standard deviation
+    (the Gaussian likelihood expects unit-scale data); reconstructions are mapped back.
+    Loadings are the posterior means of all latents (pose first, e.g. the shift of a
+    shift-VAE, then the content latents); their standard deviations go to extras.
+    """
+
+    def run(X: np.ndarray, ctx: RunContext) -> MethodOutput:
+        from latentatlas.models import get_model
+
+        opts = dict(ctx.options)
+        train = {"epochs": _pop(opts, "epochs", 30), "batch_size": _pop(opts, "batch_size", 256),
+                 "lr": _pop(opts, "lr", 1e-3)}
+        model_opts = opts  # everything else configures the model (decoder, beta, ...)
+        mean = X.mean(0)
+        scale = float(X.std()) or 1.0
+        Xs = ((X - mean) / scale).astype(np.float32)
+        seed = 0 if ctx.random_state is None else int(ctx.random_state)
+        model = get_model(name, input_shape=(X.shape[1],), latent_dim=ctx.n_components,
+                          seed=seed, signal_dims=1, **model_opts)
+        accelerator = "cuda" if ctx.device.startswith("cuda") else "cpu"
+        model.fit(Xs, seed=seed, accelerator=accelerator, progress=ctx.progress, **train)
+        lat = model.encode(Xs)
+        recon = np.asarray(model.reconstruct(Xs)).reshape(X.shape) * scale + mean
+        history = {k: np.asarray(v, dtype=np.float64) for k, v in model.history.items()}
+        return MethodOutput(
+            scores=lat.mean, reconstruction=recon,
+            extras={"latent_std": lat.std,
+                    **{"history_" + k.replace("/", "_"): v for k, v in history.items()
+                       if v.ndim == 1}},
+            params={"model": name, "latent_names": list(lat.names), **train, **model_opts},
+        )
+
+    return run
+
+
+METHODS["vae"] = _vae_runner("vae")
+METHODS["shiftvae"] = _vae_runner("shiftvae")
+
+
 def _energy_axis(axis: Any, n_channels: int) -> tuple[np.ndarray, str, str]:
     """Axis values, name, units from None, an array, or an axis object (scale/offset/units)."""
     values: np.ndarray
