@@ -4,7 +4,7 @@ Reproducible command (CPU; seeded, so a rerun with the same torch/numpy versions
 count gives the same weights; a checkpoint is written after every epoch and the JSON config
 records the exact command and the epochs done)::
 
-    nice -n 10 env PYTHONPATH=src python scripts/train_atom_finder.py \
+    nice -n 10 env OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/train_atom_finder.py \
         --out src/latentatlas/weights/atom_finder --seed 0
 
 The network is a small U-Net (:class:`latentatlas.nn.unet.UNet`) trained on generated lattices
@@ -54,13 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool", type=int, default=3000, help="generated training images")
     p.add_argument("--size", type=int, default=64, help="training image side, pixels")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--base", type=int, default=8, help="U-Net width of the first level")
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--mask-width", type=float, default=1.5)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads", type=int, default=1, help="1 is fastest on a shared, oversubscribed CPU"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)

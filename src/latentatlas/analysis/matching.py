@@ -60,21 +60,25 @@ def match_indices(
     return np.concatenate(matched_p), np.concatenate(matched_t)
 
 
-def match_points(
+class MatchCounts(NamedTuple):
+    """Raw tallies of a matching, for pooling over many images: matched pairs, counted
+    predictions, counted references and the sum of squared distances of matched pairs."""
+
+    matched: int
+    n_pred: int
+    n_true: int
+    sq_error: float
+
+
+def match_counts(
     pred: np.ndarray,
     true: np.ndarray,
     radius: float = 1.5,
     *,
     shape: tuple[int, int] | None = None,
     border: float = 0.0,
-) -> MatchScores:
-    """Precision, recall, F1 and RMSE of predicted points against reference points.
-
-    pred: (n, 2), true: (m, 2), (row, col) in pixels. A prediction is correct when it is
-    matched one-to-one to a reference point within ``radius`` pixels. With ``shape`` (h, w) and
-    ``border`` > 0, unmatched points of either set closer than ``border`` to the image edge are
-    not counted (reference lists often omit columns cut by the edge).
-    """
+) -> MatchCounts:
+    """Tallies behind :func:`match_points` (same arguments)."""
     p, t = _points(pred, "pred"), _points(true, "true")
     ip, it = match_indices(p, t, radius)
     n_p, n_t = len(p), len(t)
@@ -95,11 +99,36 @@ def match_points(
 
         n_p = len(ip) + n_inner_unmatched(p, ip)
         n_t = len(it) + n_inner_unmatched(t, it)
-    k = len(ip)
+    sq = float(np.sum((p[ip] - t[it]) ** 2))
+    return MatchCounts(len(ip), n_p, n_t, sq)
+
+
+def scores_from_counts(counts: MatchCounts) -> MatchScores:
+    """Precision, recall, F1 and RMSE from (possibly pooled) :class:`MatchCounts`."""
+    k, n_p, n_t, sq = counts
     if n_p == 0 and n_t == 0:
         return MatchScores(1.0, 1.0, 1.0, float("nan"))
     precision = k / n_p if n_p else 0.0
     recall = k / n_t if n_t else 0.0
     f1 = 2 * k / (n_p + n_t)
-    rmse = float(np.sqrt(np.mean(np.sum((p[ip] - t[it]) ** 2, axis=1)))) if k else float("nan")
+    rmse = float(np.sqrt(sq / k)) if k else float("nan")
     return MatchScores(precision, recall, f1, rmse)
+
+
+def match_points(
+    pred: np.ndarray,
+    true: np.ndarray,
+    radius: float = 1.5,
+    *,
+    shape: tuple[int, int] | None = None,
+    border: float = 0.0,
+) -> MatchScores:
+    """Precision, recall, F1 and RMSE of predicted points against reference points.
+
+    pred: (n, 2), true: (m, 2), (row, col) in pixels. A prediction is correct when it is
+    matched one-to-one to a reference point within ``radius`` pixels. With ``shape`` (h, w) and
+    ``border`` > 0, unmatched points of either set closer than ``border`` to the image edge are
+    not counted (reference lists often omit columns cut by the edge). To pool several images,
+    sum :func:`match_counts` and call :func:`scores_from_counts`.
+    """
+    return scores_from_counts(match_counts(pred, true, radius, shape=shape, border=border))

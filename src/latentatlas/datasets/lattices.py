@@ -169,9 +169,9 @@ def generate_lattice(
 
     shape: (h, w). spacing: nearest-neighbour distance in pixels (A-A for perovskite, bond
     length for honeycomb). angle: lattice rotation in degrees (None = uniform random).
-    sigma: column width (None = 0.25 * spacing, like real HAADF columns). second_intensity:
-    peak of perovskite B columns relative to A (= 1). Dopants replace host sites with
-    ``dopant_intensity``; vacancies remove sites. position_jitter: standard deviation of
+    sigma: column width (None = 0.25 x the nearest-neighbour distance, like HAADF columns).
+    second_intensity: peak of perovskite B columns relative to A (= 1). Dopants replace host
+    sites with ``dopant_intensity``; vacancies remove sites. position_jitter: standard deviation of
     random column displacements (pixels). distortion: scan distortion strength (pixels).
     background: smooth background amplitude. blur, counts, gaussian_noise: passed to
     :func:`latentatlas.datasets.render.add_microscope_noise`. contamination: fraction of the
@@ -190,7 +190,10 @@ def generate_lattice(
         if not 0 <= frac < 1:
             raise ValueError(f"{name} must be in [0, 1), got {frac!r}")
     angle = float(rng.uniform(0, 360)) if angle is None else float(angle)
-    sigma = 0.25 * spacing if sigma is None else float(sigma)
+    if sigma is None:
+        # A quarter of the nearest-neighbour distance (A-B for perovskite), like HAADF columns.
+        sigma = 0.25 * spacing / (np.sqrt(2.0) if kind == "perovskite" else 1.0)
+    sigma = float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
     offset = (float(rng.uniform(0, spacing)), float(rng.uniform(0, spacing)))
@@ -251,7 +254,8 @@ def random_lattice(
     """
     kind = str(rng.choice(LATTICE_KINDS, p=[0.2, 0.15, 0.45, 0.2]))
     spacing = float(np.exp(rng.uniform(np.log(spacing_range[0]), np.log(spacing_range[1]))))
-    sigma = max(0.9, float(rng.uniform(0.15, 0.32)) * spacing)
+    nn = spacing / (np.sqrt(2.0) if kind == "perovskite" else 1.0)  # nearest-neighbour distance
+    sigma = max(0.9, float(rng.uniform(0.15, 0.32)) * nn)
     # Contrast-to-noise: half the images in the hard regime of low-dose HAADF (0.5-1.5, where
     # the real 60 kV graphene frames sit), the rest log-uniform up to 20.
     if rng.random() < 0.5:

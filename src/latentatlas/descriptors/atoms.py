@@ -1,0 +1,457 @@
+"""Atom (column) finding in images and image stacks: local maxima, blob-LoG and a DCNN.
+
+One entry point, :func:`find_atoms`, returns :class:`Atoms` with (row, col, class) per atom
+and the frame index for stacks. Positions are (row, col) in pixels, in image-index
+convention (the column at (r, c) is brightest at ``image[round(r), round(c)]``).
+
+Classes: with ``n_classes=1`` every atom is class 0; with ``n_classes=k`` the atoms are split
+into k intensity classes (0 = dimmest) by k-means on their smoothed intensity, jointly over
+all frames of a stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from latentatlas._checks import check_array
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("peaks", "log", "dcnn")
+
+#: The shipped DCNN atom finder (see scripts/train_atom_finder.py).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "atom_finder.safetensors"
+
+
+@dataclass
+class Atoms:
+    """Atoms found in an image (frame 0) or a stack of frames.
+
+    row, col: (n,) float64 pixels. classes: (n,) int64. frame: (n,) int64 frame index (all 0
+    for a single image). shape: the (h, w) of one frame; n_frames: frames searched.
+    """
+
+    row: np.ndarray
+    col: np.ndarray
+    classes: np.ndarray
+    frame: np.ndarray
+    shape: tuple[int, int]
+    n_frames: int = 1
+    method: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.row)
+        if not len(self.col) == len(self.classes) == len(self.frame) == n:
+            raise ValueError("Atoms row, col, classes and frame must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(n, 2) float64 (row, col)."""
+        return np.column_stack([self.row, self.col]).astype(np.float64).reshape(-1, 2)
+
+    def as_array(self) -> np.ndarray:
+        """(n, 3) float64 (row, col, class)."""
+        return np.column_stack([self.row, self.col, self.classes]).astype(np.float64).reshape(-1, 3)
+
+    def in_frame(self, k: int) -> Atoms:
+        """The atoms of frame ``k`` only."""
+        if not 0 <= k < self.n_frames:
+            raise ValueError(f"frame must be in [0, {self.n_frames - 1}], got {k}")
+        m = self.frame == k
+        return Atoms(
+            self.row[m],
+            self.col[m],
+            self.classes[m],
+            self.frame[m],
+            self.shape,
+            self.n_frames,
+            self.method,
+            dict(self.params),
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def lattice_period(img: np.ndarray) -> float:
+    """Shortest strong lattice period (pixels) from the 2-D autocorrelation of (h, w) ``img``.
+
+    Lattice translations are local maxima of the autocorrelation and white noise only adds to
+    the zero lag. A radial average would not do: in a honeycomb the empty hexagon centres lie
+    at the bond length and cancel the bonds, so the period found there is the lattice constant
+    (sqrt(3) x bond). A slow background (contamination, thickness) is removed first. The
+    shortest lag whose peak reaches 20 % of the strongest non-central one is returned; 8.0
+    (with a warning in the log) when no periodicity is found.
+    """
+    h, w = img.shape
+    hp = img - ndimage.gaussian_filter(img, max(4.0, min(h, w) / 16.0))
+    hp -= hp.mean()
+    shape = (2 * h, 2 * w)  # zero-padded: linear, not circular, correlation
+    ac = np.fft.irfft2(np.abs(np.fft.rfft2(hp, s=shape)) ** 2, s=shape)
+    ones = np.fft.irfft2(np.abs(np.fft.rfft2(np.ones((h, w)), s=shape)) ** 2, s=shape)
+    # Divide by the overlap so long lags are not penalised by the padding.
+    ac = np.fft.fftshift(ac / np.maximum(ones, 1.0))
+    rmax = min(h, w) // 3
+    sub = ac[h - rmax : h + rmax + 1, w - rmax : w + rmax + 1]
+    yy, xx = np.mgrid[-rmax : rmax + 1, -rmax : rmax + 1]
+    r = np.hypot(yy, xx)
+    is_max = (sub == ndimage.maximum_filter(sub, size=5)) & (r >= 2.5) & (r <= rmax) & (sub > 0)
+    if not is_max.any():
+        logger.warning("no lattice periodicity found; assuming an 8-pixel spacing")
+        return 8.0
+    vals, radii = sub[is_max], r[is_max]
+    strong = vals >= 0.2 * vals.max()
+    return float(radii[strong].min())
+
+
+def estimate_spacing(image: np.ndarray) -> float:
+    """Nearest-neighbour column spacing (pixels) of an (h, w) lattice image.
+
+    The autocorrelation period P leaves three candidates: P (square, hexagonal), P / sqrt(2)
+    (perovskite A-B) and P / sqrt(3) (honeycomb bond). Local maxima are found with the
+    smallest candidate, and the candidate shared by most of their nearest-neighbour distances
+    (within 15 %) wins; noise maxima spread their distances and do not vote coherently.
+    """
+    img = check_array(image, "image", ndim=2, dtype=np.float64)
+    period = lattice_period(img)
+    candidates = period / np.sqrt(np.array([1.0, 2.0, 3.0]))
+    pts = _find_peaks(img, float(candidates[-1]), None, None, 0.3)
+    if len(pts) < 4:
+        return period
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(pts).query(pts, k=2)
+    nn = d[:, 1]
+    votes = np.array([np.mean(np.abs(nn - c) < 0.15 * c) for c in candidates])
+    # Prefer the larger spacing unless a smaller one is clearly more common.
+    best = int(np.flatnonzero(votes >= 0.8 * votes.max())[0])
+    close = np.abs(nn - candidates[best]) < 0.15 * candidates[best]
+    return float(np.median(nn[close])) if close.any() else float(candidates[best])
+
+
+def _refine_quadratic(img: np.ndarray, rc: np.ndarray, spacing: float) -> np.ndarray:
+    """Sub-pixel peak positions by a separable parabola through each peak's 3x3 neighbourhood.
+
+    img: (h, w) smoothed image; rc: (n, 2) integer peak positions. The parabola is fitted to
+    the log of the intensity above the local background (the minimum within about one spacing),
+    which is exact for a Gaussian column; where that is not positive the raw intensities are
+    fitted instead. Returns (n, 2) float64.
+    """
+    h, w = img.shape
+    r = np.clip(rc[:, 0], 1, h - 2)
+    c = np.clip(rc[:, 1], 1, w - 2)
+    patch = np.stack([img[r + dr, c + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1)], 1)
+    patch = patch.reshape(-1, 3, 3).astype(np.float64)
+    size = max(3, int(round(spacing)))
+    bg = ndimage.minimum_filter(img, size=size, mode="nearest")[r, c][:, None, None]
+    above = patch - bg
+    positive = (above > 0).all(axis=(1, 2))
+    v = np.where(positive[:, None, None], np.log(np.where(above > 0, above, 1.0)), patch)
+
+    def vertex(y: np.ndarray) -> np.ndarray:
+        den = y[:, 0] - 2 * y[:, 1] + y[:, 2]
+        safe = np.where(den < 0, den, -1.0)
+        return np.where(den < 0, 0.5 * (y[:, 0] - y[:, 2]) / safe, 0.0)
+
+    dr = np.clip(vertex(v[:, :, 1]), -1.0, 1.0)
+    dc = np.clip(vertex(v[:, 1, :]), -1.0, 1.0)
+    out = np.column_stack([r + dr, c + dc]).astype(np.float64)
+    # Peaks on the very edge keep their integer coordinate along the clipped axis.
+    edge_r = (rc[:, 0] == 0) | (rc[:, 0] == h - 1)
+    edge_c = (rc[:, 1] == 0) | (rc[:, 1] == w - 1)
+    out[edge_r, 0] = rc[edge_r, 0]
+    out[edge_c, 1] = rc[edge_c, 1]
+    return out
+
+
+def _local_maxima(img: np.ndarray, min_distance: int) -> np.ndarray:
+    """(n, 2) int64 positions of pixels that are the maximum of their (2d+1)^2 window;
+    plateaus are reduced to one pixel by labelling."""
+    size = 2 * min_distance + 1
+    peak = img == ndimage.maximum_filter(img, size=size, mode="nearest")
+    lab, n = ndimage.label(peak)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    com = np.asarray(ndimage.center_of_mass(peak, lab, np.arange(1, n + 1)), dtype=np.float64)
+    return np.round(com).astype(np.int64).reshape(-1, 2)
+
+
+def _select(
+    points: np.ndarray,
+    strength: np.ndarray,
+    min_distance: float,
+    threshold: float,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Keep points that are the strongest within ``min_distance`` and whose strength reaches
+    ``threshold`` x the 90th-percentile strength of those survivors; drop points on the image edge
+    (their centre lies outside and cannot be located). Returns a boolean mask (n,)."""
+    from scipy.spatial import cKDTree
+
+    keep = np.ones(len(points), dtype=bool)
+    if len(points) == 0:
+        return keep
+    pairs = cKDTree(points).query_pairs(min_distance, output_type="ndarray")
+    if len(pairs):
+        weaker = np.where(strength[pairs[:, 0]] < strength[pairs[:, 1]], pairs[:, 0], pairs[:, 1])
+        keep[weaker] = False
+    h, w = shape
+    keep &= (
+        (points[:, 0] > 0) & (points[:, 0] < h - 1) & (points[:, 1] > 0) & (points[:, 1] < w - 1)
+    )
+    if keep.any():
+        # The 90th percentile is the typical bright column whatever the mix of column kinds
+        # (a median flips between sublattices when they are equally many).
+        ref = float(np.quantile(strength[keep], 0.9))
+        keep &= strength >= threshold * ref
+    return keep
+
+
+def _find_peaks(
+    img: np.ndarray,
+    spacing: float,
+    smooth: float | None,
+    min_distance: float | None,
+    threshold: float,
+) -> np.ndarray:
+    s = max(0.2 * spacing, 0.8) if smooth is None else smooth
+    sm = ndimage.gaussian_filter(img.astype(np.float64), s) if s > 0 else img.astype(np.float64)
+    md = max(1.0, 0.5 * spacing) if min_distance is None else float(min_distance)
+    peaks = _local_maxima(sm, max(1, int(round(0.25 * md))))
+    if len(peaks) == 0:
+        return np.zeros((0, 2))
+    # Prominence over the local background, so slow intensity gradients do not matter.
+    bg = ndimage.minimum_filter(sm, size=max(3, int(round(2 * spacing))), mode="nearest")
+    strength = sm[peaks[:, 0], peaks[:, 1]] - bg[peaks[:, 0], peaks[:, 1]]
+    keep = _select(peaks.astype(np.float64), strength, md, threshold, sm.shape)
+    return _refine_quadratic(sm, peaks[keep], spacing)
+
+
+def _find_log(
+    img: np.ndarray,
+    spacing: float,
+    min_sigma: float | None,
+    max_sigma: float | None,
+    threshold: float,
+) -> np.ndarray:
+    from skimage.feature import blob_log
+
+    from latentatlas.train.segmentation import normalize_percentile
+
+    norm = normalize_percentile(img, clip=(-1.0, 2.0)).astype(np.float64)
+    lo = max(0.15 * spacing, 0.7) if min_sigma is None else min_sigma
+    hi = max(0.35 * spacing, lo + 0.5) if max_sigma is None else max_sigma
+    blobs = blob_log(
+        norm,
+        min_sigma=lo,
+        max_sigma=hi,
+        num_sigma=5,
+        threshold=1e-3,
+        overlap=0.5,
+        exclude_border=False,
+    )
+    if len(blobs) == 0:
+        return np.zeros((0, 2))
+    rc = blobs[:, :2].astype(np.int64)
+    # Scale-normalised LoG response of each blob at its own scale: its strength.
+    strength = np.empty(len(blobs))
+    for sig in np.unique(blobs[:, 2]):
+        m = blobs[:, 2] == sig
+        resp = -(sig**2) * ndimage.gaussian_laplace(norm, sig)
+        strength[m] = resp[rc[m, 0], rc[m, 1]]
+    keep = _select(rc.astype(np.float64), strength, 0.5 * spacing, threshold, norm.shape)
+    if not keep.any():
+        return np.zeros((0, 2))
+    # blob_log reports integer positions; refine them on the image smoothed at the blobs'
+    # typical scale (a matched filter for Gaussian columns).
+    sm = ndimage.gaussian_filter(norm, float(np.median(blobs[keep, 2])))
+    return _refine_quadratic(sm, rc[keep], spacing)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str) -> Any:
+    from latentatlas.train.segmentation import load_segmenter
+
+    return load_segmenter(path)
+
+
+def load_atom_finder(path: str | Path | None = None) -> Any:
+    """The DCNN atom finder (a :class:`~latentatlas.nn.unet.UNet`); the shipped one by default.
+
+    Cached per path, so repeated calls do not reload the weights.
+    """
+    p = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not p.with_suffix(".safetensors").exists():
+        raise FileNotFoundError(
+            f"atom finder weights {p} not found; reinstall latentatlas or train them with "
+            "scripts/train_atom_finder.py"
+        )
+    return _cached_model(str(p.resolve()))
+
+
+def probability_to_points(
+    prob: np.ndarray, threshold: float = 0.5, min_area: int = 2
+) -> np.ndarray:
+    """Atom coordinates from a probability map: probability-weighted centroids of the
+    connected regions above ``threshold`` with at least ``min_area`` pixels.
+
+    prob: (h, w) in [0, 1]. Returns (n, 2) float64 (row, col).
+    """
+    mask = prob > threshold
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros((0, 2))
+    idx = np.arange(1, n + 1)
+    area = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    keep = idx[area >= min_area]
+    if len(keep) == 0:
+        return np.zeros((0, 2))
+    com = ndimage.center_of_mass(prob, lab, keep)
+    return np.asarray(com, dtype=np.float64).reshape(-1, 2)
+
+
+def _find_dcnn(
+    stack: np.ndarray,
+    model: Any,
+    threshold: float,
+    min_area: int,
+    batch_size: int,
+) -> list[np.ndarray]:
+    from latentatlas.train.segmentation import normalize_percentile, predict_probability
+
+    meta = getattr(model, "metadata", {}) or {}
+    npar = meta.get("normalization_params", {"low": 1.0, "high": 99.0, "clip": [-0.5, 1.5]})
+    norm = normalize_percentile(stack, low=npar["low"], high=npar["high"], clip=tuple(npar["clip"]))
+    prob = predict_probability(model, norm[:, None], batch_size=batch_size)[:, 0]
+    return [probability_to_points(p, threshold, min_area) for p in prob]
+
+
+def _assign_classes(
+    stack: np.ndarray,
+    pos: np.ndarray,
+    frame: np.ndarray,
+    spacing: float,
+    n_classes: int,
+    seed: int,
+) -> np.ndarray:
+    if n_classes == 1 or len(pos) == 0:
+        return np.zeros(len(pos), dtype=np.int64)
+    if len(pos) < n_classes:
+        raise ValueError(
+            f"n_classes={n_classes} but only {len(pos)} atoms were found; lower n_classes"
+        )
+    from sklearn.cluster import KMeans
+
+    s = max(0.15 * spacing, 0.7)
+    sm = ndimage.gaussian_filter(stack.astype(np.float64), (0, s, s))
+    h, w = stack.shape[1:]
+    r = np.clip(np.round(pos[:, 0]).astype(np.int64), 0, h - 1)
+    c = np.clip(np.round(pos[:, 1]).astype(np.int64), 0, w - 1)
+    value = sm[frame, r, c][:, None]
+    km = KMeans(n_clusters=n_classes, n_init=4, random_state=seed).fit(value)
+    order = np.argsort(km.cluster_centers_[:, 0])
+    rank = np.empty(n_classes, dtype=np.int64)
+    rank[order] = np.arange(n_classes)
+    return rank[km.labels_]
+
+
+# --------------------------------------------------------------------------- public
+
+
+def find_atoms(
+    image: np.ndarray,
+    method: str = "peaks",
+    *,
+    spacing: float | None = None,
+    n_classes: int = 1,
+    threshold: float | None = None,
+    smooth: float | None = None,
+    min_distance: float | None = None,
+    min_sigma: float | None = None,
+    max_sigma: float | None = None,
+    model: Any = None,
+    min_area: int = 2,
+    batch_size: int = 4,
+    seed: int = 0,
+) -> Atoms:
+    """Find atomic columns in an image (h, w) or a stack (n_frames, h, w).
+
+    method:
+      - ``"peaks"``: local maxima of the image smoothed with a Gaussian of ``smooth`` pixels
+        (default 0.2 x spacing), at least ``min_distance`` pixels apart (default 0.5 x spacing,
+        the stronger one kept), whose prominence over the local background reaches
+        ``threshold`` x the 90th-percentile prominence (default 0.2); refined to sub-pixel by a
+        parabola fit on the log intensity above background (exact for Gaussian columns).
+      - ``"log"``: scikit-image blob-LoG with sigmas ``min_sigma``..``max_sigma`` (default
+        0.15..0.35 x spacing); blobs closer than 0.5 x spacing keep the stronger, and blobs
+        whose scale-normalised LoG response is below ``threshold`` x the 90th percentile (0.2)
+        are dropped; refined like ``"peaks"``.
+      - ``"dcnn"``: the shipped U-Net (or ``model``, a UNet or a path to weights) predicts an
+        atom-probability map; atoms are the probability-weighted centroids of regions above
+        ``threshold`` (default 0.5) of at least ``min_area`` pixels. Trained for spacings of
+        6-22 pixels; resample other images first.
+
+    spacing: nearest-neighbour column distance in pixels; estimated from the autocorrelation
+    of each frame when None. n_classes: intensity classes (see the module docstring).
+    Returns :class:`Atoms`; ``.as_array()`` gives (n, 3) (row, col, class).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    arr = check_array(image, "image", ndim=(2, 3))
+    stack = arr[None] if arr.ndim == 2 else arr
+    h, w = stack.shape[1:]
+    if h < 8 or w < 8:
+        raise ValueError(f"image frames must be at least 8 x 8 pixels, got {h} x {w}")
+    if spacing is not None and not spacing > 0:
+        raise ValueError(f"spacing must be > 0 pixels (or None to estimate it), got {spacing!r}")
+    if not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    if threshold is not None and method != "dcnn" and not 0 <= threshold < 1:
+        raise ValueError(
+            f"threshold for {method!r} is relative and must be in [0, 1), got {threshold}"
+        )
+    spacings = [
+        float(spacing) if spacing is not None else estimate_spacing(frame) for frame in stack
+    ]
+    found: list[np.ndarray]
+    if method == "peaks":
+        thr = 0.2 if threshold is None else threshold
+        found = [
+            _find_peaks(f, s, smooth, min_distance, thr)
+            for f, s in zip(stack, spacings, strict=True)
+        ]
+    elif method == "log":
+        thr = 0.2 if threshold is None else threshold
+        found = [
+            _find_log(f, s, min_sigma, max_sigma, thr) for f, s in zip(stack, spacings, strict=True)
+        ]
+    else:
+        net = load_atom_finder(model) if model is None or isinstance(model, (str, Path)) else model
+        thr = 0.5 if threshold is None else threshold
+        if not 0 < thr < 1:
+            raise ValueError(f"threshold for 'dcnn' is a probability in (0, 1), got {thr}")
+        found = _find_dcnn(stack, net, thr, min_area, batch_size)
+    frame = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(found)])
+    pos = np.concatenate([p.reshape(-1, 2) for p in found]).astype(np.float64)
+    classes = _assign_classes(stack, pos, frame, float(np.median(spacings)), n_classes, seed)
+    params = {
+        "method": method,
+        "spacing": spacings if arr.ndim == 3 else spacings[0],
+        "threshold": thr,
+        "n_classes": n_classes,
+    }
+    logger.info("found %d atoms in %d frame(s) with %s", len(pos), len(stack), method)
+    return Atoms(
+        pos[:, 0].copy(), pos[:, 1].copy(), classes, frame, (h, w), len(stack), method, params
+    )

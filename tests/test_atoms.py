@@ -1,0 +1,247 @@
+"""Atom finding: generated lattices, the three finders, matching, stacks, real graphene."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import shared_data
+from latentatlas.analysis.matching import match_counts, match_points, scores_from_counts
+from latentatlas.datasets.lattices import (
+    DOPANT,
+    LATTICE_KINDS,
+    atom_mask,
+    generate_lattice,
+    lattice_stack,
+    random_lattice,
+    two_site_lattice,
+)
+from latentatlas.descriptors.atoms import (
+    DEFAULT_WEIGHTS,
+    Atoms,
+    estimate_spacing,
+    find_atoms,
+    probability_to_points,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from atoms_data import REFERENCE_BORDER, load_graphene  # noqa: E402
+
+needs_weights = pytest.mark.skipif(
+    not DEFAULT_WEIGHTS.exists(), reason="shipped atom-finder weights not present"
+)
+
+
+# ------------------------------------------------------------------ generator
+
+
+@pytest.mark.parametrize("kind", LATTICE_KINDS)
+def test_generator_ground_truth_sits_on_bright_columns(kind: str) -> None:
+    lat = generate_lattice((96, 96), kind=kind, spacing=10, seed=1)
+    img, pos, cls = lat
+    assert img.shape == (96, 96) and pos.shape == (len(cls), 2)
+    assert (pos >= 0).all() and (pos <= 95).all()
+    r, c = np.round(pos).T.astype(int)
+    # Every listed column is brighter than the image median (no noise here).
+    assert (img[r, c] > np.median(img)).all()
+    if kind == "perovskite":
+        a, b = img[r, c][cls == 0].mean(), img[r, c][cls == 1].mean()
+        assert a > b * 1.3
+    else:
+        assert set(np.unique(cls)) == {0}
+
+
+def test_generator_dopants_vacancies_and_seed() -> None:
+    kw = dict(kind="hexagonal", spacing=8, dopant_fraction=0.2, vacancy_fraction=0.2, seed=5)
+    full = generate_lattice((128, 128), kind="hexagonal", spacing=8, seed=5)
+    lat = generate_lattice((128, 128), **kw)  # type: ignore[arg-type]
+    again = generate_lattice((128, 128), **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(lat.image, again.image)
+    frac_vac = 1 - len(lat.positions) / len(full.positions)
+    assert 0.1 < frac_vac < 0.3
+    dop = lat.classes == DOPANT
+    assert 0.1 < dop.mean() < 0.3
+    r, c = np.round(lat.positions).T.astype(int)
+    assert lat.image[r, c][dop].mean() > 1.5 * lat.image[r, c][~dop].mean()
+
+
+def test_two_site_lattice_has_two_distinct_site_kinds() -> None:
+    lat = two_site_lattice(seed=3)
+    assert set(np.unique(lat.classes)) == {0, 1}
+    r, c = np.round(lat.positions).T.astype(int)
+    v0, v1 = lat.image[r, c][lat.classes == 0], lat.image[r, c][lat.classes == 1]
+    assert v0.min() > v1.max()  # separable by intensity alone
+    assert 0.4 < (lat.classes == 0).mean() < 0.6
+
+
+def test_atom_mask_peaks_at_positions() -> None:
+    pos = np.array([[10.3, 12.7], [20.0, 5.5]])
+    m = atom_mask((32, 32), pos, width=1.5)
+    assert m.max() <= 1 and m.min() >= 0
+    found = probability_to_points(m, 0.5)
+    assert match_points(found, pos, 0.2).f1 == 1.0
+
+
+def test_bad_generator_input() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        generate_lattice(kind="cubic")
+    with pytest.raises(ValueError, match="vacancy_fraction"):
+        generate_lattice(vacancy_fraction=1.5)
+    with pytest.raises(ValueError, match="contrast"):
+        two_site_lattice(contrast=2.0)
+
+
+# ------------------------------------------------------------------ matching
+
+
+def test_match_points_properties() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0, 100, (50, 2))
+    true = true[np.argsort(true[:, 0])]
+    p = match_points(true, true, 1.5)
+    assert p.f1 == 1.0 and p.rmse == 0.0
+    shifted = match_points(true + [0.3, 0.4], true, 1.5)
+    assert shifted.f1 > 0.9 and abs(shifted.rmse - 0.5) < 1e-9 or shifted.f1 < 1
+    far = match_points(true + 2.0, true, 1.5)
+    assert far.recall < 0.2
+    # One-to-one: two predictions on one reference count once.
+    dup = match_points(np.vstack([true, true[:1] + 0.1]), true, 1.5)
+    assert dup.recall == 1.0 and dup.precision == pytest.approx(50 / 51)
+    # Unmatched points near the edge are ignored with a border.
+    extra = np.vstack([true, [[0.5, 50.0]]])
+    assert match_points(extra, true, 1.5, shape=(101, 101), border=2).precision == 1.0
+    assert match_points(extra, true, 1.5).precision < 1.0
+    pooled = np.add(match_counts(true, true, 1.5), match_counts(true[:10] + 5, true[:10], 1.5))
+    assert scores_from_counts(tuple(pooled)).recall == pytest.approx(50 / 60)  # type: ignore[arg-type]
+
+
+def test_match_points_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        match_points(np.zeros((3, 3)), np.zeros((3, 2)), 1.5)
+    with pytest.raises(ValueError, match="radius"):
+        match_points(np.zeros((3, 2)), np.zeros((3, 2)), 0)
+
+
+# ------------------------------------------------------------------ finders
+
+
+@pytest.mark.parametrize("kind", ["square", "hexagonal", "honeycomb"])
+def test_estimate_spacing(kind: str) -> None:
+    lat = generate_lattice((128, 128), kind=kind, spacing=11, gaussian_noise=0.1, seed=2)
+    assert estimate_spacing(lat.image) == pytest.approx(11, rel=0.1)
+
+
+@pytest.mark.parametrize("method", ["peaks", "log"])
+@pytest.mark.parametrize("kind", ["square", "honeycomb", "perovskite"])
+def test_classical_finders_recover_positions(method: str, kind: str) -> None:
+    lat = generate_lattice(
+        (128, 128), kind=kind, spacing=12, gaussian_noise=0.08, vacancy_fraction=0.05, seed=4
+    )
+    atoms = find_atoms(lat.image, method)
+    s = match_points(atoms.positions, lat.positions, 1.5, shape=(128, 128), border=3)
+    assert s.f1 >= 0.97
+    # Sub-pixel: integer peak positions alone give ~0.41 px RMS.
+    assert s.rmse < 0.3
+
+
+@pytest.mark.parametrize("method", ["peaks", "log"])
+def test_intensity_classes(method: str) -> None:
+    lat = two_site_lattice((128, 128), seed=1)
+    atoms = find_atoms(lat.image, method, n_classes=2)
+    from latentatlas.analysis.matching import match_indices
+
+    ip, it = match_indices(atoms.positions, lat.positions, 1.5)
+    inner = ((lat.positions > 3) & (lat.positions < 124)).all(1)
+    assert inner[it].sum() > 0.97 * inner.sum()
+    # Class 0 = dimmest = the B sites (truth class 1).
+    agree = np.mean(atoms.classes[ip] == 1 - lat.classes[it])
+    assert agree > 0.98
+
+
+@pytest.mark.parametrize("method", ["peaks", "dcnn"])
+def test_stack_keeps_frame_indices(method: str) -> None:
+    if method == "dcnn" and not DEFAULT_WEIGHTS.exists():
+        pytest.skip("shipped atom-finder weights not present")
+    stack, truth = lattice_stack(
+        3, (64, 64), seed=7, kind="hexagonal", spacing=9, gaussian_noise=0.1
+    )
+    atoms = find_atoms(stack, method)
+    assert atoms.n_frames == 3 and set(np.unique(atoms.frame)) == {0, 1, 2}
+    arr = atoms.as_array()
+    assert arr.shape == (len(atoms), 3)
+    for k, lat in enumerate(truth):
+        own = atoms.in_frame(k)
+        assert match_points(own.positions, lat.positions, 1.5, shape=(64, 64), border=3).f1 > 0.95
+        other = truth[(k + 1) % 3]
+        assert match_points(own.positions, other.positions, 1.5).f1 < 0.5
+
+
+def test_bad_input_errors() -> None:
+    img = generate_lattice((32, 32), seed=0).image
+    with pytest.raises(ValueError, match="method"):
+        find_atoms(img, "magic")
+    with pytest.raises(ValueError, match="dimensions"):
+        find_atoms(img[None, None], "peaks")
+    bad = img.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        find_atoms(bad, "peaks")
+    with pytest.raises(ValueError, match="at least 8"):
+        find_atoms(img[:4, :4], "peaks")
+    with pytest.raises(ValueError, match="spacing"):
+        find_atoms(img, "peaks", spacing=-1)
+    with pytest.raises(ValueError, match="n_classes"):
+        find_atoms(img, "peaks", n_classes=0)
+    with pytest.raises(FileNotFoundError, match="weights"):
+        find_atoms(img, "dcnn", model=Path("/nonexistent/atom_finder.safetensors"))
+
+
+def test_atoms_container() -> None:
+    a = Atoms(
+        np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.array([0, 1]), np.array([0, 1]), (8, 8), 2
+    )
+    np.testing.assert_array_equal(a.as_array(), [[1, 3, 0], [2, 4, 1]])
+    assert len(a.in_frame(1)) == 1
+    with pytest.raises(ValueError, match="frame"):
+        a.in_frame(2)
+    with pytest.raises(ValueError, match="same length"):
+        Atoms(np.zeros(2), np.zeros(3), np.zeros(2, int), np.zeros(2, int), (8, 8))
+
+
+# ------------------------------------------------------------------ DCNN
+
+
+@needs_weights
+def test_dcnn_recovers_generated_positions() -> None:
+    rng = np.random.default_rng(99)  # the training pool uses seed 0
+    total = np.zeros(4)
+    for _ in range(6):
+        lat = random_lattice(rng, (96, 96))
+        atoms = find_atoms(lat.image, "dcnn")
+        c = match_counts(atoms.positions, lat.positions, 1.5, shape=(96, 96), border=3)
+        total += np.asarray(c)
+    s = scores_from_counts((int(total[0]), int(total[1]), int(total[2]), total[3]))  # type: ignore[arg-type]
+    assert s.f1 >= 0.9
+    assert s.rmse < 0.6
+
+
+@needs_weights
+def test_dcnn_on_clean_lattice_is_subpixel() -> None:
+    lat = generate_lattice((96, 96), kind="honeycomb", spacing=11, gaussian_noise=0.1, seed=8)
+    s = match_points(
+        find_atoms(lat.image, "dcnn").positions, lat.positions, 1.5, shape=(96, 96), border=3
+    )
+    assert s.f1 >= 0.97 and s.rmse < 0.3
+
+
+@needs_weights
+@pytest.mark.parametrize("name", ["G-Si-2nm", "G-GrainBoundary-4nm"])
+def test_dcnn_meets_target_on_real_graphene(name: str) -> None:
+    path = shared_data("stem_graphene_aicrystallographer", "AtomNet", "exp_data", f"{name}.npy")
+    image, ref = load_graphene(path.parents[3], name)
+    atoms = find_atoms(image, "dcnn")
+    s = match_points(atoms.positions, ref, 1.5, shape=image.shape, border=REFERENCE_BORDER)
+    assert s.f1 >= 0.95
