@@ -1,0 +1,333 @@
+"""Ensembles: N models of one family from different seeds, trained in one vectorised pass.
+
+``EnsembleModule`` holds the members' parameters stacked along a new first axis and its forward
+maps ``torch.func.functional_call`` over the members with ``torch.func.vmap`` (independent
+random draws per member), returning one ``LossRecord`` whose total is the sum of the members'
+losses. Gradients of that sum reach each member's slice only, and Adam is element-wise, so the
+one training plan trains N independent models at once.
+
+``Ensemble`` is the user-facing model: fit, then per-member class probabilities aligned to a
+reference member (Hungarian matching, since unsupervised members may number their classes
+differently), their mean, and their dispersion per sample and per class ("uncertainty").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+from torch.distributions import Distribution
+from torch.func import functional_call, stack_module_state, vmap
+
+from latentatlas import __version__
+from latentatlas._checks import check_array
+from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, replace_dir
+from latentatlas.models.config import VAEConfig
+from latentatlas.models.losses import LossRecord
+from latentatlas.models.registry import registered
+from latentatlas.train.plan import TrainConfig, train
+from latentatlas.train.schedules import Schedule
+
+
+def _key(name: str) -> str:
+    # Parameter names may not contain dots inside a ParameterDict.
+    return name.replace(".", "__")
+
+
+class EnsembleModule(nn.Module):
+    """Members' parameters and buffers stacked: each (n_members, *shape).
+
+    members: modules of identical architecture (same class and config). Their forward must be
+    free of data-dependent Python control flow (true for the VAE family).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("an ensemble needs at least one member")
+        params, buffers = stack_module_state(members)
+        self.n_members = len(members)
+        self.param_names = list(params)
+        self.buffer_names = list(buffers)
+        self.stacked = nn.ParameterDict(
+            {_key(k): nn.Parameter(v.detach().clone()) for k, v in params.items()}
+        )
+        self.persistent = set(members[0].state_dict())
+        for k, v in buffers.items():
+            self.register_buffer("buf__" + _key(k), v.clone(), persistent=k in self.persistent)
+        # The skeleton only supplies code (forward, config, penalties); its tensors live on the
+        # meta device and are never used. A tuple keeps it out of the submodules and state_dict.
+        self._skeleton = (copy.deepcopy(members[0]).to("meta"),)
+
+    def member_state(self, i: int) -> dict[str, Tensor]:
+        """Member i's state_dict (parameters and persistent buffers) under its own names."""
+        out = {k: self.stacked[_key(k)][i].detach() for k in self.param_names}
+        out.update(
+            {
+                k: getattr(self, "buf__" + _key(k))[i]
+                for k in self.buffer_names
+                if k in self.persistent
+            }
+        )
+        return out
+
+    def forward(
+        self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None
+    ) -> LossRecord:
+        """Every member's loss on the same batch; total = sum over members, other terms = mean."""
+        base = self._skeleton[0]
+        base.train(self.training)
+        params = {k: self.stacked[_key(k)] for k in self.param_names}
+        buffers = {k: getattr(self, "buf__" + _key(k)) for k in self.buffer_names}
+        knob_values = dict(knobs or {})
+
+        def one(
+            p: dict[str, Tensor], b: dict[str, Tensor], data: dict[str, Tensor]
+        ) -> dict[str, Tensor]:
+            record: LossRecord = functional_call(base, (p, b), (data, knob_values))
+            flat = {"total": record.total, "reconstruction": record.reconstruction}
+            flat.update({f"kl/{k}": v for k, v in record.kl.items()})
+            flat.update({f"extras/{k}": v for k, v in record.extras.items()})
+            return flat
+
+        # Argument validation in torch.distributions branches on tensor values, which vmap
+        # cannot do; the members' inputs are valid by construction.
+        previous = Distribution._validate_args
+        Distribution.set_default_validate_args(False)
+        try:
+            out = vmap(one, in_dims=(0, 0, None), randomness="different")(
+                params, buffers, dict(batch)
+            )
+        finally:
+            Distribution.set_default_validate_args(previous)
+        return LossRecord(
+            total=out["total"].sum(),
+            reconstruction=out["reconstruction"].mean(),
+            kl={k[3:]: v.mean() for k, v in out.items() if k.startswith("kl/")},
+            extras={k[7:]: v.mean() for k, v in out.items() if k.startswith("extras/")},
+        )
+
+
+def align_to_reference(probas: np.ndarray, reference: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber each member's classes to agree with member ``reference``.
+
+    probas: (m, n, K) class probabilities of m members on the same n samples. The permutation
+    of member j maximises the soft overlap sum_i p_ref[i, a] p_j[i, perm[a]] (Hungarian).
+    Returns the aligned probabilities (m, n, K) and permutations (m, K) with
+    aligned[j][:, a] = probas[j][:, perms[j, a]].
+    """
+    p = check_array(probas, "probas", ndim=3, dtype=np.float64)
+    if not 0 <= reference < len(p):
+        raise ValueError(f"reference must be a member index in [0, {len(p)}), got {reference}")
+    perms = np.zeros((len(p), p.shape[2]), np.int64)
+    aligned = np.empty_like(p)
+    for j in range(len(p)):
+        overlap = p[reference].T @ p[j]  # (K_ref, K_j)
+        rows, cols = linear_sum_assignment(-overlap)
+        perms[j, rows] = cols
+        aligned[j] = p[j][:, perms[j]]
+    return aligned, perms
+
+
+@dataclass
+class EnsemblePrediction:
+    """labels (n,): argmax of the mean; proba (n, K): mean aligned probabilities; std (n, K):
+    their standard deviation over members; uncertainty (n,): mean over classes of std;
+    disagreement (n,): fraction of members whose class differs from ``labels``;
+    per_class (K,): mean uncertainty of the samples given each class (NaN for empty classes);
+    members (m, n, K): the aligned member probabilities."""
+
+    labels: np.ndarray
+    proba: np.ndarray
+    std: np.ndarray
+    uncertainty: np.ndarray
+    disagreement: np.ndarray
+    per_class: np.ndarray
+    members: np.ndarray
+
+
+def summarise(aligned: np.ndarray) -> EnsemblePrediction:
+    """Mean, dispersion and disagreement of aligned member probabilities (m, n, K)."""
+    p = check_array(aligned, "aligned", ndim=3, dtype=np.float64)
+    mean = p.mean(0)
+    std = p.std(0)
+    labels = mean.argmax(1)
+    uncertainty = std.mean(1)
+    disagreement = (p.argmax(2) != labels[None]).mean(0)
+    k = p.shape[2]
+    counts = np.bincount(labels, minlength=k)
+    sums = np.bincount(labels, weights=uncertainty, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return EnsemblePrediction(labels, mean, std, uncertainty, disagreement, per_class, p)
+
+
+class Ensemble:
+    """N members of a registered class-aware family (``jvae``, ``ssvae``...) from seeds
+    seed, seed + 1, ...; trained together in one vectorised pass.
+
+    Create with ``get_model("ensemble", input_shape, member="jvae", n_members=8, **config)``.
+    """
+
+    def __init__(
+        self, name: str, member: str, config: VAEConfig, n_members: int = 8, seed: int = 0
+    ) -> None:
+        if n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        entry = registered(member)
+        self.name = name
+        self.member = member
+        self.config = config
+        self.seed = seed
+        self.members = [entry.model_class(member, config, seed=seed + i) for i in range(n_members)]
+        self.history: dict[str, list[float]] = {}
+        self.train_config: TrainConfig | None = None
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        input_shape: tuple[int, ...] | list[int],
+        seed: int = 0,
+        signal_dims: int | None = None,
+        member: str = "jvae",
+        n_members: int = 8,
+        **config: Any,
+    ) -> Ensemble:
+        entry = registered(member)
+        model_class: Any = entry.model_class
+        if model_class is cls:
+            raise ValueError("an ensemble's member must be a model family, not 'ensemble'")
+        one = model_class.create(
+            member, input_shape, seed=seed, signal_dims=signal_dims, **{**entry.defaults, **config}
+        )
+        return cls(name, member, one.config, n_members=n_members, seed=seed)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(
+        self,
+        X: object,
+        y: object | None = None,
+        schedules: dict[str, Schedule] | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        **train_options: Any,
+    ) -> Ensemble:
+        """Train every member at once on X (and labels y for semi-supervised members).
+
+        The data and default schedules are what the member family's own ``fit`` would use.
+        train_options: TrainConfig fields (epochs, batch_size, lr, ...).
+        """
+        first = self.members[0]
+        prepare = getattr(first, "prepare_fit", None)
+        if prepare is None:
+            if y is not None:
+                raise ValueError(f"members of {self.member!r} take no labels y")
+            data: dict[str, Tensor] = {"x": first._as_tensor(X)}
+            merged = dict(schedules or {})
+        elif y is None:
+            data, merged = prepare(X, schedules, **train_options)
+        else:
+            data, merged = prepare(X, y, schedules, **train_options)
+        config = TrainConfig(schedules=merged, **train_options)
+        module = EnsembleModule([m.module for m in self.members])
+        self.history = train(module, data, config, on_epoch_end=on_epoch_end)
+        module.to("cpu")
+        for i, m in enumerate(self.members):
+            m.module.load_state_dict(module.member_state(i))
+            m.train_config = config
+        self.train_config = config
+        return self
+
+    # -- predictions ------------------------------------------------------------------------
+    def member_proba(self, X: object, **kwargs: Any) -> np.ndarray:
+        """Unaligned class probabilities of every member, (m, n, K)."""
+        if not hasattr(self.members[0], "predict_proba"):
+            raise ValueError(f"members of {self.member!r} have no classes to predict")
+        return np.stack([m.predict_proba(X, **kwargs) for m in self.members])
+
+    def uncertainty(self, X: object, reference: int = 0, **kwargs: Any) -> EnsemblePrediction:
+        """Aligned mean prediction and its dispersion over members (see EnsemblePrediction)."""
+        aligned, _ = align_to_reference(self.member_proba(X, **kwargs), reference)
+        return summarise(aligned)
+
+    def predict_proba(self, X: object, **kwargs: Any) -> np.ndarray:
+        """Mean aligned class probabilities (n, K)."""
+        return self.uncertainty(X, **kwargs).proba
+
+    def predict(self, X: object, **kwargs: Any) -> np.ndarray:
+        """Class of the mean aligned probabilities (n,)."""
+        return self.uncertainty(X, **kwargs).labels
+
+    def encode(self, X: object) -> list[Any]:
+        """Each member's ``encode`` (named latents)."""
+        return [m.encode(X) for m in self.members]
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """config.json (family, member, seeds, member config) and model.safetensors with every
+        member's tensors under '<i>.<name>'; written to a temporary folder and renamed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            meta = {
+                "model": self.name,
+                "member": self.member,
+                "n_members": self.n_members,
+                "latentatlas_version": __version__,
+                "seed": self.seed,
+                "config": self.config.to_dict(),
+                "train": None if self.train_config is None else self.train_config.to_dict(),
+            }
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+            state = {
+                f"{i}.{k}": v.detach().cpu().contiguous()
+                for i, m in enumerate(self.members)
+                for k, v in m.module.state_dict().items()
+            }
+            save_file(state, str(tmp / WEIGHTS_FILE))
+            (tmp / HISTORY_FILE).write_text(json.dumps(self.history))
+            replace_dir(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def from_saved(cls, name: str, meta: dict[str, Any], path: Path) -> Ensemble:
+        entry = registered(meta["member"])
+        model_class: Any = entry.model_class
+        config = model_class.config_class.from_dict(
+            {**meta["config"], "input_shape": tuple(meta["config"]["input_shape"])}
+        )
+        ens = cls(
+            name,
+            meta["member"],
+            config,
+            n_members=int(meta["n_members"]),
+            seed=int(meta.get("seed", 0)),
+        )
+        state = load_file(str(path / WEIGHTS_FILE))
+        for i, m in enumerate(ens.members):
+            prefix = f"{i}."
+            m.module.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
+        history_file = path / HISTORY_FILE
+        if history_file.exists():
+            ens.history = json.loads(history_file.read_text())
+        return ens

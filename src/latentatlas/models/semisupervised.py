@@ -1,0 +1,197 @@
+"""Semi-supervised VAE in the manner of Kingma et al. 2014 (M2).
+
+A classifier q(y | x), an encoder q(z | x) (the core encoder, with optional pose latents for a
+rotation-invariant model) and a decoder p(x | z, y) conditioned on the one-hot class. Labelled
+and unlabelled samples travel in the same batches: ``y`` (n,) holds the class or -1.
+
+Per sample:
+    labelled:    -log p(x | z, y) + beta KL_z + alpha * CE(q(y|x), y)
+    unlabelled:  E_q(y|x)[-log p(x | z, y)] + beta KL_z + KL(q(y|x) || uniform)
+
+The expectation over y is exact (summed over the classes, as in M2) with ``enumerate_classes``
+(default) or a Gumbel-softmax sample otherwise. Simplification against M2: q(z | x) does not
+see y, so the same encoder serves labelled and unlabelled samples. Knobs: ``alpha``
+(classification weight), ``beta``, ``temperature``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentatlas.models.base import VAEModel
+from latentatlas.models.conditional import check_labels
+from latentatlas.models.config import VAEConfig, _fail
+from latentatlas.models.joint import (
+    MAX_ENUMERATED,
+    DiscreteLatentModule,
+    DiscreteModelMixin,
+    categorical_kl_uniform,
+)
+from latentatlas.models.losses import LossRecord, reconstruction_nll
+from latentatlas.train.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class SSVAEConfig(VAEConfig):
+    """VAEConfig plus the classes. condition_dim is set to n_classes.
+
+    n_classes: number of classes (>= 2). alpha: weight of the labelled samples' cross-entropy
+    (Kingma et al. use 0.1 N; here it multiplies a per-sample loss). temperature: Gumbel
+    temperature when ``enumerate_classes`` is False.
+    """
+
+    n_classes: int = 10
+    alpha: float = 50.0
+    enumerate_classes: bool = True
+    temperature: float = 0.67
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 2:
+            _fail("n_classes", ">= 2", self.n_classes)
+        if self.condition_dim not in (0, self.n_classes):
+            _fail(
+                "condition_dim",
+                f"0 or n_classes={self.n_classes} (set from n_classes)",
+                self.condition_dim,
+            )
+        object.__setattr__(self, "condition_dim", int(self.n_classes))
+        super().__post_init__()
+        if self.alpha < 0:
+            _fail("alpha", ">= 0", self.alpha)
+        if not self.temperature > 0:
+            _fail("temperature", "> 0", self.temperature)
+        if self.enumerate_classes and self.n_classes > MAX_ENUMERATED:
+            _fail(
+                "enumerate_classes", f"False for more than {MAX_ENUMERATED} classes", self.n_classes
+            )
+
+
+class SSVAEModule(DiscreteLatentModule):
+    """Network and loss of the semi-supervised VAE. Batches: ``x`` and optionally ``y`` (n,)
+    int64 with -1 for unlabelled samples (no ``y``: all unlabelled)."""
+
+    config: SSVAEConfig
+
+    def __init__(self, config: SSVAEConfig) -> None:
+        super().__init__(config, (config.n_classes,))
+
+    def forward(
+        self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None
+    ) -> LossRecord:
+        knobs = knobs or {}
+        c = self.config
+        x = batch["x"]
+        n = len(x)
+        y = batch.get("y")
+        if y is None:
+            y = torch.full((n,), -1, dtype=torch.long, device=x.device)
+        labelled = y >= 0
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        logits = self.discrete_logits(x)
+        # Labelled samples: reconstruct with the true class. The clamp keeps -1 a valid index;
+        # those rows are masked out below.
+        onehot_true = F.one_hot(y.clamp_min(0), c.n_classes).to(z.dtype)
+        nll_true = reconstruction_nll(x, self.decode(z, onehot_true), c.likelihood, self.log_sigma)
+        if c.enumerate_classes:
+            nll_unl = self.enumerated_nll(x, z, logits)
+        else:
+            onehot = self.sample_discrete(logits, knobs.get("temperature", c.temperature))
+            nll_unl = reconstruction_nll(x, self.decode(z, onehot), c.likelihood, self.log_sigma)
+        kl = self.kl_terms(mu, logvar)
+        kl_z = torch.stack(list(kl.values())).sum(0)
+        kl_y = categorical_kl_uniform(logits[0])
+        mask = labelled.to(z.dtype)
+        nll = mask * nll_true + (1 - mask) * nll_unl
+        ce = F.cross_entropy(logits[0], y.clamp_min(0), reduction="none") * mask
+        classification = knobs.get("alpha", c.alpha) * ce.mean()
+        if "capacity" in knobs:
+            reg = knobs.get("gamma", 1.0) * (kl_z - knobs["capacity"]).abs()
+        else:
+            reg = knobs.get("beta", c.beta) * kl_z
+        total = (nll + reg + (1 - mask) * kl_y).mean() + classification
+        kl["class"] = (1 - mask) * kl_y
+        extras = {"classification": classification}
+        extras.update(self.penalty_extras(x, None, z, mu, logits))
+        for name, value in extras.items():
+            if name != "classification":
+                total = total + value
+        return LossRecord(
+            total=total,
+            reconstruction=nll.mean(),
+            kl={k: v.mean() for k, v in kl.items()},
+            extras=extras,
+        )
+
+
+class SSVAE(DiscreteModelMixin, VAEModel):
+    """Semi-supervised VAE: ``fit(X, y)`` with y = -1 for unlabelled samples; ``predict`` and
+    ``predict_proba`` give the classifier's q(y | x). Pose latents make it rotation- and
+    shift-invariant in its continuous part (``get_model("ssrvae", ...)``)."""
+
+    config_class = SSVAEConfig
+    module_class = SSVAEModule
+    config: SSVAEConfig
+    module: SSVAEModule
+
+    def prepare_fit(
+        self,
+        X: object,
+        y: object,
+        schedules: dict[str, Schedule] | None = None,
+        labelled_fraction: float | None = 0.1,
+        **train_options: Any,
+    ) -> tuple[dict[str, Tensor], dict[str, Schedule]]:
+        """The data dict (``x``, ``y``) and schedules ``fit`` hands to the training plan."""
+        x = self._as_tensor(X)
+        labels = check_labels(y, len(x), self.config.n_classes)
+        n_lab = int((labels >= 0).sum())
+        if n_lab == 0:
+            raise ValueError(
+                "y has no labelled sample (all -1); use the joint VAE ('jvae') "
+                "for fully unsupervised classes"
+            )
+        index = np.arange(len(x))
+        if labelled_fraction is not None:
+            if not 0 < labelled_fraction < 1:
+                raise ValueError(
+                    f"labelled_fraction must be in (0, 1) or None, got {labelled_fraction}"
+                )
+            n_unl = len(x) - n_lab
+            repeats = math.floor(labelled_fraction * n_unl / ((1 - labelled_fraction) * n_lab))
+            if repeats > 1:
+                index = np.concatenate([index] + [np.flatnonzero(labels >= 0)] * (repeats - 1))
+        data = {"x": x[torch.from_numpy(index)], "y": torch.from_numpy(labels[index])}
+        return data, dict(schedules or {})
+
+    def fit(  # type: ignore[override]  # labels y are required
+        self,
+        X: object,
+        y: object,
+        schedules: dict[str, Schedule] | None = None,
+        labelled_fraction: float | None = 0.1,
+        **kwargs: Any,
+    ) -> SSVAE:
+        """Train on X (n, *input_shape) with labels y (n,): the class, or -1 where unknown.
+
+        labelled_fraction: when the labelled samples make up less than this fraction of the
+        data, they are repeated (whole copies) until they reach about it, so that each batch
+        carries some labels; None keeps the data as given. Further keyword arguments are
+        TrainConfig fields and checkpoint options, as in ``VAEModel.fit``.
+        """
+        data, merged = self.prepare_fit(X, y, schedules, labelled_fraction)
+        self._fit_data(data, merged, **kwargs)
+        return self
+
+    def score(self, X: object, y: object) -> float:
+        """Accuracy of ``predict`` against true labels y (n,)."""
+        labels = check_labels(y, len(np.asarray(X)), self.config.n_classes)
+        return float((self.predict(X) == labels).mean())
