@@ -14,3 +14,22 @@ register_model("rvae", VAEModel, "rotation- and translation-invariant VAE (rVAE)
 
 __all__ = ["Latents", "LossRecord", "PenaltyInput", "VAEConfig", "VAEModel", "get_model",
            "list_models", "load_model", "register_model"]
+
+# Classes and uncertainty (issue 4): conditional, joint, semi-supervised VAEs and ensembles.
+from latentatlas.models.conditional import ConditionalVAE  # noqa: E402
+from latentatlas.models.ensemble import Ensemble  # noqa: E402
+from latentatlas.models.joint import JointVAE  # noqa: E402
+from latentatlas.models.semisupervised import SSVAE  # noqa: E402
+
+register_model("cvae", ConditionalVAE, "conditional VAE: a known class (n_classes) or known "
+               "factors (condition_dim) condition the decoder", decoder="mlp")
+register_model("jvae", JointVAE, "joint VAE (Dupont 2018): continuous + discrete latents, "
+               "no labels", decoder="mlp")
+register_model("jrvae", JointVAE, "joint rVAE: discrete classes + rotation, translation, content",
+               rotation=True, translation=True, decoder="spatial")
+register_model("ssvae", SSVAE, "semi-supervised VAE (Kingma M2): classifier q(y|x) + labelled and "
+               "unlabelled data", decoder="mlp")
+register_model("ssrvae", SSVAE, "rotation- and translation-invariant semi-supervised VAE",
+               rotation=True, translation=True, decoder="spatial")
+register_model("ensemble", Ensemble, "N members of one family (member=..., n_members=8) trained "
+               "in one vectorised pass; aligned classes and their dispersion")

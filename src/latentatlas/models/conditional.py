@@ -25,7 +25,7 @@ from latentatlas.models.config import VAEConfig, _fail
 def one_hot_labels(
     labels: object, sizes: tuple[int, ...] | list[int], name: str = "labels"
 ) -> np.ndarray:
-    """Integer labels (n,) or (n, m) for m discrete variables -> concatenated one-hots (n, sum(sizes)).
+    """Integer labels (n,) or (n, m) for m discrete variables -> one-hots (n, sum(sizes)).
 
     Raises ValueError for non-integer values or labels outside [0, K).
     """

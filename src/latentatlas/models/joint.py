@@ -165,7 +165,7 @@ class DiscreteLatentModule(VAEModule):
     def penalty_extras(
         self, x: Tensor, raw: Tensor | None, z: Tensor, mu: Tensor, logits: list[Tensor]
     ) -> dict[str, Tensor]:
-        """Weighted penalty terms; the reconstruction is ``raw`` or, if None, the argmax classes'."""
+        """Weighted penalty terms; reconstruction from ``raw`` or, if None, the argmax classes."""
         if not self.penalties:
             return {}
         if raw is None:
