@@ -150,6 +150,8 @@ def test_pipeline_input_errors(tmp_path: Path) -> None:
         analyze(ds, atoms="none", progress=False)
     with pytest.raises(ValueError, match="atoms must be one of"):
         analyze(np.zeros((32, 32)), atoms="magic", progress=False)
+    with pytest.raises(ValueError, match="train_samples must be"):
+        analyze(np.zeros((32, 32)), atoms="none", train_samples=2, progress=False)
     with pytest.raises(ValueError, match="unknown example"):
         analyze("example:nope", progress=False)
 

@@ -46,10 +46,16 @@ class AnalysisConfig:
     stride: sliding-window step (None: window // 4).
     model: a registered VAE family name (``vae``, ``shiftvae``, ``rvae``, ...).
     latent_dim: content latents. epochs, batch_size, lr: training.
+    train_samples: train on a seeded random subset of at most this many patches (None: all);
+        every patch is encoded. One CPU epoch of the rVAE on 40,000 22x22 patches took
+        minutes (benchmarks/results_analyze.md), and a few thousand patches of a lattice
+        already cover its variability.
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
     normalize, border: patch options (see ``extract_patches``).
     channel: channel of a multi-channel file. seed: for training and the GMM.
+    atom_options: keyword arguments for ``descriptors.atoms.find_atoms`` (spacing,
+        threshold, n_classes, ...); atoms are found on the first channel.
     """
 
     atoms: str = "peaks"
@@ -59,6 +65,7 @@ class AnalysisConfig:
     latent_dim: int = 2
     epochs: int = 20
     batch_size: int = 128
+    train_samples: int | None = 5000
     lr: float = 1e-3
     n_components: int | None = None
     max_components: int = 6
@@ -67,6 +74,7 @@ class AnalysisConfig:
     border: str = "drop"
     channel: int | str | None = None
     seed: int = 0
+    atom_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.atoms not in ATOM_METHODS:
@@ -78,6 +86,8 @@ class AnalysisConfig:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.cluster_on not in ("content", "all"):
             raise ValueError(f"cluster_on must be 'content' or 'all', got {self.cluster_on!r}")
+        if self.train_samples is not None and self.train_samples < 4:
+            raise ValueError(f"train_samples must be >= 4 or None, got {self.train_samples}")
         if self.epochs < 1 or self.latent_dim < 1:
             raise ValueError(f"epochs and latent_dim must be >= 1, got {self.epochs}, "
                              f"{self.latent_dim}")
@@ -164,18 +174,18 @@ def _as_points(found: Any) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"cannot read atom coordinates from a {type(found).__name__}")
 
 
-def _find_atoms(stack: np.ndarray, method: str, progress: bool) -> tuple[np.ndarray, ...]:
-    from tqdm.auto import tqdm
-
+def _find_atoms(
+    stack: np.ndarray, method: str, options: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Atoms in every frame (on the first channel): centres, classes, frames."""
     from latentatlas.descriptors.atoms import find_atoms
 
-    centers, classes, frames = [], [], []
-    for f in tqdm(range(stack.shape[0]), desc="atoms", disable=not progress or len(stack) < 2):
-        pos, cls = _as_points(find_atoms(stack[f, 0], method=method))
-        centers.append(pos)
-        classes.append(cls)
-        frames.append(np.full(len(pos), f, np.int64))
-    return np.concatenate(centers), np.concatenate(classes), np.concatenate(frames)
+    images = stack[0, 0] if stack.shape[0] == 1 else stack[:, 0]
+    found = find_atoms(images, method=method, **options)
+    centers, classes = _as_points(found)
+    frames = getattr(found, "frame", None)
+    frm = np.zeros(len(centers), np.int64) if frames is None else np.asarray(frames, np.int64)
+    return centers, classes, frm
 
 
 def _auto_window(spacing: float, image_shape: tuple[int, int]) -> int:
@@ -219,6 +229,16 @@ def analyze(
     cfg = AnalysisConfig(atoms=atoms if isinstance(atoms, str) else "given", window=window,
                          model=model, **options)
     truth = None
+    from tqdm.auto import tqdm
+
+    # one bar over the stages; training shows its own per-epoch bar
+    bar = tqdm(total=6 if out is not None else 5, desc="analyze", disable=not progress,
+               leave=False)
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
     t = time.perf_counter()
     if isinstance(source, str) and source.startswith("example:"):
         data, truth = load_example(source)
@@ -227,6 +247,7 @@ def analyze(
     stack = _images_from(data)
     n_frames, _, h, w = stack.shape
     timings["load"] = time.perf_counter() - t
+    step("loaded")
     log.info("analysing %s: %d frame(s) of %d x %d", data.name or data.source, n_frames, h, w)
 
     # -- descriptors
@@ -239,7 +260,7 @@ def analyze(
             frm = (np.zeros(len(centers), np.int64) if frames is None
                    else np.asarray(frames, np.int64))
         else:
-            centers, classes, frm = _find_atoms(stack, cfg.atoms, progress)
+            centers, classes, frm = _find_atoms(stack, cfg.atoms, dict(cfg.atom_options))
         timings["atoms"] = time.perf_counter() - t
         if len(centers) == 0:
             raise ValueError(f"the atom finder {cfg.atoms!r} found no atoms; try another "
@@ -254,6 +275,7 @@ def analyze(
         patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
                                   normalize=cfg.normalize)  # type: ignore[arg-type]
     timings["patches"] = time.perf_counter() - t
+    step(f"{len(patches)} patches")
     log.info("%d patches of %d x %d (%d dropped at the border)", len(patches), win, win,
              patches.n_dropped)
     if len(patches) < 4:
@@ -266,14 +288,22 @@ def analyze(
     X = patches.as_model_input()
     shape = X.shape[1:]
     vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
+    train_x = X
+    if cfg.train_samples is not None and len(X) > cfg.train_samples:
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(X), cfg.train_samples,
+                                                              replace=False))
+        train_x = X[pick]
+        log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
     t = time.perf_counter()
-    vae.fit(X, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(X)), lr=cfg.lr,
+    vae.fit(train_x, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(train_x)), lr=cfg.lr,
             seed=cfg.seed, progress=progress)
     timings["train"] = time.perf_counter() - t
+    step("trained")
     t = time.perf_counter()
     lat = vae.encode(X)
     timings["encode"] = time.perf_counter() - t
     maps = latent_maps(lat, patches)
+    step("encoded")
 
     # -- labels
     t = time.perf_counter()
@@ -285,6 +315,7 @@ def analyze(
                         max_components=cfg.max_components, random_state=cfg.seed,
                         feature_names=[maps.names[i] for i in cols])
     timings["labels"] = time.perf_counter() - t
+    step(f"{labels.n_components} classes")
 
     result = AnalysisResult(config=cfg, image=stack, patches=patches, maps=maps, labels=labels,
                             model=vae, timings=timings, truth=truth)
@@ -294,6 +325,8 @@ def analyze(
         t = time.perf_counter()
         result.out = _write_run(result, data, Path(out))
         timings["write"] = time.perf_counter() - t
+        step("written")
+    bar.close()
     timings["total"] = time.perf_counter() - t_all
     return result
 

@@ -17,10 +17,14 @@ def analyze(
     atoms: str = typer.Option("peaks", help="atom finder: peaks, log, dcnn; none = sliding "
                               "windows"),
     window: int = typer.Option(0, help="patch side in pixels (0 = automatic)"),
+    spacing: float = typer.Option(0.0, help="atom spacing in pixels for the atom finder "
+                                  "(0 = estimated)"),
     stride: int = typer.Option(0, help="sliding-window step with --atoms none (0 = window/4)"),
     model: str = typer.Option("rvae", help="VAE family member (see latentatlas models)"),
     latent_dim: int = typer.Option(2, help="number of content latents"),
     epochs: int = typer.Option(20, help="training epochs"),
+    train_samples: int = typer.Option(5000, help="train on at most this many patches "
+                                      "(random subset; 0 = all); all are encoded"),
     classes: int = typer.Option(0, "--classes", help="GMM components (0 = chosen by BIC)"),
     channel: str = typer.Option("", help="channel of a multi-channel file (index or name)"),
     normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
@@ -39,6 +43,8 @@ def analyze(
             image, atoms=atoms, window=window or None, model=model, out=Path(out),
             progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
             n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
+            atom_options={"spacing": spacing} if spacing > 0 else {},
+            train_samples=train_samples or None,
         )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
