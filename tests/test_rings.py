@@ -242,6 +242,16 @@ def test_cropped_noisy_lattice_gives_no_spurious_rings(pristine) -> None:  # typ
         analyze_rings(xy[box], border_rings="sometimes")  # type: ignore[arg-type]
 
 
+def test_duplicate_detection_is_left_out_and_changes_nothing_else(pristine, caplog) -> None:  # type: ignore[no-untyped-def]
+    ref = analyze_rings(pristine.coords)
+    twin = pristine.coords[[100]] + 0.05 * pristine.bond_length
+    with caplog.at_level("WARNING", logger="latentatlas.descriptors.rings"):
+        res = analyze_rings(np.concatenate([pristine.coords, twin]))
+    assert "duplicate" in caplog.text
+    np.testing.assert_array_equal(res.labels[:-1], ref.labels)
+    assert res.labels[-1] == 0 and res.n_rings[-1] == 0
+
+
 # -------------------------------------------------------------------------------- cut-off, table
 def test_cutoff_estimate_scales_and_sits_between_shells(pristine) -> None:  # type: ignore[no-untyped-def]
     xy = pristine.coords

@@ -5,14 +5,15 @@ Pipeline, from atom coordinates ``(n, 2)`` (row, col):
 1. Bonds: every pair closer than a cut-off. Unless given, the cut-off is estimated from the
    nearest-neighbour distance histogram (see :func:`estimate_bond_cutoff`).
 2. Clean-up, so the bond graph is a plane graph whose faces are the rings:
-   - atoms closer than ``min_distance`` bond lengths are reported and rejected (duplicates);
+   - atoms closer than half a bond length to another (duplicate detections): the second one
+     is left unbonded (label 0) and a warning is logged;
    - crossing bonds: the longer one of every crossing pair is dropped;
-   - long bonds (over 1.4 median bond lengths) meeting other bonds at under 95 degrees at
-     both ends: second neighbours whose shared neighbour is missing (border, vacancy);
    - triangles: graphene has no 3-rings, and a triangle is almost always two true bonds plus
      a second-neighbour pair pulled inside the cut-off by noise, so the longest edge of every
      triangle is dropped. This is what lets the cut-off be generous (robust to position
      noise) without inventing rings;
+   - long bonds (over 1.4 median bond lengths) meeting other bonds at under 95 degrees at
+     both ends: second neighbours whose shared neighbour is missing (border, vacancy);
    - dangling chains (atoms with one bond, repeatedly) cannot be on a ring and are pruned,
      so a face walk never doubles back on them.
 3. Rings: the faces of the plane graph, walked with the "next edge clockwise" rule over
@@ -46,10 +47,13 @@ from latentatlas.descriptors.patches import Border, Normalize, Patches, extract_
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ACUTE_DEG",
     "DEFAULT_RING_CLASSES",
+    "BorderRings",
     "RingAnalysis",
     "RingClassTable",
     "analyze_rings",
+    "atom_ring_sizes",
     "estimate_bond_cutoff",
     "estimate_bond_length",
     "find_bonds",
@@ -277,6 +281,18 @@ def find_bonds(
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.sort(pairs, axis=1)
     length = np.linalg.norm(xy[pairs[:, 0]] - xy[pairs[:, 1]], axis=1)
+    too_close = length < 0.5 * np.median(length)
+    if too_close.any():
+        # duplicate detections: the second atom of each pair takes no part in the network
+        # (it keeps label 0), so per-atom outputs stay aligned with the input
+        dup = np.unique(pairs[too_close, 1])
+        logger.warning(
+            "%d atoms lie within half a bond length of another (duplicate detections, e.g. "
+            "atom %d); they are left unbonded - merge them upstream to silence this",
+            len(dup), int(dup[0]),
+        )
+        clear = ~np.isin(pairs, dup).any(axis=1)
+        pairs, length = pairs[clear], length[clear]
     if remove_crossing:
         keep = _uncrossed(xy, pairs, length, float(cutoff))
         pairs, length = pairs[keep], length[keep]
