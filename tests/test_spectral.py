@@ -359,6 +359,17 @@ def test_poisson_normalised_nmf_maps_back_to_counts(eels: SpectralCube) -> None:
     assert ang.max() < 0.15
 
 
+def test_channel_scaling_maps_components_back(eels: SpectralCube) -> None:
+    plain = unmix(eels.cube, "nmf", 3)
+    scaled = unmix(eels.cube, "nmf", 3, scale="channel")
+    assert plain.components is not None and scaled.components is not None
+    ang, _, _ = spectral_angles(eels.endmembers, scaled.components)
+    assert ang.max() < 0.1  # back in count units, so comparable with the truth
+    assert scaled.params["scale"] == "channel"
+    with pytest.raises(ValueError, match="not both"):
+        unmix(eels.cube, "nmf", 3, scale="channel", poisson=True)
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -69,6 +69,8 @@ def unmix_command(
         help="channel range LOW:HIGH in axis units, e.g. 450:900")] = "",
     bin: Annotated[int, typer.Option(help="spatial binning factor")] = 1,
     poisson: Annotated[bool, typer.Option(help="Poisson-normalise counts first")] = False,
+    scale: Annotated[str, typer.Option(
+        help="'channel' or 'global': divide by the standard deviation first")] = "",
     offset: Annotated[str, typer.Option(
         help="'min' (subtract the minimum) or a number to subtract")] = "",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
@@ -93,6 +95,7 @@ def unmix_command(
                        + (" (slow method: progress below)" if method in _SLOW else ""), err=True)
         t0 = time.perf_counter()
         result = unmix(data, method, k, crop=_parse_crop(crop), bin=bin, poisson=poisson,
+                       scale=scale or False,  # type: ignore[arg-type]
                        offset=off, random_state=seed, device=device,  # type: ignore[arg-type]
                        progress=not quiet, **options)
         elapsed = time.perf_counter() - t0

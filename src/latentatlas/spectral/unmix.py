@@ -387,6 +387,7 @@ def unmix(
     crop: tuple[float | None, float | None] | None = None,
     bin: int | tuple[int, int] = 1,
     poisson: bool = False,
+    scale: Literal[False, "channel", "global"] = False,
     offset: Literal["min"] | float | None = None,
     random_state: int | None = 0,
     device: str = "cpu",
@@ -411,6 +412,10 @@ def unmix(
     poisson : Poisson-normalise counts before the method (Keenan & Kotula); components and
         loadings of linear methods are mapped back to counts. Not for BLU (its abundances
         must stay on the simplex).
+    scale : divide by the standard deviation of each channel (``"channel"``) or of the whole
+        data (``"global"``) before the method, without centring (so NMF/BLU still see
+        non-negative data; PCA centres by itself); components of linear methods are mapped
+        back to the original units. Cannot be combined with ``poisson``.
     offset : ``"min"`` subtracts the global minimum (so NMF/BLU accept data with negative
         values, e.g. hysteresis loops), or a number to subtract; recorded in ``params``.
     random_state, device : passed to every estimator that takes them.
@@ -452,7 +457,18 @@ def unmix(
             f"negative values (minimum {float(X.min()):g}); pass offset='min' or use 'pca'"
         )
     g = h = None
-    if poisson:
+    if scale is not False:
+        if poisson:
+            raise ValueError("pass either poisson=True or scale=..., not both: both reweight "
+                             "the channels")
+        if scale not in ("channel", "global"):
+            raise ValueError(f"scale must be False, 'channel' or 'global', got {scale!r}")
+        sd = X.std(0) if scale == "channel" else np.full(X.shape[1], X.std())
+        sd = np.where(sd > 0, sd, 1.0).astype(np.float32)
+        X = X / sd
+        # reuse the Poisson back-map: components times the per-channel factor, loadings as is
+        g, h = np.ones(X.shape[0], dtype=np.float32), sd
+    elif poisson:
         if method == "blu":
             raise ValueError(
                 "poisson=True is not supported for BLU: the per-pixel scaling would move the "
@@ -476,7 +492,7 @@ def unmix(
         denom = float(np.linalg.norm(X.astype(np.float64))) or 1.0
         rec_err = float(np.linalg.norm(X.astype(np.float64) - out.reconstruction)) / denom
     components, scores = out.components, out.scores
-    if poisson and g is not None and h is not None and out.linear:
+    if g is not None and h is not None and out.linear:
         scores, components = poisson_unnormalize(scores, components, g, h)
     cluster_means = None
     labels_map = None
@@ -491,7 +507,8 @@ def unmix(
             cluster_means[i] = X_orig[labels == i].mean(0)
     params = {
         "method": method, "n_components": int(n_components), "crop": crop, "bin": bin,
-        "poisson": poisson, "offset": applied_offset if offset is not None else None,
+        "poisson": poisson, "scale": scale,
+        "offset": applied_offset if offset is not None else None,
         "random_state": random_state, "device": device, "options": options,
         "estimator": out.params, "elapsed_s": elapsed,
     }
