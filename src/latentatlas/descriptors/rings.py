@@ -5,7 +5,7 @@ Pipeline, from atom coordinates ``(n, 2)`` (row, col):
 1. Bonds: every pair closer than a cut-off. Unless given, the cut-off is estimated from the
    nearest-neighbour distance histogram (see :func:`estimate_bond_cutoff`).
 2. Clean-up, so the bond graph is a plane graph whose faces are the rings:
-   - atoms closer than half a bond length to another (duplicate detections): the second one
+   - atoms closer than 0.35 bond lengths to another (duplicate detections): the second one
      is left unbonded (label 0) and a warning is logged;
    - crossing bonds: the longer one of every crossing pair is dropped;
    - triangles: graphene has no 3-rings, and a triangle is almost always two true bonds plus
@@ -281,13 +281,13 @@ def find_bonds(
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.sort(pairs, axis=1)
     length = np.linalg.norm(xy[pairs[:, 0]] - xy[pairs[:, 1]], axis=1)
-    too_close = length < 0.5 * np.median(length)
+    too_close = length < 0.35 * np.median(length)
     if too_close.any():
         # duplicate detections: the second atom of each pair takes no part in the network
         # (it keeps label 0), so per-atom outputs stay aligned with the input
         dup = np.unique(pairs[too_close, 1])
         logger.warning(
-            "%d atoms lie within half a bond length of another (duplicate detections, e.g. "
+            "%d atoms lie within 0.35 bond lengths of another (duplicate detections, e.g. "
             "atom %d); they are left unbonded - merge them upstream to silence this",
             len(dup), int(dup[0]),
         )
