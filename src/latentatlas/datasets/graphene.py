@@ -408,7 +408,6 @@ def _close_holes(g: _Graph, near: np.ndarray, seam: np.ndarray, max_rounds: int 
     relaxation.
     """
     for _ in range(max_rounds):
-        alive = np.flatnonzero(g.alive)
         bonds = g.bonds()
         faces = find_rings(g.pos, bonds, min_size=10, max_size=40)
         best: tuple[float, int, int] | None = None
@@ -435,7 +434,6 @@ def _close_holes(g: _Graph, near: np.ndarray, seam: np.ndarray, max_rounds: int 
             return
         g.bond(best[1], best[2])
         seam[[best[1], best[2]]] = True
-        del alive
 
 
 def _within_hops(g: _Graph, a: int, b: int, hops: int) -> bool:
