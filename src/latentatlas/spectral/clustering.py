@@ -9,7 +9,13 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from latentatlas.spectral._base import resolve_device, to_tensor, torch_generator
+from latentatlas.spectral._base import (
+    resolve_device,
+    row_sq_norms,
+    sum_squares,
+    to_tensor,
+    torch_generator,
+)
 
 __all__ = ["KMeans"]
 
@@ -114,8 +120,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                              f"{self.max_iter}")
         dev = resolve_device(self.device)
         x = to_tensor(X, dev)
-        x_sq = (x * x).sum(1)
-        tol = self.tol * float(x.double().var(0, unbiased=False).mean()) if n > 1 else 0.0
+        x_sq = row_sq_norms(x)
+        # mean per-channel variance = (sum x^2 - n |mean|^2) / (n c), without a float64 copy
+        mean = x.double().mean(0) if x.dtype == torch.float64 else x.mean(0).double()
+        var_mean = (sum_squares(x) - n * float((mean**2).sum())) / (n * x.shape[1])
+        tol = self.tol * max(var_mean, 0.0) if n > 1 else 0.0
         gen = torch_generator(self.random_state, dev)
         best: tuple[torch.Tensor, torch.Tensor, float, int] | None = None
         for _ in range(self.n_init):
@@ -141,7 +150,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         dev = resolve_device(self.device)
         x = to_tensor(X, dev)
         c = torch.as_tensor(self.cluster_centers_, device=dev, dtype=x.dtype)
-        return _sq_dists(x, (x * x).sum(1), c).sqrt().cpu().numpy()
+        return _sq_dists(x, row_sq_norms(x), c).sqrt().cpu().numpy()
 
     def fit_predict(self, X: np.ndarray, y: object = None, **kwargs: object) -> np.ndarray:
         """Fit and return ``labels_``."""

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from latentatlas.spectral._base import (
     check_n_components,
     resolve_device,
+    sum_squares,
     to_tensor,
     torch_generator,
 )
@@ -158,7 +159,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         u_f, vt = _flip_signs(u, vt)
         assert u_f is not None
         # total sum of squares without forming x - mean: sum x^2 - n m.m
-        total_ss = float((x.double() ** 2).sum() - n * (mean.double() ** 2).sum())
+        total_ss = sum_squares(x) - n * float((mean.double() ** 2).sum())
         self.solver_ = solver
         self.n_components_ = k
         self.components_ = vt.cpu().numpy()
@@ -337,7 +338,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             w = self._nnls_w(x, h)
         else:
             w, h = _nndsvd(x, k, self.init == "nndsvda", gen)
-        xx = float((x.double() ** 2).sum())
+        xx = sum_squares(x)
 
         def error(wtx: torch.Tensor, wtw: torch.Tensor, h: torch.Tensor) -> float:
             # ||X - WH||^2 = ||X||^2 - 2 <W^T X, H> + <W^T W, H H^T>, accumulated in float64

@@ -13,6 +13,7 @@ from torch import nn
 from latentatlas.spectral._base import (
     check_n_components,
     resolve_device,
+    row_sq_norms,
     to_tensor,
     torch_generator,
 )
@@ -61,8 +62,10 @@ class SOM(TransformerMixin, BaseEstimator):
         return torch.stack([rr.ravel(), cc.ravel()], 1).to(dev, dtype)
 
     @staticmethod
-    def _bmu(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = ((x * x).sum(1)[:, None] - 2 * x @ w.T + (w * w).sum(1)[None, :]).clamp(min=0)
+    def _bmu(x: torch.Tensor, w: torch.Tensor, x_sq: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        x_sq = row_sq_norms(x) if x_sq is None else x_sq
+        d = (x_sq[:, None] - 2 * x @ w.T + (w * w).sum(1)[None, :]).clamp(min=0)
         dmin, idx = d.min(1)
         return idx, dmin
 
@@ -90,7 +93,8 @@ class SOM(TransformerMixin, BaseEstimator):
         gd2 = ((grid[:, None, :] - grid[None, :, :]) ** 2).sum(-1)  # (nodes, nodes)
         s0 = self.sigma_start if self.sigma_start is not None else max(self.n_rows, self.n_cols) / 2
         s1 = min(self.sigma_end, s0)
-        idx, dmin = self._bmu(x, w)
+        x_sq = row_sq_norms(x)
+        idx, dmin = self._bmu(x, w, x_sq)
         hist = [math.sqrt(float(dmin.double().mean()))]
         for epoch in range(self.n_epochs):
             frac = epoch / max(self.n_epochs - 1, 1)
@@ -102,7 +106,7 @@ class SOM(TransformerMixin, BaseEstimator):
             den = h @ counts
             keep = den > 1e-12
             w = torch.where(keep[:, None], num / den.clamp(min=1e-12)[:, None], w)
-            idx, dmin = self._bmu(x, w)
+            idx, dmin = self._bmu(x, w, x_sq)
             hist.append(math.sqrt(float(dmin.double().mean())))
         self.cluster_centers_ = w.cpu().numpy()
         self.labels_ = idx.cpu().numpy()

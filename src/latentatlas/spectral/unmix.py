@@ -41,7 +41,9 @@ class MethodOutput:
     components: np.ndarray | None = None  # (k, channels)
     scores: np.ndarray | None = None  # (n, k)
     labels: np.ndarray | None = None  # (n,)
-    reconstruction: np.ndarray | None = None  # (n, channels)
+    # (n, channels) reconstruction, or a function giving the rows of a slice of it, so that
+    # the error of a large cube is computed a block at a time without a second cube in memory
+    reconstruction: np.ndarray | Callable[[slice], np.ndarray] | None = None
     explained_variance: np.ndarray | None = None
     explained_variance_ratio: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
@@ -108,7 +110,8 @@ def _run_pca(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     _reject_unknown("pca", opts)
     scores = est.fit_transform(X)
     return MethodOutput(
-        components=est.components_, scores=scores, reconstruction=est.inverse_transform(scores),
+        components=est.components_, scores=scores,
+        reconstruction=lambda sl: est.inverse_transform(scores[sl]),
         explained_variance=est.explained_variance_,
         explained_variance_ratio=est.explained_variance_ratio_,
         extras={"mean": est.mean_}, params=est.get_params(), linear=not est.center,
@@ -124,7 +127,7 @@ def _run_nmf(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     _reject_unknown("nmf", opts)
     w = est.fit_transform(X)
     return MethodOutput(
-        components=est.components_, scores=w, reconstruction=w @ est.components_,
+        components=est.components_, scores=w, reconstruction=lambda sl: w[sl] @ est.components_,
         extras={"error_history": est.reconstruction_err_history_,
                 "converged": np.asarray(est.converged_)},
         params=est.get_params(), linear=True,
@@ -141,7 +144,7 @@ def _run_blu(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     _reject_unknown("blu", opts)
     a = est.fit_transform(X)
     return MethodOutput(
-        components=est.components_, scores=a, reconstruction=a @ est.components_,
+        components=est.components_, scores=a, reconstruction=lambda sl: a[sl] @ est.components_,
         extras={"abundances_std": est.abundances_std_, "components_std": est.components_std_,
                 "noise_variance_trace": est.noise_variance_trace_},
         params=est.get_params(), linear=True,
@@ -157,8 +160,9 @@ def _run_kmeans(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     _reject_unknown("kmeans", opts)
     est.fit(X)
     labels = est.labels_
+    centers = est.cluster_centers_
     return MethodOutput(labels=labels, scores=np.eye(ctx.n_components)[labels],
-                        reconstruction=est.cluster_centers_[labels],
+                        reconstruction=lambda sl: centers[labels[sl]],
                         extras={"inertia": np.asarray(est.inertia_)}, params=est.get_params())
 
 
@@ -293,8 +297,9 @@ def _run_som(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     _reject_unknown("som", opts)
     est.fit(X)
     labels = est.labels_
+    nodes = est.cluster_centers_
     return MethodOutput(labels=labels, scores=est.transform(X),
-                        reconstruction=est.cluster_centers_[labels],
+                        reconstruction=lambda sl: nodes[labels[sl]],
                         extras={"quantization_error_history": est.quantization_error_history_,
                                 "node_spectra": est.cluster_centers_},
                         params=est.get_params())
@@ -489,8 +494,7 @@ def unmix(
 
     rec_err = None
     if out.reconstruction is not None:
-        denom = float(np.linalg.norm(X.astype(np.float64))) or 1.0
-        rec_err = float(np.linalg.norm(X.astype(np.float64) - out.reconstruction)) / denom
+        rec_err = _relative_error(X, out.reconstruction)
     components, scores = out.components, out.scores
     if g is not None and h is not None and out.linear:
         scores, components = poisson_unnormalize(scores, components, g, h)
@@ -521,6 +525,19 @@ def unmix(
         cluster_means=cluster_means,
         extras={k: _reshape_extra(v, ny, nx) for k, v in out.extras.items()},
     )
+
+
+def _relative_error(X: np.ndarray,
+                    recon: np.ndarray | Callable[[slice], np.ndarray]) -> float:
+    """``||X - X_hat|| / ||X||`` in float64, a block of rows at a time."""
+    num = den = 0.0
+    for i in range(0, X.shape[0], 8192):
+        sl = slice(i, i + 8192)
+        xb = X[sl].astype(np.float64)
+        rb = recon(sl) if callable(recon) else recon[sl]
+        num += float(((xb - rb) ** 2).sum())
+        den += float((xb * xb).sum())
+    return float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
 
 
 def _reshape_extra(v: np.ndarray, ny: int, nx: int) -> np.ndarray:
