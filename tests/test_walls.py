@@ -110,6 +110,13 @@ def test_stack_is_processed_frame_by_frame(method: str) -> None:
         np.testing.assert_array_equal(stack.frame(i).coords, single.coords)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_single_domain_has_no_walls(method: str) -> None:
+    flat = np.full((32, 32), 42.0)
+    walls = find_walls(flat, method)
+    assert not walls.mask.any() and walls.coords.shape == (0, 2)
+
+
 def test_find_walls_rejects_bad_input() -> None:
     img = np.zeros((32, 32))
     with pytest.raises(ValueError, match="method must be one of"):
