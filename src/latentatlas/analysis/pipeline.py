@@ -53,7 +53,9 @@ class AnalysisConfig:
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
     normalize, border: patch options (see ``extract_patches``).
-    channel: channel of a multi-channel file. seed: for training and the GMM.
+    channel: channel of a multi-channel file. invert: negate the image first, for contrast
+        where atoms are dark (annular bright field, some SPM channels).
+    seed: for training and the GMM.
     atom_options: keyword arguments for ``descriptors.atoms.find_atoms`` (spacing,
         threshold, n_classes, ...); atoms are found on the first channel.
     """
@@ -73,6 +75,7 @@ class AnalysisConfig:
     normalize: str = "image"
     border: str = "drop"
     channel: int | str | None = None
+    invert: bool = False
     seed: int = 0
     atom_options: dict[str, Any] = field(default_factory=dict)
 
@@ -245,6 +248,8 @@ def analyze(
     else:
         data = load(source, channel=cfg.channel)
     stack = _images_from(data)
+    if cfg.invert:
+        stack = -stack
     n_frames, _, h, w = stack.shape
     timings["load"] = time.perf_counter() - t
     step("loaded")

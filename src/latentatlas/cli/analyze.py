@@ -28,6 +28,7 @@ def analyze(
     classes: int = typer.Option(0, "--classes", help="GMM components (0 = chosen by BIC)"),
     channel: str = typer.Option("", help="channel of a multi-channel file (index or name)"),
     normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
+    invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
     seed: int = typer.Option(0, help="random seed"),
     out: str = typer.Option("results/analyze", help="output folder (replaced)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
@@ -44,7 +45,7 @@ def analyze(
             progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
             n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
             atom_options={"spacing": spacing} if spacing > 0 else {},
-            train_samples=train_samples or None,
+            train_samples=train_samples or None, invert=invert,
         )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
