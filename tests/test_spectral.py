@@ -331,6 +331,7 @@ def test_unmix_accepts_loaded_object_with_axes() -> None:
 
     res = unmix(Loaded(), "pca", 2, crop=(105.0, 110.0))
     assert res.energy_units == "eV" and res.energy_name == "Energy loss"
+    assert res.pixel_size is None and res.spatial_units == "px"  # spatial axes uncalibrated
     np.testing.assert_allclose(res.energy, 100 + 0.5 * np.arange(10, 21))
     assert res.components is not None and res.components.shape == (2, 11)
 

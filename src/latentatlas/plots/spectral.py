@@ -153,10 +153,15 @@ def plot_cluster_map(
 
 
 def plot_result(result: UnmixResult, pixel_size: float | None = None,
-                spatial_units: str = "px") -> dict[str, Figure]:
+                spatial_units: str | None = None) -> dict[str, Figure]:
     """All figures that apply to a result: ``"scree"``, ``"components"``, ``"clusters"``,
-    ``"maps"`` (embeddings without component spectra)."""
+    ``"maps"`` (embeddings without component spectra). The map calibration defaults to the
+    result's own (``result.pixel_size``, ``result.spatial_units``)."""
     figs: dict[str, Figure] = {}
+    if pixel_size is None:
+        pixel_size = result.pixel_size
+    if spatial_units is None:
+        spatial_units = result.spatial_units if pixel_size is not None else "px"
     e, en, eu = result.energy, result.energy_name, result.energy_units
     if result.explained_variance_ratio is not None:
         ax = plot_scree(result.explained_variance_ratio)
@@ -181,7 +186,8 @@ def plot_result(result: UnmixResult, pixel_size: float | None = None,
 
 
 def save_figures(result: UnmixResult, out_dir: str | os.PathLike[str], dpi: int = 120,
-                 pixel_size: float | None = None, spatial_units: str = "px") -> list[Path]:
+                 pixel_size: float | None = None, spatial_units: str | None = None
+                 ) -> list[Path]:
     """Write every figure of :func:`plot_result` as ``<name>.png`` in ``out_dir``, each via a
     temporary file and a rename, so an interrupted run leaves no half-written image."""
     out = Path(out_dir)

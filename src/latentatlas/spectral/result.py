@@ -45,6 +45,8 @@ class UnmixResult:
     labels : (ny, nx) int cluster labels for clustering methods (-1 = noise), else None.
     cluster_means : (n_clusters, channels) mean spectrum of each cluster, else None.
     extras : method-specific arrays (posterior standard deviations, error histories, ...).
+    pixel_size, spatial_units : calibration of the maps (from the loaded file's x axis,
+        times the binning factor), or None and "px".
     """
 
     method: str
@@ -61,6 +63,8 @@ class UnmixResult:
     labels: np.ndarray | None = None
     cluster_means: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    pixel_size: float | None = None
+    spatial_units: str = "px"
 
     @property
     def n_components(self) -> int:
@@ -86,6 +90,9 @@ class UnmixResult:
                 f.attrs["spatial_shape"] = np.asarray(self.spatial_shape, dtype=np.int64)
                 if self.reconstruction_error is not None:
                     f.attrs["reconstruction_error"] = float(self.reconstruction_error)
+                if self.pixel_size is not None:
+                    f.attrs["pixel_size"] = float(self.pixel_size)
+                f.attrs["spatial_units"] = self.spatial_units
                 for name in _ARRAYS:
                     value = getattr(self, name)
                     if value is not None:
@@ -141,6 +148,7 @@ class UnmixResult:
             }
             extras = {key: f["extras"][key][()] for key in f["extras"]}
             rec = f.attrs.get("reconstruction_error")
+            px = f.attrs.get("pixel_size")
             ny, nx = (int(v) for v in f.attrs["spatial_shape"])
             return cls(
                 method=str(f.attrs["method"]),
@@ -150,6 +158,8 @@ class UnmixResult:
                 spatial_shape=(ny, nx),
                 reconstruction_error=None if rec is None else float(rec),
                 extras=extras,
+                pixel_size=None if px is None else float(px),
+                spatial_units=str(f.attrs.get("spatial_units", "px")),
                 **arrays,
             )
 

@@ -431,9 +431,15 @@ def unmix(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list_methods()}")
     carried_axis = None
+    pixel_size: float | None = None
+    spatial_units = "px"
     if hasattr(cube, "data") and not isinstance(cube, np.ndarray):
-        axes = list(getattr(cube, "axes", []) or [])
+        axes: list[Any] = list(getattr(cube, "axes", None) or [])
         carried_axis = axes[-1] if axes else None
+        if len(axes) == 3 and str(getattr(axes[1], "units", None) or ""):
+            # maps are drawn in the file's spatial units
+            pixel_size = abs(float(getattr(axes[1], "scale", 1.0))) or None
+            spatial_units = str(axes[1].units)
         cube = cube.data
     cube = check_array(cube, "cube", ndim=3)
     ny, nx, c = cube.shape
@@ -446,6 +452,8 @@ def unmix(
     if bin != 1:
         cube = bin_spatial(cube, bin)
         ny, nx = cube.shape[:2]
+        if pixel_size is not None:
+            pixel_size *= bin if isinstance(bin, int) else bin[1]
     if n_components > c and method in ("pca", "nmf", "blu", "autoencoder"):
         raise ValueError(
             f"n_components={n_components} is larger than the number of channels ({c}); "
@@ -524,6 +532,7 @@ def unmix(
         explained_variance_ratio=out.explained_variance_ratio, labels=labels_map,
         cluster_means=cluster_means,
         extras={k: _reshape_extra(v, ny, nx) for k, v in out.extras.items()},
+        pixel_size=pixel_size, spatial_units=spatial_units,
     )
 
 
