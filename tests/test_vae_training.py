@@ -111,7 +111,7 @@ def test_penalty_hook_changes_what_is_learned(shapes: np.ndarray) -> None:
 def test_capacity_schedule_holds_kl_near_the_target(shapes: np.ndarray) -> None:
     model = small_rvae()
     model.fit(shapes, epochs=6, batch_size=50, progress=False,
-              schedules={"capacity": Constant(3.0), "gamma": Constant(50.0)})
+              schedules={"capacity": Constant(3.0), "gamma": Constant(1000.0)})
     kl = sum(np.array(v) for k, v in model.history.items() if k.startswith("train/kl_"))
     assert abs(kl[-1] - 3.0) < 1.5
 

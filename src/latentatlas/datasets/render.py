@@ -60,10 +60,15 @@ def add_microscope_noise(
     out = np.asarray(image, dtype=np.float64)
     if blur > 0:
         out = ndimage.gaussian_filter(out, blur)
-    if scan_jitter > 0:
+    if scan_jitter > 0 and out.shape[1] > 1:
         shifts = rng.normal(0.0, scan_jitter, size=out.shape[0])
-        cols = np.arange(out.shape[1], dtype=np.float64)
-        out = np.stack([np.interp(cols - s, cols, row) for row, s in zip(out, shifts, strict=True)])
+        # Linear interpolation of every row at its own shifted positions, edges held constant.
+        width = out.shape[1]
+        pos = np.clip(np.arange(width)[None, :] - shifts[:, None], 0, width - 1)
+        left = np.minimum(np.floor(pos).astype(np.int64), width - 2)
+        frac = pos - left
+        rows = np.arange(out.shape[0])[:, None]
+        out = out[rows, left] * (1 - frac) + out[rows, left + 1] * frac
     if counts is not None:
         out = rng.poisson(np.clip(out, 0, None) * counts) / counts
     if gaussian > 0:

@@ -48,12 +48,17 @@ class VAEModule(nn.Module):
         else:
             self.register_buffer("log_sigma", sigma)
         self.penalties: dict[str, tuple[float, Penalty]] = {}
+        # The encoder works in units of each latent's prior scale, so an untrained encoder starts
+        # near the prior instead of far outside a narrow shift prior (which costs many epochs).
+        self.register_buffer("prior_scale", torch.tensor(
+            [self._prior_of(name)[1] for name in self.names], dtype=torch.float32), persistent=False)
 
     # -- pieces ---------------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior means and log-variances, each (n, n_latents) in ``self.names`` order."""
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
-        return mu, logvar.clamp(-12.0, 8.0)
+        raw_mu, raw_logvar = self.encoder(x).chunk(2, dim=-1)
+        scale: Tensor = self.prior_scale  # type: ignore[assignment]
+        return raw_mu * scale, raw_logvar.clamp(-12.0, 8.0) + 2 * torch.log(scale)
 
     def pose_matrix(self, latents: Tensor) -> Tensor | None:
         """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None."""
@@ -83,19 +88,22 @@ class VAEModule(nn.Module):
         """The likelihood's mean: the output itself (Gaussian) or its sigmoid (Bernoulli)."""
         return torch.sigmoid(raw) if self.config.likelihood == "bernoulli" else raw
 
+    def _prior_of(self, name: str) -> tuple[str, float]:
+        """The KL group and prior standard deviation of the latent ``name``."""
+        c = self.config
+        if name == "angle":
+            return "rotation", c.angle_prior
+        if name.startswith("shift"):
+            return "translation", c.shift_prior
+        if name == "log_scale":
+            return "scale", c.scale_prior
+        return "content", 1.0
+
     def kl_terms(self, mu: Tensor, logvar: Tensor) -> dict[str, Tensor]:
         """KL per latent group, each (n,)."""
-        c = self.config
         groups: dict[str, tuple[list[int], float]] = {}
         for i, name in enumerate(self.names):
-            if name == "angle":
-                key, scale = "rotation", c.angle_prior
-            elif name.startswith("shift"):
-                key, scale = "translation", c.shift_prior
-            elif name == "log_scale":
-                key, scale = "scale", c.scale_prior
-            else:
-                key, scale = "content", 1.0
+            key, scale = self._prior_of(name)
             groups.setdefault(key, ([], scale))[0].append(i)
         return {key: normal_kl(mu[:, idx], logvar[:, idx], scale) for key, (idx, scale) in groups.items()}
 
