@@ -408,7 +408,9 @@ def unmix(
         as returned by ``latentatlas.io.load``.
     method : one of :func:`list_methods`: ``pca``, ``nmf``, ``blu`` (linear); ``kmeans``,
         ``gmm``, ``dbscan``, ``hdbscan`` (clustering); ``isomap``, ``umap``, ``tsne``
-        (manifold, on PCA scores); ``som``, ``autoencoder`` (neural).
+        (manifold, on PCA scores); ``som``, ``autoencoder`` (neural); ``vae``, ``shiftvae``
+        (the core VAE family on 1-D spectra; options ``epochs``, ``batch_size``, ``lr`` and
+        any model config field).
     n_components : components, clusters, embedding dimensions or SOM nodes.
     axis : the spectral axis: None (channel index), an array ``(channels,)`` or an axis object.
         Overrides the axis carried by ``cube``.
