@@ -61,7 +61,7 @@ def add_microscope_noise(
     if blur > 0:
         out = ndimage.gaussian_filter(out, blur)
     if scan_jitter > 0 and out.shape[1] > 1:
-        shifts = rng.normal(0.0, scan_jitter, size=out.shape[0])
+        shifts = np.asarray(rng.normal(0.0, scan_jitter, size=out.shape[0]))
         # Linear interpolation of every row at its own shifted positions, edges held constant.
         width = out.shape[1]
         pos = np.clip(np.arange(width)[None, :] - shifts[:, None], 0, width - 1)
