@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.labels import gmm_labels, label_image
 from latentatlas.analysis.latent_maps import latent_maps, paint_points, typical_spacing
-from latentatlas.analysis.pipeline import analyze
+from latentatlas.analysis.pipeline import analyze, save_results
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.report import write_report
@@ -121,7 +121,7 @@ def test_end_to_end_two_kinds_of_sites(tmp_path: Path) -> None:
     names = {p.name for p in out.iterdir()}
     assert {"results.h5", "config.json", "index.html", "labels.png", "latent_maps.png",
             "manifold.png", "model"} <= names
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # before the NPZ below
     with h5py.File(out / "results.h5") as f:
         np.testing.assert_allclose(f["centers"][()], res.patches.centers)
         np.testing.assert_array_equal(f["labels"][()], res.labels.labels)
@@ -129,6 +129,10 @@ def test_end_to_end_two_kinds_of_sites(tmp_path: Path) -> None:
         assert json.loads(f.attrs["latent_names"]) == ["angle", "shift_x", "shift_y", "z1", "z2"]
         assert json.loads(f.attrs["config"])["analysis"]["model"] == "rvae"
     assert json.loads((out / "config.json").read_text())["patches"]["border"] == "drop"
+    npz = save_results(tmp_path / "r.npz", res)  # the NPZ flavour holds the same arrays
+    with np.load(npz) as z:
+        np.testing.assert_array_equal(z["labels"], res.labels.labels)
+        assert json.loads(str(z["config"]))["latent_names"][0] == "angle"
     # labels painted back: one disc per labelled atom, in frame coordinates
     img = label_image(res.labels.labels, res.patches.centers, res.patches.image_shape)
     np.testing.assert_array_equal(np.isfinite(img), np.isfinite(res.label_image))
