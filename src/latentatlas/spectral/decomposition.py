@@ -186,7 +186,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return np.asarray(X @ self.components_.astype(X.dtype) + self.mean_.astype(X.dtype))
 
 
-def successive_projections(x: torch.Tensor, k: int) -> torch.Tensor:
+def successive_projections(x: torch.Tensor, k: int, row_sums: torch.Tensor | None = None
+                           ) -> torch.Tensor:
     """Indices ``(k,)`` of the rows of ``x (n, c)`` that span its convex cone, by SPA.
 
     The successive projection algorithm (Araújo et al. 2001; Gillis & Vavasis 2014) picks
@@ -194,10 +195,11 @@ def successive_projections(x: torch.Tensor, k: int) -> torch.Tensor:
     repeats. On near-separable data (every endmember has nearly pure pixels) these rows are
     the purest pixels, which fixes the rotational ambiguity NMF otherwise has when
     endmembers overlap everywhere (e.g. a shared background). Rows are normalised to unit
-    sum first, as the algorithm assumes.
+    sum first, as the algorithm assumes; ``row_sums (n,)`` overrides ``x.sum(1)`` when ``x``
+    holds coordinates of the data in an orthonormal basis rather than the data itself.
     """
-    r = x / x.sum(1, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
-    r = r.clone()
+    sums = x.sum(1) if row_sums is None else row_sums
+    r = x / sums[:, None].clamp(min=torch.finfo(x.dtype).tiny)
     picked: list[int] = []
     for _ in range(k):
         norms = (r * r).sum(1)
@@ -331,10 +333,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             w = scale * torch.rand(n, k, generator=gen, device=dev, dtype=x.dtype)
             h = scale * torch.rand(k, c, generator=gen, device=dev, dtype=x.dtype)
         elif self.init == "spa":
-            # SPA on the rank-k denoised data: a single noisy pixel would bias the start
+            # SPA on the rank-k denoised data (a single noisy pixel would bias the start),
+            # run in the k coordinates of the orthonormal basis vt: inner products are the
+            # same, and the denoised cube is never formed
             u, sv, vt = randomized_svd(x, k, None, 10, 4, gen)
-            idx = successive_projections((u * sv[None, :]) @ vt, k)
-            h = ((u[idx] * sv[None, :]) @ vt).clamp(min=0).contiguous()
+            coords = u * sv[None, :]  # rows of the denoised data in the basis vt, (n, k)
+            sums = coords @ vt.sum(1)  # row sums of the denoised data, (n,)
+            idx = successive_projections(coords, k, row_sums=sums)
+            h = (coords[idx] @ vt).clamp(min=0).contiguous()
             w = self._nnls_w(x, h)
         else:
             w, h = _nndsvd(x, k, self.init == "nndsvda", gen)
@@ -408,12 +414,16 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self._nnls_w(x, h).cpu().numpy()
 
     def _nnls_w(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Row-wise non-negative least squares for ``W`` given ``H`` (HALS sweeps)."""
+        """Row-wise non-negative least squares for ``W`` given ``H``.
+
+        HALS sweeps from the clipped unconstrained solution; ``min(max_iter, 50)`` sweeps,
+        a fixed number so that every row's result is independent of the other rows.
+        """
         hht = h @ h.T
         xht = x @ h.T
         w = torch.linalg.lstsq(hht, xht.T).solution.T.clamp(min=0).contiguous()
         tiny = torch.finfo(x.dtype).tiny
-        for _ in range(self.max_iter):
+        for _ in range(min(self.max_iter, 50)):
             for j in range(w.shape[1]):
                 w[:, j] = (w[:, j] + (xht[:, j] - w @ hht[:, j]) / (hht[j, j] + tiny)).clamp(min=0)
         return w
