@@ -1,3 +1,35 @@
-"""latentatlas: microscopy data to the few physical factors behind it."""
+"""latentatlas: microscopy data to the few physical factors behind it.
+
+The main entry points, importable from the top level (loaded on first use, so
+``import latentatlas`` stays light):
+
+- ``load(path)``: any supported file, array or HyperSpy signal -> data + calibrated axes
+- ``analyze(image, atoms=..., model=...)``: atoms/windows -> VAE -> latent maps, labels, report
+- ``unmix(cube, method=..., n_components=k)``: the spectral toolbox
+- ``get_model(name, input_shape, ...)``, ``load_model(path)``, ``list_models()``: the VAE family
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": "latentatlas.io",
+    "load_all": "latentatlas.io",
+    "analyze": "latentatlas.analysis.pipeline",
+    "unmix": "latentatlas.spectral",
+    "get_model": "latentatlas.models",
+    "load_model": "latentatlas.models",
+    "list_models": "latentatlas.models",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'latentatlas' has no attribute {name!r}")
