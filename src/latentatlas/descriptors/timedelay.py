@@ -154,14 +154,15 @@ def multilayer_patches(
 
 
 def wall_family_layers(
-    all_walls: np.ndarray, family: np.ndarray, blur: float = 1.0, tolerance: float = 1.5
+    all_walls: np.ndarray, family: np.ndarray, blur: float = 1.0, tolerance: float = 3.0
 ) -> dict[str, np.ndarray]:
     """Three wall layers for a multilayer VAE: one family, all walls, and the rest.
 
     all_walls, family: (h, w) or (t, h, w) bool masks (e.g. every wall from Canny on the
     amplitude, and the 180-degree walls from the phase). "other" holds the walls of
-    ``all_walls`` farther than ``tolerance`` pixels from the family (the difference, robust
-    to one-pixel offsets between detectors). Each layer is blurred by ``blur`` pixels so a
+    ``all_walls`` farther than ``tolerance`` pixels from the family (the difference; the
+    default 3 px also removes the double edges Canny draws on both flanks of the amplitude
+    dip at a 180-degree wall). Each layer is blurred by ``blur`` pixels so a
     VAE sees a wall as a ridge, not a one-pixel line. Returns {"family", "all", "other"}.
     """
     a = np.asarray(all_walls, dtype=bool)
