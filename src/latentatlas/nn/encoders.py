@@ -8,7 +8,9 @@ import torch
 from torch import Tensor, nn
 
 
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh, last_activation: bool = False) -> nn.Sequential:
+def mlp(
+    sizes: list[int], activation: type[nn.Module] = nn.Tanh, last_activation: bool = False
+) -> nn.Sequential:
     """A plain multilayer perceptron on the sizes given, e.g. [in, 128, 128, out]."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
