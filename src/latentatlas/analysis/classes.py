@@ -1,0 +1,108 @@
+"""Classes found by models compared with labels, traversals, and uncertainty maps.
+
+- ``confusion_matrix`` / ``match_labels`` / ``cluster_accuracy``: unsupervised classes are
+  numbered arbitrarily, so they are matched to the true labels by the Hungarian algorithm
+  before an accuracy is quoted.
+- ``traversal_grid``: rows = classes, columns = one continuous latent swept through its prior,
+  for any model with a ``traversal`` method (cvae, jvae, ssvae).
+- ``latents_by_class``: latent coordinates grouped per class, for scatter plots.
+- ``uncertainty_map``: per-patch values (e.g. ensemble dispersion) painted back on the image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+
+from latentatlas._checks import check_array
+from latentatlas.models.ensemble import align_to_reference, summarise
+
+__all__ = ["align_to_reference", "cluster_accuracy", "confusion_matrix", "latents_by_class",
+           "match_labels", "summarise", "traversal_grid", "uncertainty_map"]
+
+
+def _labels(x: object, name: str) -> np.ndarray:
+    arr = check_array(x, name, ndim=1, dtype=np.float64)
+    if not np.all(arr == np.round(arr)) or arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative integer class indices")
+    return arr.astype(np.int64)
+
+
+def confusion_matrix(true: object, pred: object, n_true: int | None = None,
+                     n_pred: int | None = None) -> np.ndarray:
+    """Counts (n_true, n_pred): entry [a, b] = samples of true class a given class b."""
+    t, p = _labels(true, "true"), _labels(pred, "pred")
+    if len(t) != len(p):
+        raise ValueError(f"true and pred must have the same length, got {len(t)} and {len(p)}")
+    kt = max(int(t.max()) + 1, n_true or 0)
+    kp = max(int(p.max()) + 1, n_pred or 0)
+    out = np.zeros((kt, kp), np.int64)
+    np.add.at(out, (t, p), 1)
+    return out
+
+
+def match_labels(true: object, pred: object) -> dict[int, int]:
+    """Hungarian matching of predicted classes to true classes maximising agreement.
+
+    Returns {predicted class: true class} for every matched predicted class; with more
+    predicted than true classes the extra ones stay unmatched.
+    """
+    counts = confusion_matrix(true, pred)
+    rows, cols = linear_sum_assignment(-counts)
+    return {int(c): int(r) for r, c in zip(rows, cols, strict=True)}
+
+
+def cluster_accuracy(true: object, pred: object) -> float:
+    """Accuracy of predicted classes after the best one-to-one renaming (Hungarian)."""
+    counts = confusion_matrix(true, pred)
+    rows, cols = linear_sum_assignment(-counts)
+    return float(counts[rows, cols].sum() / counts.sum())
+
+
+def traversal_grid(model: Any, n: int = 8, dim: int = 0, extent: float = 2.0,
+                   **kwargs: Any) -> np.ndarray:
+    """(n_classes, n, *input_shape) decodings: rows = classes, columns = content latent ``dim``
+    from -extent to +extent prior standard deviations (the model's ``traversal``)."""
+    if not hasattr(model, "traversal"):
+        raise ValueError(f"{type(model).__name__} has no classes to traverse; use a cvae, jvae "
+                         "or ssvae model")
+    out: np.ndarray = model.traversal(n=n, dim=dim, extent=extent, **kwargs)
+    return out
+
+
+def latents_by_class(latents: object, labels: object) -> dict[int, np.ndarray]:
+    """Latent coordinates (n, d) split by class: {class: (n_class, d)}."""
+    z = check_array(latents, "latents", ndim=(1, 2))
+    z = z.reshape(len(z), -1)
+    y = _labels(labels, "labels")
+    if len(y) != len(z):
+        raise ValueError(f"latents and labels must have the same length, got {len(z)}, {len(y)}")
+    return {int(k): z[y == k] for k in np.unique(y)}
+
+
+def uncertainty_map(values: object, coords: object, image_shape: tuple[int, int],
+                    radius: float | None = None) -> np.ndarray:
+    """Paint per-patch values back on the image they were cut from.
+
+    values: (n,) e.g. ensemble uncertainty; coords: (n, 2) patch centres as (row, col) pixels;
+    image_shape: (h, w). Each pixel takes the value of its nearest patch centre, or NaN when
+    that centre is further than ``radius`` pixels (default: no limit).
+    Returns (h, w) float32.
+    """
+    v = check_array(values, "values", ndim=1)
+    c = check_array(coords, "coords", ndim=2, dtype=np.float64)
+    if c.shape != (len(v), 2):
+        raise ValueError(f"coords must be (n, 2) (row, col) with n = {len(v)}, got {c.shape}")
+    h, w = (int(s) for s in image_shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"image_shape must be positive (h, w), got {image_shape}")
+    rows, cols = np.mgrid[0:h, 0:w]
+    pixels = np.stack([rows.ravel(), cols.ravel()], 1)
+    dist, idx = cKDTree(c).query(pixels)
+    out = v[idx].astype(np.float32)
+    if radius is not None:
+        out[dist > radius] = np.nan
+    return out.reshape(h, w)

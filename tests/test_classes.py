@@ -1,0 +1,255 @@
+"""Class-aware VAEs (issue 4): conditional, joint, semi-supervised, ensembles, class analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+from latentatlas.analysis.classes import (
+    cluster_accuracy,
+    confusion_matrix,
+    latents_by_class,
+    match_labels,
+    traversal_grid,
+    uncertainty_map,
+)
+from latentatlas.datasets.cards import blend, cards, rotated_classes, suit_glyphs
+from latentatlas.datasets.shapes import shifted_peaks
+from latentatlas.models import get_model, load_model
+from latentatlas.models.ensemble import EnsembleModule, align_to_reference, summarise
+
+FAST = dict(batch_size=64, lr=3e-3, progress=False, test_fraction=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # These small models run faster on one thread than on two on a shared, loaded CPU.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# -- properties of trained models -------------------------------------------------------------
+def test_joint_rvae_separates_rotated_classes_and_tracks_angle() -> None:
+    data = rotated_classes(600, size=16, seed=0)
+    model = get_model("jrvae", (16, 16), discrete=(3,), latent_dim=1, hidden=64,
+                      decoder="transform", enumerate_classes=True, balance=100.0)
+    model.fit(data.images, epochs=30, **FAST)
+    assert cluster_accuracy(data.labels, model.predict(data.images)) >= 0.9
+    angle = model.encode(data.images)["angle"]
+    for k in range(3):  # the canonical orientation may differ per class: correlate within one
+        sel = data.labels == k
+        assert abs(np.corrcoef(angle[sel], data.angle[sel])[0, 1]) > 0.8
+
+
+def test_ssvae_with_5_percent_labels_beats_labelled_only_classifiers() -> None:
+    kwargs = dict(size=16, max_angle=np.pi / 3, max_shift=0.2, noise=0.25)
+    train, test = rotated_classes(600, seed=1, **kwargs), rotated_classes(300, seed=2, **kwargs)
+    labelled = np.random.default_rng(0).random(len(train.labels)) < 0.05
+    flat, flat_test = train.images.reshape(600, -1), test.images.reshape(300, -1)
+    baselines = [
+        LogisticRegression(max_iter=2000).fit(flat[labelled], train.labels[labelled]),
+        MLPClassifier((64, 64), max_iter=2000, random_state=0).fit(flat[labelled],
+                                                                   train.labels[labelled]),
+    ]
+    best_baseline = max(b.score(flat_test, test.labels) for b in baselines)
+    model = get_model("ssrvae", (16, 16), n_classes=3, latent_dim=2, hidden=64,
+                      decoder="transform", shift_prior=0.2, enumerate_classes=False)
+    model.fit(train.images, np.where(labelled, train.labels, -1), epochs=25, **FAST)
+    assert model.score(test.images, test.labels) > best_baseline + 0.05
+    proba = model.predict_proba(test.images)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+
+
+def test_cvae_decodes_one_content_latent_as_each_class() -> None:
+    data = rotated_classes(600, size=16, max_angle=0.05, max_shift=0.02, seed=3)
+    model = get_model("cvae", (16, 16), n_classes=3, latent_dim=2, hidden=64)
+    model.fit(data.images, data.labels, epochs=25, **FAST)
+    means = np.stack([data.images[data.labels == k].mean(0) for k in range(3)])
+    z = np.zeros((1, 2), np.float32)
+    for a, b in [(0, 1), (1, 2), (2, 0)]:
+        img_a = model.decode(z, condition=[a])[0]
+        img_b = model.decode(z, condition=[b])[0]
+        # each decoding is nearer the mean image of its own class than of the other class
+        assert np.abs(img_a - means[a]).sum() < np.abs(img_a - means[b]).sum()
+        assert np.abs(img_b - means[b]).sum() < np.abs(img_b - means[a]).sum()
+    grid = traversal_grid(model, n=5)
+    assert grid.shape == (3, 5, 1, 16, 16)
+    assert not np.allclose(grid[:, 0], grid[:, -1])  # the latent changes the image
+
+
+def test_ensemble_dispersion_is_higher_on_blends_than_on_clean_samples() -> None:
+    data = rotated_classes(600, size=16, max_angle=0.3, seed=4)
+    ens = get_model("ensemble", (16, 16), member="ssvae", n_members=4, n_classes=3,
+                    latent_dim=2, hidden=32)
+    ens.fit(data.images, data.labels, epochs=10, **FAST)
+    # members start from different seeds and stay different models
+    w0, w1 = (m.module.classifier.net[0].weight for m in ens.members[:2])
+    assert not torch.allclose(w0, w1)
+    clean = ens.uncertainty(data.images)
+    assert (clean.labels == data.labels).mean() > 0.95
+    a, b = data.images[data.labels == 0][:100], data.images[data.labels == 1][:100]
+    mixed = ens.uncertainty(blend(a, b))
+    assert mixed.uncertainty.mean() > 3 * clean.uncertainty.mean()
+    assert clean.per_class.shape == (3,)
+
+
+# -- alignment, analysis --------------------------------------------------------------------
+def test_alignment_recovers_members_permuted_classes() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.dirichlet(np.full(4, 0.3), size=200)
+    perms = [np.arange(4), np.array([2, 0, 3, 1]), np.array([3, 2, 1, 0])]
+    members = np.stack([np.clip(reference[:, p] + rng.normal(0, 0.02, reference.shape), 0, 1)
+                        for p in perms])
+    aligned, found = align_to_reference(members, reference=0)
+    for j, p in enumerate(perms):
+        np.testing.assert_array_equal(found[j], np.argsort(p))
+        np.testing.assert_allclose(aligned[j], reference, atol=0.1)
+    summary = summarise(aligned)
+    assert (summary.labels == reference.argmax(1)).mean() > 0.95
+    # Without alignment the same members would disagree; with it they agree.
+    assert summarise(members).disagreement.mean() > 0.3
+    assert summary.disagreement.mean() < 0.05
+
+
+def test_confusion_and_hungarian_accuracy_ignore_class_names() -> None:
+    true = np.array([0, 0, 1, 1, 2, 2, 2])
+    pred = np.array([2, 2, 0, 0, 1, 1, 0])
+    counts = confusion_matrix(true, pred)
+    assert counts.sum() == 7 and counts[0, 2] == 2
+    assert match_labels(true, pred) == {2: 0, 0: 1, 1: 2}
+    assert cluster_accuracy(true, pred) == pytest.approx(6 / 7)
+    groups = latents_by_class(np.arange(14.0).reshape(7, 2), true)
+    assert set(groups) == {0, 1, 2} and groups[2].shape == (3, 2)
+
+
+def test_uncertainty_map_paints_patch_values_at_their_centres() -> None:
+    coords = np.array([[2.0, 2.0], [2.0, 12.0], [12.0, 7.0]])
+    painted = uncertainty_map([0.1, 0.5, 0.9], coords, (15, 15), radius=3)
+    assert painted[2, 2] == pytest.approx(0.1) and painted[2, 12] == pytest.approx(0.5)
+    assert painted[12, 7] == pytest.approx(0.9) and np.isnan(painted[7, 0])
+    with pytest.raises(ValueError, match="coords"):
+        uncertainty_map([0.1, 0.5], coords, (15, 15))
+
+
+# -- every family: pose, decoders, channels, 1-D, save/load ---------------------------------
+FAMILIES = {
+    "cvae": dict(n_classes=3),
+    "jvae": dict(discrete=(3, 2)),
+    "jrvae": dict(discrete=(3,)),
+    "ssvae": dict(n_classes=3),
+    "ssrvae": dict(n_classes=3, enumerate_classes=False),
+}
+
+
+def _fit_args(name: str, n: int) -> dict:
+    labels = np.arange(n) % 3
+    if name == "cvae":
+        return {"y": labels}
+    if name.startswith("ss"):
+        return {"y": np.where(np.arange(n) % 4 == 0, labels, -1)}
+    return {}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("kind", ["image2ch_transform", "image_spatial", "spectrum"])
+def test_family_trains_on_images_and_spectra_with_pose(name: str, kind: str) -> None:
+    n = 48
+    cfg: dict = dict(FAMILIES[name], hidden=16, latent_dim=2)
+    if kind == "spectrum":
+        x = shifted_peaks(n, length=32).images
+        shape: tuple[int, ...] = (32,)
+        cfg.update(rotation=False, translation=True, decoder="spatial")
+    else:
+        channels = 2 if kind.startswith("image2ch") else 1
+        x = rotated_classes(n, size=12, channels=channels).images
+        shape = (channels, 12, 12)
+        cfg.update(rotation=True, translation=True,
+                   decoder="transform" if "transform" in kind else "spatial")
+    model = get_model(name, shape, **cfg)
+    before = [p.detach().clone() for p in model.module.parameters()]
+    model.fit(x, epochs=1, batch_size=16, **_fit_args(name, n), progress=False, test_fraction=0.0)
+    assert np.isfinite(model.history["train/total"]).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.module.parameters(),
+                                                     strict=True))
+    condition = [0, 1, 2, 0] if name == "cvae" else None
+    assert model.reconstruct(x[:4], condition).shape == (4, *model.config.input_shape)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES) + ["ensemble"])
+def test_save_and_load_give_identical_outputs(name: str, tmp_path) -> None:
+    cfg = dict(FAMILIES.get(name, {"member": "jrvae", "n_members": 3, "discrete": (3,)}),
+               hidden=16, latent_dim=2)
+    model = get_model(name, (12, 12), seed=5, **cfg)
+    x = rotated_classes(10, size=12).images
+    loaded = load_model(model.save(tmp_path / name))
+    assert type(loaded) is type(model)
+    if name == "cvae":
+        z = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
+        np.testing.assert_array_equal(model.decode(z, condition=[0, 1, 2, 0]),
+                                      loaded.decode(z, condition=[0, 1, 2, 0]))
+    else:
+        np.testing.assert_array_equal(model.predict_proba(x), loaded.predict_proba(x))
+    if name != "ensemble":
+        np.testing.assert_array_equal(model.encode(x).mean, loaded.encode(x).mean)
+        labels = np.arange(len(x)) % 3 if name == "cvae" else None
+        np.testing.assert_array_equal(model.reconstruct(x, labels), loaded.reconstruct(x, labels))
+
+
+def test_ensemble_module_total_is_sum_of_member_losses() -> None:
+    members = [get_model("jvae", (8, 8), seed=s, discrete=(2,), hidden=8).module for s in (0, 1)]
+    module = EnsembleModule(members).eval()
+    batch = {"x": torch.rand(6, 1, 8, 8)}
+    torch.manual_seed(0)
+    # deterministic pieces only: eval mode uses argmax classes; compare totals at zero noise
+    with torch.no_grad():
+        for m in members:
+            m.eval()
+        record = module(batch, {"capacity_z": 0.0, "capacity_d": 0.0})
+    assert torch.isfinite(record.total)
+    assert set(record.kl) == {"content", "discrete"}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def test_bad_input_gets_clear_errors() -> None:
+    with pytest.raises(ValueError, match="n_classes"):
+        get_model("cvae", (8, 8))
+    with pytest.raises(ValueError, match="discrete"):
+        get_model("jvae", (8, 8), discrete=(1,))
+    model = get_model("ssvae", (8, 8), n_classes=3, hidden=8)
+    x = np.zeros((4, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        model.fit(x, [0, 1, 5, -1], epochs=1, progress=False)
+    with pytest.raises(ValueError, match="no labelled"):
+        model.fit(x, [-1, -1, -1, -1], epochs=1, progress=False)
+    cvae = get_model("cvae", (8, 8), n_classes=2, hidden=8)
+    with pytest.raises(ValueError, match="integer"):
+        cvae.decode(np.zeros((1, 2), np.float32), condition=[0.5])
+
+
+def test_generated_class_sets_have_their_stated_structure() -> None:
+    glyphs = suit_glyphs(24)
+    assert glyphs.shape == (4, 24, 24) and glyphs.max() > 0.9
+    # four different symbols
+    assert min(np.abs(glyphs[i] - glyphs[j]).sum() for i in range(4) for j in range(i)) > 5
+    deck = cards(n_labelled=10, n_unlabelled=30, size=24, seed=0)
+    assert deck.images.shape == (40, 1, 24, 24) and deck.labelled.sum() == 10
+    assert np.abs(deck.angle[:10]).max() <= 0.1 < np.abs(deck.angle[10:]).max()
+
+
+def test_mnist_idx_reader_reads_shared_test_digits_and_rejects_truncated_files(tmp_path) -> None:
+    from conftest import shared_data
+
+    from latentatlas.datasets.mnist import load_mnist_idx, read_idx
+
+    bad = tmp_path / "t10k-images-idx3-ubyte"
+    bad.write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28]) + bytes(100))
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(bad)
+    images, labels = load_mnist_idx(shared_data("mnist", "t10k-images-idx3-ubyte.gz").parent)
+    assert images.shape == (10000, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert np.bincount(labels).min() > 800 and labels[:4].tolist() == [7, 2, 1, 0]
