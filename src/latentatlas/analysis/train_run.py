@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from latentatlas.models.base import replace_dir
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = {"example:shapes": rotated_shapes, "example:peaks": shifted_peaks}
+EXAMPLES: dict[str, Callable[[], ShapeSet]] = {"example:shapes": rotated_shapes, "example:peaks": shifted_peaks}
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    model_class: type
+    model_class: Any  # a class with create(name, input_shape, ...) and from_saved(...)
     description: str
     defaults: dict[str, Any]
 

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning_fabric import Fabric
@@ -141,7 +141,7 @@ def train(
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
 
     wrapped = torch.compile(module) if config.compile else module
-    model, optimizer = fabric.setup(wrapped, optimizer)
+    model, optimizer = fabric.setup(cast(nn.Module, wrapped), optimizer)
 
     start_epoch, step = 0, 0
     history: dict[str, list[float]] = {}
@@ -180,7 +180,7 @@ def train(
         if len(test_idx):
             means.update({f"test/{k}": v for k, v in
                           evaluate(model, device_data, test_idx.to(fabric.device), config, epoch).items()})
-        reduced = {k: float(fabric.all_reduce(v, reduce_op="mean")) for k, v in means.items()}
+        reduced = {k: float(cast(Tensor, fabric.all_reduce(v, reduce_op="mean"))) for k, v in means.items()}
         for k, v in reduced.items():
             history.setdefault(k, []).append(v)
         bar.set_postfix(loss=f"{reduced['train/total']:.4g}")
