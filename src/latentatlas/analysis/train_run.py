@@ -23,7 +23,10 @@ from latentatlas.models.base import replace_dir
 
 log = logging.getLogger(__name__)
 
-EXAMPLES: dict[str, Callable[[], ShapeSet]] = {"example:shapes": rotated_shapes, "example:peaks": shifted_peaks}
+EXAMPLES: dict[str, Callable[[], ShapeSet]] = {
+    "example:shapes": rotated_shapes,
+    "example:peaks": shifted_peaks,
+}
 
 
 @dataclass
