@@ -51,7 +51,7 @@ def main() -> None:
     secs = time.perf_counter() - start
     # densities of each family in each patch (wall pixels per patch pixel)
     raw = {"180_walls": family, "all_walls": every,
-           "other_walls": layers["other"] > 0.5 * layers["other"].max()}
+           "other_walls": wall_family_layers(every, family, blur=0)["other"] > 0}
     c = patches.centers.astype(int)
     desc = {name: np.array([m[i - half : i + half, j - half : j + half].mean() for i, j in c])
             for name, m in raw.items()}
