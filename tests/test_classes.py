@@ -243,7 +243,6 @@ def test_generated_class_sets_have_their_stated_structure() -> None:
 
 def test_mnist_idx_reader_reads_shared_test_digits_and_rejects_truncated_files(tmp_path) -> None:
     from conftest import shared_data
-
     from latentatlas.datasets.mnist import load_mnist_idx, read_idx
 
     bad = tmp_path / "t10k-images-idx3-ubyte"
@@ -253,3 +252,28 @@ def test_mnist_idx_reader_reads_shared_test_digits_and_rejects_truncated_files(t
     images, labels = load_mnist_idx(shared_data("mnist", "t10k-images-idx3-ubyte.gz").parent)
     assert images.shape == (10000, 28, 28) and 0 <= images.min() and images.max() <= 1
     assert np.bincount(labels).min() > 800 and labels[:4].tolist() == [7, 2, 1, 0]
+
+
+def test_class_plots_draw_and_return_their_axes() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from latentatlas.plots.classes import (
+        montage,
+        plot_confusion,
+        plot_latent_classes,
+        plot_traversal,
+        plot_uncertainty_map,
+    )
+
+    grid = np.random.default_rng(0).random((3, 4, 1, 6, 6))
+    assert montage(grid).shape == (3 * 7 - 1, 4 * 7 - 1)
+    fig, axes = plt.subplots(1, 4)
+    assert plot_traversal(axes[0], grid) is axes[0]
+    labels = np.arange(30) % 3
+    assert plot_latent_classes(axes[1], np.random.default_rng(1).normal(size=(30, 2)), labels)
+    assert plot_confusion(axes[2], confusion_matrix(labels, labels)) is axes[2]
+    assert plot_uncertainty_map(axes[3], np.zeros((8, 8)), np.ones((8, 8))) is axes[3]
+    plt.close(fig)

@@ -1,0 +1,94 @@
+"""Figures for class-aware models: traversals, latent scatter per class, confusion, uncertainty.
+
+Each function takes arrays and an Axes first, draws, and returns the Axes; nothing trains here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+
+
+def montage(grid: np.ndarray, pad: int = 1) -> np.ndarray:
+    """Tile a (rows, cols, c, h, w) or (rows, cols, h, w) image grid into one (H, W) image
+    (first channel), with ``pad`` pixels of NaN between tiles."""
+    g = np.asarray(grid, dtype=np.float32)
+    if g.ndim == 5:
+        g = g[:, :, 0]
+    if g.ndim != 4:
+        raise ValueError(f"grid must be (rows, cols, [c,] h, w), got shape {np.shape(grid)}")
+    rows, cols, h, w = g.shape
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan, np.float32)
+    for i in range(rows):
+        for j in range(cols):
+            out[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = g[i, j]
+    return out
+
+
+def plot_traversal(ax: Axes, grid: np.ndarray, class_names: Sequence[str] | None = None,
+                   latent_name: str = "z1", extent: float = 2.0, cmap: str = "gray") -> Axes:
+    """Traversal manifold: rows = classes, columns = one latent from -extent to +extent
+    (the output of ``traversal_grid`` / a model's ``traversal``)."""
+    rows, cols = np.shape(grid)[:2]
+    h = np.shape(grid)[-2]
+    w = np.shape(grid)[-1]
+    ax.imshow(montage(grid), cmap=cmap)
+    ax.set_yticks([(h + 1) * i + h / 2 - 0.5 for i in range(rows)])
+    ax.set_yticklabels(list(class_names) if class_names is not None else
+                       [f"class {i}" for i in range(rows)])
+    ax.set_xticks([(w + 1) * j + w / 2 - 0.5 for j in (0, cols - 1)])
+    ax.set_xticklabels([f"{-extent:g}", f"{extent:g}"])
+    ax.set_xlabel(f"{latent_name} (prior std)")
+    return ax
+
+
+def plot_latent_classes(ax: Axes, latents: np.ndarray, labels: np.ndarray,
+                        dims: tuple[int, int] = (0, 1), names: Sequence[str] | None = None,
+                        class_names: Sequence[str] | None = None) -> Axes:
+    """Scatter of two latent columns (n, d), one colour per class (n,)."""
+    z = np.asarray(latents).reshape(len(latents), -1)
+    y = np.asarray(labels)
+    for k in np.unique(y):
+        sel = y == k
+        label = class_names[int(k)] if class_names is not None else f"class {k}"
+        ax.scatter(z[sel, dims[0]], z[sel, dims[1]], s=4, label=label)
+    names = names or [f"z{i + 1}" for i in range(z.shape[1])]
+    ax.set_xlabel(names[dims[0]])
+    ax.set_ylabel(names[dims[1]])
+    ax.legend(markerscale=3, fontsize="small")
+    return ax
+
+
+def plot_confusion(ax: Axes, counts: np.ndarray, true_names: Sequence[str] | None = None,
+                   pred_names: Sequence[str] | None = None, normalise: bool = True) -> Axes:
+    """Confusion matrix (n_true, n_pred), rows normalised to fractions when ``normalise``."""
+    c = np.asarray(counts, dtype=np.float64)
+    shown = c / np.maximum(c.sum(1, keepdims=True), 1) if normalise else c
+    image = ax.imshow(shown, cmap="Blues", vmin=0)
+    for (i, j), v in np.ndenumerate(shown):
+        ax.text(j, i, f"{v:.2f}" if normalise else f"{int(v)}", ha="center", va="center",
+                color="white" if v > 0.6 * shown.max() else "black", fontsize="small")
+    ax.set_xticks(range(c.shape[1]))
+    ax.set_yticks(range(c.shape[0]))
+    if pred_names is not None:
+        ax.set_xticklabels(pred_names)
+    if true_names is not None:
+        ax.set_yticklabels(true_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if ax.figure is not None:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    return ax
+
+
+def plot_uncertainty_map(ax: Axes, image: np.ndarray, uncertainty: np.ndarray,
+                         alpha: float = 0.5) -> Axes:
+    """The image in grey with a per-pixel uncertainty map (``uncertainty_map``) over it."""
+    ax.imshow(np.asarray(image), cmap="gray")
+    overlay = ax.imshow(np.ma.masked_invalid(uncertainty), cmap="magma", alpha=alpha)
+    if ax.figure is not None:
+        ax.figure.colorbar(overlay, ax=ax, fraction=0.046, label="ensemble dispersion")
+    ax.set_axis_off()
+    return ax
