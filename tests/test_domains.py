@@ -227,3 +227,39 @@ def test_latent_trajectories_and_forward_pairs() -> None:
     before, after = forward_pairs(traj)
     np.testing.assert_array_equal(before, [1, 2, 10])
     np.testing.assert_array_equal(after, [2, 3, 20])
+
+
+def test_domain_plots_draw_what_they_are_given() -> None:
+    from matplotlib.figure import Figure
+
+    from latentatlas.analysis.domains import CorrelationTable
+    from latentatlas.plots.domains import (
+        plot_correlation_table,
+        plot_latent_trajectories,
+        plot_latent_transition,
+        plot_wall_evolution,
+        plot_walls,
+        walls_figure,
+    )
+
+    dom = disc(10)
+    walls = domain_walls(dom)
+    fig = Figure()
+    axes = fig.subplots(2, 3).ravel()
+    plot_walls(axes[0], dom.astype(float), [walls, np.roll(walls, 2, 0)], labels=["a", "b"])
+    assert len(axes[0].images) == 3 and axes[0].get_legend() is not None
+    with pytest.raises(ValueError, match="shape"):
+        plot_walls(axes[0], dom.astype(float), walls[:10])
+    table = CorrelationTable(np.array([[0.5, np.nan]]), ("d",), ("z1", "z2"), "spearman")
+    plot_correlation_table(axes[1], table)
+    assert [t.get_text() for t in axes[1].texts] == ["0.50", "n/a"]
+    plot_latent_transition(axes[2], np.arange(5.0), np.arange(5.0) + 1, "z1", reverse=True)
+    assert axes[2].get_xlabel() == "z1 (t+1)"
+    with pytest.raises(ValueError, match="one value per place"):
+        plot_latent_transition(axes[2], np.arange(5.0), np.arange(4.0))
+    movie = switching_movie((24, 24), n_frames=3, seed=0)
+    plot_wall_evolution(axes[3], wall_evolution_map(movie.walls))
+    assert len(axes[3].images) == 1
+    plot_latent_trajectories(axes[4], np.random.default_rng(0).normal(size=(7, 4)))
+    assert len(axes[4].lines) == 7
+    assert len(walls_figure(dom.astype(float), walls, "t").axes) == 1
