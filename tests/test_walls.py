@@ -255,3 +255,20 @@ def test_real_pfm_runs_through_every_detector_and_methods_agree(name: str) -> No
     # the three methods see the same walls (agreement reported in benchmarks/results_walls.md)
     assert wall_agreement(masks["canny"], masks["gaussian"]) > 0.5
     assert wall_agreement(masks["dcnn"], masks["gaussian"]) > 0.5
+
+
+def test_walls_cli_stacks_real_pfm_files_and_picks_the_phase_channel(tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    import latentatlas.cli  # noqa: F401
+    from latentatlas.cli.app import app
+
+    files = [str(shared_data("pfm_dtmicroscope", f"PZT_final000{i}.h5")) for i in (1, 2)]
+    out = tmp_path / "pzt"
+    res = CliRunner().invoke(app, ["walls", *files, "--method", "gaussian", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    mask = np.load(out / "walls.npy")
+    assert mask.shape == (2, 256, 256) and mask[0].any() and mask[1].any()
+    summary = json.loads((out / "walls.json").read_text())
+    assert summary["method"] == "gaussian" and summary["params"]["phase"] is True
+    assert len(summary["frames"]) == 2
