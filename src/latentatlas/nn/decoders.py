@@ -114,9 +114,10 @@ class TransformDecoder(nn.Module):
         if matrix is None:
             return image
         if len(self.output_shape) == 2:  # 1-D signal: warp as a one-row image
-            n = image.shape[0]
-            full = torch.zeros(n, 2, 3, dtype=matrix.dtype, device=matrix.device)
-            full[:, 0, 0], full[:, 0, 2], full[:, 1, 1] = matrix[:, 0, 0], matrix[:, 0, 1], 1.0
+            # Built out of place (not by writing into zeros) so torch.func.vmap can batch it.
+            zero = torch.zeros_like(matrix[:, 0, 0])
+            full = torch.stack([torch.stack([matrix[:, 0, 0], zero, matrix[:, 0, 1]], -1),
+                                torch.stack([zero, zero + 1, zero], -1)], -2)
             warped = _warp(image.unsqueeze(2), full)
             return warped.squeeze(2)
         return _warp(image, matrix)
