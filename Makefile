@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/latentatlas demo --out results/demo
+	$(VENV)/bin/latentatlas analyze example:lattice --out results/demo
 
 test: setup
 	$(PY) -m pytest -q
