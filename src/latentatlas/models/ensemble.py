@@ -17,6 +17,7 @@ import copy
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +106,13 @@ class EnsembleModule(nn.Module):
         previous = Distribution._validate_args
         Distribution.set_default_validate_args(False)
         try:
-            out = vmap(one, in_dims=(0, 0, None), randomness="different")(
-                params, buffers, dict(batch)
-            )
+            with warnings.catch_warnings():
+                # affine_grid (transform decoder) has no vmap batching rule yet: torch falls back
+                # to a loop over members for that one op and warns every step. Results are exact.
+                warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule")
+                out = vmap(one, in_dims=(0, 0, None), randomness="different")(
+                    params, buffers, dict(batch)
+                )
         finally:
             Distribution.set_default_validate_args(previous)
         return LossRecord(
