@@ -40,6 +40,7 @@ def test_joint_rvae_separates_rotated_classes_and_tracks_angle() -> None:
                       decoder="transform", enumerate_classes=True, balance=100.0)
     model.fit(data.images, epochs=30, **FAST)
     assert cluster_accuracy(data.labels, model.predict(data.images)) >= 0.9
+    assert traversal_grid(model, n=4).shape == (3, 4, 1, 16, 16)
     angle = model.encode(data.images)["angle"]
     for k in range(3):  # the canonical orientation may differ per class: correlate within one
         sel = data.labels == k
@@ -305,3 +306,14 @@ def test_vectorised_ensemble_trains_with_pose_decoders(decoder: str, signal: str
         new = m.module.decoder.state_dict()
         assert any(not torch.equal(old[k], new[k]) for k in old)
     assert ens.uncertainty(x).members.shape == (2, 32, 2)
+
+
+def test_ensemble_of_conditional_members_takes_labels_as_conditions() -> None:
+    data = rotated_classes(60, size=10)
+    ens = get_model("ensemble", (10, 10), member="cvae", n_members=2, n_classes=3, hidden=8)
+    ens.fit(data.images, data.labels, epochs=1, progress=False, test_fraction=0.0)
+    z = np.zeros((2, 2), np.float32)
+    first, second = (m.decode(z, condition=[0, 1]) for m in ens.members)
+    assert first.shape == (2, 1, 10, 10) and not np.allclose(first, second)
+    with pytest.raises(ValueError, match="no classes"):
+        ens.predict(data.images)

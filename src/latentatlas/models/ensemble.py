@@ -239,9 +239,11 @@ class Ensemble:
         first = self.members[0]
         prepare = getattr(first, "prepare_fit", None)
         if prepare is None:
-            if y is not None:
-                raise ValueError(f"members of {self.member!r} take no labels y")
+            # Plain and conditional families: labels, if any, are the decoder's condition.
             data: dict[str, Tensor] = {"x": first._as_tensor(X)}
+            condition = first._condition(y, len(data["x"]))
+            if condition is not None:
+                data["condition"] = condition
             merged = dict(schedules or {})
         elif y is None:
             data, merged = prepare(X, schedules, **train_options)
