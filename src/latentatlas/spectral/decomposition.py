@@ -40,6 +40,27 @@ def _flip_signs(
     return u, v * signs[:, None]
 
 
+def _orthonormalize(y: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis ``(n, p)`` of the columns of a tall ``y``, by Cholesky QR twice.
+
+    Two passes of ``Q = Y R^-1`` with ``R`` from the Cholesky factor of ``Y^T Y`` (in
+    float64) cost two ``n p^2`` matrix products, where Householder QR on a tall matrix runs
+    far slower on a busy CPU; the second pass restores the orthogonality the first loses to
+    rounding ("CholeskyQR2", Fukaya et al. 2014). Falls back to Householder QR when the Gram
+    matrix is numerically singular.
+    """
+    q = y
+    for _ in range(2):
+        g = (q.T @ q).double()
+        chol, info = torch.linalg.cholesky_ex(g)
+        if int(info) != 0:
+            return torch.linalg.qr(y)[0]
+        eye = torch.eye(g.shape[0], dtype=torch.float64, device=g.device)
+        r_inv = torch.linalg.solve_triangular(chol.T, eye, upper=True)
+        q = q @ r_inv.to(y.dtype)
+    return q
+
+
 def randomized_svd(
     x: torch.Tensor,
     k: int,
@@ -51,8 +72,9 @@ def randomized_svd(
     """Top-``k`` SVD of ``x - mean`` (Halko, Martinsson & Tropp 2011) without forming it.
 
     ``x`` is ``(n, c)``; centring is applied implicitly (``(x - 1 m) w = x w - 1 (m w)``) so
-    the cube is never copied. Power iterations are orthonormalised with QR each time, which
-    keeps float32 accurate. Returns ``u (n, k)``, ``s (k,)``, ``vt (k, c)``.
+    the cube is never copied. Power iterations are orthonormalised every time (see
+    :func:`_orthonormalize`), which keeps float32 accurate. Returns ``u (n, k)``, ``s (k,)``,
+    ``vt (k, c)``.
     """
     n, c = x.shape
     p = min(k + n_oversamples, n, c)
@@ -66,10 +88,10 @@ def randomized_svd(
         out = x.T @ q
         return out - mean[:, None] * q.sum(0)[None, :] if mean is not None else out
 
-    q, _ = torch.linalg.qr(right(omega))
+    q = _orthonormalize(right(omega))
     for _ in range(n_iter):
-        z, _ = torch.linalg.qr(left(q))
-        q, _ = torch.linalg.qr(right(z))
+        z = _orthonormalize(left(q))
+        q = _orthonormalize(right(z))
     b = left(q).T  # (p, c) = q^T (x - 1 m)
     ub, s, vt = torch.linalg.svd(b, full_matrices=False)
     u = q @ ub
@@ -330,7 +352,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         gen = torch_generator(self.random_state, dev)
         if self.init == "random":
             scale = math.sqrt(float(x.mean()) / k)
-            w = scale * torch.rand(n, k, generator=gen, device=dev, dtype=x.dtype)
+            wt = scale * torch.rand(k, n, generator=gen, device=dev, dtype=x.dtype)
             h = scale * torch.rand(k, c, generator=gen, device=dev, dtype=x.dtype)
         elif self.init == "spa":
             # SPA on the rank-k denoised data (a single noisy pixel would bias the start),
@@ -341,9 +363,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             sums = coords @ vt.sum(1)  # row sums of the denoised data, (n,)
             idx = successive_projections(coords, k, row_sums=sums)
             h = (coords[idx] @ vt).clamp(min=0).contiguous()
-            w = self._nnls_w(x, h)
+            wt = self._nnls_wt(x, h)
         else:
             w, h = _nndsvd(x, k, self.init == "nndsvda", gen)
+            wt = w.T.contiguous()
         xx = sum_squares(x)
 
         def error(wtx: torch.Tensor, wtw: torch.Tensor, h: torch.Tensor) -> float:
@@ -352,7 +375,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             quad = float((wtw.double() * (h.double() @ h.double().T)).sum())
             return math.sqrt(max(xx - 2 * cross + quad, 0.0))
 
-        history = [error(w.T @ x, w.T @ w, h)]
+        # W is held transposed, wt (k, n), so every HALS update reads contiguous rows
+        history = [error(wt @ x, wt @ wt.T, h)]
         converged = False
         it = 0
         tiny = torch.finfo(x.dtype).tiny
@@ -360,11 +384,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             it = _it
             # W step with H fixed
             hht = h @ h.T
-            xht = x @ h.T
-            w = self._update_w(w, xht, hht, tiny)
+            hxt = h @ x.T
+            wt = self._update_wt(wt, hxt, hht, tiny)
             # H step with W fixed
-            wtw = w.T @ w
-            wtx = w.T @ x
+            wtw = wt @ wt.T
+            wtx = wt @ x
             if self.solver == "hals":
                 for j in range(k):
                     h[j] = (h[j] + (wtx[j] - wtw[j] @ h) / (wtw[j, j] + tiny)).clamp(min=0)
@@ -382,23 +406,29 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         # the returned W is the same row-wise NNLS solve transform() does, so fit_transform
         # and fit().transform() agree; it can only lower the error of the iterate's W
-        w = self._nnls_w(x, h)
+        wt = self._nnls_wt(x, h)
         self.components_ = h.cpu().numpy()
         self.n_components_ = k
-        self.reconstruction_err_ = error(w.T @ x, w.T @ w, h)
+        self.reconstruction_err_ = error(wt @ x, wt @ wt.T, h)
         self.reconstruction_err_history_ = np.asarray(history)
         self.n_iter_ = it
         self.converged_ = converged
         self._n_features_out = k
-        return w.cpu().numpy()
+        return np.ascontiguousarray(wt.T.cpu().numpy())
 
-    def _update_w(self, w: torch.Tensor, xht: torch.Tensor, hht: torch.Tensor, tiny: float
-                  ) -> torch.Tensor:
+    @staticmethod
+    def _hals_wt(wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float
+                 ) -> torch.Tensor:
+        """One HALS sweep over the rows of ``wt (k, n)`` (exact block minimisers)."""
+        for j in range(wt.shape[0]):
+            wt[j] = (wt[j] + (hxt[j] - hht[j] @ wt) / (hht[j, j] + tiny)).clamp(min=0)
+        return wt
+
+    def _update_wt(self, wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float
+                   ) -> torch.Tensor:
         if self.solver == "hals":
-            for j in range(w.shape[1]):
-                w[:, j] = (w[:, j] + (xht[:, j] - w @ hht[:, j]) / (hht[j, j] + tiny)).clamp(min=0)
-            return w
-        return w * xht / (w @ hht + tiny)
+            return self._hals_wt(wt, hxt, hht, tiny)
+        return wt * hxt / (hht @ wt + tiny)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Non-negative ``W (n, k)`` for new spectra with ``H`` fixed.
@@ -411,22 +441,21 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         dev = resolve_device(self.device)
         x = to_tensor(X, dev)
         h = torch.as_tensor(self.components_, device=dev, dtype=x.dtype)
-        return self._nnls_w(x, h).cpu().numpy()
+        return np.ascontiguousarray(self._nnls_wt(x, h).T.cpu().numpy())
 
-    def _nnls_w(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Row-wise non-negative least squares for ``W`` given ``H``.
+    def _nnls_wt(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Row-wise non-negative least squares for ``W`` given ``H``, returned as ``(k, n)``.
 
         HALS sweeps from the clipped unconstrained solution; ``min(max_iter, 50)`` sweeps,
         a fixed number so that every row's result is independent of the other rows.
         """
         hht = h @ h.T
-        xht = x @ h.T
-        w = torch.linalg.lstsq(hht, xht.T).solution.T.clamp(min=0).contiguous()
+        hxt = h @ x.T
+        wt = torch.linalg.lstsq(hht, hxt).solution.clamp(min=0).contiguous()
         tiny = torch.finfo(x.dtype).tiny
         for _ in range(min(self.max_iter, 50)):
-            for j in range(w.shape[1]):
-                w[:, j] = (w[:, j] + (xht[:, j] - w @ hht[:, j]) / (hht[j, j] + tiny)).clamp(min=0)
-        return w
+            wt = self._hals_wt(wt, hxt, hht, tiny)
+        return wt
 
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
         """Spectra ``(n, channels)`` from ``W (n, k)``."""
