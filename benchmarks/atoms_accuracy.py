@@ -29,12 +29,22 @@ from latentatlas.analysis.matching import (
     scores_from_counts,
 )
 from latentatlas.datasets.lattices import random_lattice
-from latentatlas.descriptors.atoms import METHODS, find_atoms
+from latentatlas.descriptors.atoms import find_atoms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from atoms_data import IMAGES, REFERENCE_BORDER, load_graphene  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (method, extra keyword arguments of find_atoms)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "peaks": ("peaks", {}),
+    "log": ("log", {}),
+    "dcnn": ("dcnn", {}),
+    "dcnn+tta": ("dcnn", {"tta": True}),
+    "peaks+lattice": ("peaks", {"refine": "lattice"}),
+    "dcnn+lattice": ("dcnn", {"refine": "lattice"}),
+}
 SHARED = ROOT.parent / "shared" / "data"
 
 
@@ -52,17 +62,18 @@ def _scores(pred: np.ndarray, true: np.ndarray, shape: tuple[int, int], border: 
     }
 
 
-def generated(n: int, seed: int, methods: tuple[str, ...]) -> dict:
+def generated(n: int, seed: int, variants: tuple[str, ...]) -> dict:
     rng = np.random.default_rng(seed)
     lattices = [random_lattice(rng, (128, 128)) for _ in range(n)]
     out: dict[str, dict] = {}
-    for m in methods:
+    for m in variants:
+        method, kw = VARIANTS[m]
         t0 = time.perf_counter()
         # Pool the matches over all images (micro-averaged F1).
         total = np.zeros(4)
         per_cnr: dict[str, list[float]] = {"cnr<1.5": [], "cnr>=1.5": []}
         for lat in lattices:
-            at = find_atoms(lat.image, m)
+            at = find_atoms(lat.image, method, **kw)
             c = match_counts(at.positions, lat.positions, 1.5, shape=(128, 128), border=3.0)
             total += np.asarray(c, dtype=np.float64)
             key = "cnr<1.5" if 1.0 / lat.params["gaussian_noise"] < 1.5 else "cnr>=1.5"
@@ -80,7 +91,7 @@ def generated(n: int, seed: int, methods: tuple[str, ...]) -> dict:
     return out
 
 
-def real(methods: tuple[str, ...]) -> dict:
+def real(variants: tuple[str, ...]) -> dict:
     out: dict[str, dict] = {}
     for name in IMAGES:
         path = SHARED.joinpath("stem_graphene_aicrystallographer", "AtomNet", "exp_data")
@@ -89,13 +100,24 @@ def real(methods: tuple[str, ...]) -> dict:
             return out
         image, ref = load_graphene(SHARED, name)
         out[name] = {}
-        for m in methods:
+        for m in variants:
+            method, kw = VARIANTS[m]
             t0 = time.perf_counter()
-            at = find_atoms(image, m)
+            at = find_atoms(image, method, **kw)
             res = _scores(at.positions, ref, image.shape, REFERENCE_BORDER)
             res["seconds"] = time.perf_counter() - t0
             out[name][m] = res
     return out
+
+
+def _weights_info() -> dict:
+    from latentatlas.descriptors.atoms import load_atom_finder
+
+    try:
+        meta = load_atom_finder().metadata
+    except FileNotFoundError:
+        return {}
+    return {k: meta["training"].get(k) for k in ("command", "epochs_done", "seconds")}
 
 
 def main() -> None:
@@ -103,15 +125,16 @@ def main() -> None:
     p.add_argument("--n-generated", type=int, default=48)
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    methods = tuple(args.methods)
+    methods = tuple(args.variants)
     result = {
         "machine": platform.processor() or platform.machine(),
         "threads": args.threads,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": "PYTHONPATH=src python benchmarks/atoms_accuracy.py " + " ".join(sys.argv[1:]),
+        "weights": _weights_info(),
         "generated": generated(args.n_generated, args.seed, methods),
         "real": real(methods),
     }
