@@ -59,20 +59,20 @@ def check_n_components(n_components: int, n_samples: int, n_features: int, name:
     return int(n_components)
 
 
-def sum_squares(x: torch.Tensor, block: int = 8192) -> float:
+def sum_squares(x: torch.Tensor, block: int = 2048) -> float:
     """``sum(x**2)`` accumulated in float64, a block of rows at a time.
 
     ``(x.double() ** 2).sum()`` would materialise two float64 copies of the cube (4x its
-    float32 size); blocks keep the extra memory at ``block`` rows.
+    float32 size); blocks keep the extra memory at one ``block``-row square.
     """
     total = 0.0
     for i in range(0, x.shape[0], block):
-        xb = x[i:i + block].double()
-        total += float((xb * xb).sum())
+        xb = x[i:i + block]
+        total += float(torch.sum(xb * xb, dtype=torch.float64))
     return total
 
 
-def row_sq_norms(x: torch.Tensor, block: int = 8192) -> torch.Tensor:
+def row_sq_norms(x: torch.Tensor, block: int = 2048) -> torch.Tensor:
     """``(x * x).sum(1)`` of shape ``(n,)`` without an ``(n, c)`` temporary."""
     return torch.cat([(x[i:i + block] * x[i:i + block]).sum(1)
                       for i in range(0, x.shape[0], block)])

@@ -542,8 +542,8 @@ def _relative_error(X: np.ndarray,
                     recon: np.ndarray | Callable[[slice], np.ndarray]) -> float:
     """``||X - X_hat|| / ||X||`` in float64, a block of rows at a time."""
     num = den = 0.0
-    for i in range(0, X.shape[0], 8192):
-        sl = slice(i, i + 8192)
+    for i in range(0, X.shape[0], 2048):
+        sl = slice(i, i + 2048)
         xb = X[sl].astype(np.float64)
         rb = recon(sl) if callable(recon) else recon[sl]
         num += float(((xb - rb) ** 2).sum())
