@@ -234,6 +234,16 @@ def successive_projections(x: torch.Tensor, k: int, row_sums: torch.Tensor | Non
     return torch.as_tensor(picked, device=x.device)
 
 
+def _denormal_floor(a: torch.Tensor) -> float:
+    """Values below which a HALS update is set to exactly 0.
+
+    Updates that should be 0 land on tiny positive round-off (1e-39 in float32); those are
+    denormal numbers, and arithmetic on them is 10-50x slower on x86, which made whole NMF
+    fits crawl. ``eps * max`` is far below anything the data can resolve.
+    """
+    return float(torch.finfo(a.dtype).eps) * float(a.abs().max()) * 1e-3
+
+
 def _nndsvd(x: torch.Tensor, k: int, fill_mean: bool, gen: torch.Generator
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """NNDSVD initialisation (Boutsidis & Gallopoulos 2008), vectorised over components.
@@ -384,14 +394,17 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             it = _it
             # W step with H fixed
             hht = h @ h.T
-            hxt = h @ x.T
+            # h @ x.T comes back as a transposed view; row updates need contiguous rows
+            hxt = (h @ x.T).contiguous()
             wt = self._update_wt(wt, hxt, hht, tiny)
             # H step with W fixed
             wtw = wt @ wt.T
             wtx = wt @ x
             if self.solver == "hals":
+                floor = _denormal_floor(h)
                 for j in range(k):
-                    h[j] = (h[j] + (wtx[j] - wtw[j] @ h) / (wtw[j, j] + tiny)).clamp(min=0)
+                    v = h[j] + (wtx[j] - (wtw[j:j + 1] @ h)[0]) / (wtw[j, j] + tiny)
+                    h[j] = torch.where(v > floor, v, 0.0)
             else:
                 h = h * wtx / (wtw @ h + tiny)
             history.append(error(wtx, wtw, h))
@@ -420,8 +433,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _hals_wt(wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float
                  ) -> torch.Tensor:
         """One HALS sweep over the rows of ``wt (k, n)`` (exact block minimisers)."""
+        # hht[j:j+1] @ wt (a 1-row matrix product), not hht[j] @ wt: torch's threaded
+        # vector-matrix path is ~25x slower on a busy 2-core machine
+        floor = _denormal_floor(wt)
         for j in range(wt.shape[0]):
-            wt[j] = (wt[j] + (hxt[j] - hht[j] @ wt) / (hht[j, j] + tiny)).clamp(min=0)
+            v = wt[j] + (hxt[j] - (hht[j:j + 1] @ wt)[0]) / (hht[j, j] + tiny)
+            wt[j] = torch.where(v > floor, v, 0.0)
         return wt
 
     def _update_wt(self, wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float
@@ -450,7 +467,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         a fixed number so that every row's result is independent of the other rows.
         """
         hht = h @ h.T
-        hxt = h @ x.T
+        hxt = (h @ x.T).contiguous()
         wt = torch.linalg.lstsq(hht, hxt).solution.clamp(min=0).contiguous()
         tiny = torch.finfo(x.dtype).tiny
         for _ in range(min(self.max_iter, 50)):
