@@ -250,7 +250,10 @@ def _run_isomap(X: np.ndarray, ctx: RunContext) -> MethodOutput:
 
 @register_method("umap")
 def _run_umap(X: np.ndarray, ctx: RunContext) -> MethodOutput:
-    import umap
+    with warnings.catch_warnings():
+        # umap announces its optional TensorFlow extra with an ImportWarning on import
+        warnings.simplefilter("ignore", ImportWarning)
+        import umap
 
     opts = dict(ctx.options)
     feats, n_pca = _pca_scores(X, _pop(opts, "n_pca", 10), ctx)
