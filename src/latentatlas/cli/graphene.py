@@ -1,1 +1,57 @@
-"""CLI commands: graphene (registered on latentatlas.cli.app.app)."""
+"""``latentatlas graphene IMAGE``: ring-labelled class-aware VAEs on graphene, a thin shell over
+``latentatlas.analysis.graphene.analyze_graphene``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from latentatlas.cli.app import app
+
+
+@app.command()
+def graphene(
+    image: str = typer.Argument(
+        ..., help="graphene image file (npy, npz, tif, h5, dm3/dm4, ...) or example:graphene "
+        "for a generated sheet with Stone-Wales defects, divacancies and Si atoms"),
+    coords: str = typer.Option(
+        "", help="atom coordinates: .npy (n, 2) (row, col) or (n, 3) (row, col, class), or .npz "
+        "(array 'coords'); default: found with --atoms. Pickled files (the AtomNet *-coord.npy "
+        "dicts) are refused: convert them once with np.save('xyc.npy', "
+        "np.load(f, allow_pickle=True)[()][0]) if you trust them"),
+    model: str = typer.Option("ssvae", help="ssvae (semi-supervised), jvae (no labels) or cvae "
+                              "(conditioned on the ring label); all rotation-invariant"),
+    window: int = typer.Option(0, help="patch side in resampled pixels (0 = 4 bond lengths)"),
+    bond_pixels: float = typer.Option(5.0, help="resample so a C-C bond spans this many pixels "
+                                      "(0 = keep the image scale)"),
+    labelled_fraction: float = typer.Option(0.1, help="fraction of ring labels the ssvae sees"),
+    epochs: int = typer.Option(20, help="training epochs"),
+    latent_dim: int = typer.Option(2, help="number of content latents"),
+    atoms: str = typer.Option("peaks", help="atom finder without --coords: peaks, log, dcnn"),
+    seed: int = typer.Option(0, help="random seed"),
+    out: str = typer.Option("results/graphene", help="output folder (replaced)"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Atoms -> rings -> ring labels -> sub-images -> class-aware VAE; scores against the
+    ring labels, figures, results.npz and index.html in OUT."""
+    from latentatlas.analysis.graphene import analyze_graphene
+
+    try:
+        result = analyze_graphene(
+            image, coords=coords or None, model=model, window=window or None,
+            labelled_fraction=labelled_fraction, epochs=epochs, out=Path(out), seed=seed,
+            progress=not quiet, bond_pixels=bond_pixels or None, latent_dim=latent_dim,
+            atoms=atoms,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    s = result.scores
+    typer.echo(f"{len(result.coords)} atoms, {len(result.rings.rings)} rings "
+               f"{result.rings.size_counts()}; {len(result.patches)} patches")
+    if "accuracy" in s:
+        typer.echo(f"{model}: accuracy {s['accuracy']:.3f}, balanced accuracy "
+                   f"{s['balanced_accuracy']:.3f} (majority baseline {s['majority_baseline']:.3f}) "
+                   f"on {s['n_scored']} atoms")
+    typer.echo(f"report: {result.out / 'index.html' if result.out else '-'}")

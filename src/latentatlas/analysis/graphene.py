@@ -1,0 +1,709 @@
+"""Graphene: atoms -> rings -> per-atom ring labels -> sub-images -> a class-aware VAE.
+
+The ring topology around each atom (:mod:`latentatlas.descriptors.rings`) labels it without a
+human: pristine three-hexagon atoms, atoms on pentagons and heptagons of Stone-Wales defects and
+grain boundaries, atoms at holes. Those labels then drive one of the class-aware VAEs, all with
+rotation (and translation) latents so that the classes and content latents do not have to
+encode the orientation of the local environment:
+
+- ``ssvae`` (registry ``ssrvae``): semi-supervised; a stratified ``labelled_fraction`` of the
+  ring labels is given, the classifier q(y | x) predicts the rest. Scored on the atoms whose
+  label was hidden.
+- ``jvae`` (registry ``jrvae``): no labels; its discrete classes are matched to the ring labels
+  by the Hungarian algorithm before scoring (every atom is unlabelled, so all are scored).
+- ``cvae`` (registry ``cvae`` with rotation and translation): the decoder is conditioned on the
+  ring label of every atom. It has no classifier; its "prediction" is the class whose decoding
+  of the atom's latents reconstructs the patch best (a generative classifier), reported for
+  completeness, not as a fair score (the encoder saw the labels only through training).
+
+Images are resampled so that one C-C bond spans ``bond_pixels`` pixels (patch sizes, and so
+training time, are then the same for a 4 nm frame of 512 pixels and a generated one);
+coordinates in the results are in the pixels of the input image.
+
+``analyze_graphene`` is the Python entry point; ``latentatlas graphene`` is a thin shell over it.
+Coordinates files of the AICrystallographer AtomNet data (``*-coord.npy``) are pickled dicts
+``{0: (n, 3) array}``; this module never unpickles. Convert one once, in a session where the
+file is trusted::
+
+    coords = np.load("G-GrainBoundary-4nm-coord.npy", allow_pickle=True)[()][0]
+    np.save("G-GrainBoundary-4nm-xyc.npy", coords)        # a plain (n, 3) array
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from latentatlas._checks import check_array
+from latentatlas.analysis.classes import confusion_matrix, match_labels
+from latentatlas.analysis.labels import label_image
+from latentatlas.descriptors.patches import Patches
+from latentatlas.descriptors.rings import (
+    DEFAULT_RING_CLASSES,
+    RingAnalysis,
+    RingClassTable,
+    analyze_rings,
+    estimate_bond_length,
+    ring_labelled_patches,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "GRAPHENE_MODELS",
+    "GrapheneConfig",
+    "GrapheneResult",
+    "analyze_graphene",
+    "example_graphene",
+    "load_coords",
+    "score_predictions",
+    "stratified_labels",
+]
+
+#: User-facing model names -> registry names (all with rotation and translation latents).
+GRAPHENE_MODELS: dict[str, str] = {"ssvae": "ssrvae", "jvae": "jrvae", "cvae": "cvae"}
+_ATOM_METHODS = ("peaks", "log", "dcnn")
+
+
+@dataclass(frozen=True)
+class GrapheneConfig:
+    """Every choice of a graphene run (saved in the results and ``config.json``).
+
+    model: ``ssvae``, ``jvae`` or ``cvae`` (see the module docstring).
+    window: patch side in resampled pixels (None: 4 bond lengths, so the patch holds the atom,
+        its three neighbours and the rings around it).
+    bond_pixels: resample the image so a C-C bond spans this many pixels (None: keep it).
+    labelled_fraction: fraction of the ring labels the semi-supervised VAE sees, drawn per
+        class (at least one atom of every class with two or more atoms).
+    label_oversampling: the labelled atoms are repeated until they make about this fraction of
+        each epoch, so every batch carries labels (``SSVAE.fit``'s ``labelled_fraction``).
+    augment: the semi-supervised VAE also trains on 11 symmetry copies of each labelled patch
+        (rotations by multiples of 60 degrees and mirrors, :func:`_symmetry_copies`), which keep
+        its ring label: 12 times the labels for free, which matters because the classifier
+        q(y | x) itself has no rotation latent.
+    epochs, batch_size, lr, latent_dim, hidden, encoder, decoder: model and training.
+    atoms: atom finder when no coordinates are given (``peaks``, ``log``, ``dcnn``).
+    cutoff: bond cut-off in input pixels (None: estimated). border_rings: see ``find_rings``.
+    normalize: patch normalisation (``image``, ``patch``, ``none``).
+    seed: for the labelled subset, the model and training.
+    model_options: further config fields of the registered model.
+    """
+
+    model: str = "ssvae"
+    window: int | None = None
+    bond_pixels: float | None = 5.0
+    labelled_fraction: float = 0.1
+    label_oversampling: float = 0.3
+    augment: bool = True
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    latent_dim: int = 2
+    hidden: int = 128
+    encoder: str = "conv"
+    decoder: str = "transform"
+    atoms: str = "peaks"
+    cutoff: float | None = None
+    border_rings: str = "keep"
+    normalize: str = "image"
+    seed: int = 0
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in GRAPHENE_MODELS:
+            raise ValueError(f"model must be one of {sorted(GRAPHENE_MODELS)}, got {self.model!r}")
+        if self.window is not None and self.window < 8:
+            raise ValueError(f"window must be >= 8 pixels (or None for 4 bond lengths), got "
+                             f"{self.window}")
+        if self.bond_pixels is not None and not 2.0 <= self.bond_pixels <= 64.0:
+            raise ValueError(f"bond_pixels must be in [2, 64] pixels per C-C bond (or None to "
+                             f"keep the image scale), got {self.bond_pixels}")
+        if not 0 < self.labelled_fraction < 1:
+            raise ValueError(f"labelled_fraction must be in (0, 1), got {self.labelled_fraction}")
+        if not 0 < self.label_oversampling < 1:
+            raise ValueError(f"label_oversampling must be in (0, 1), got "
+                             f"{self.label_oversampling}")
+        if self.epochs < 1 or self.batch_size < 1 or self.latent_dim < 1:
+            raise ValueError(f"epochs, batch_size and latent_dim must be >= 1, got "
+                             f"{self.epochs}, {self.batch_size}, {self.latent_dim}")
+        if self.atoms not in _ATOM_METHODS:
+            raise ValueError(f"atoms must be one of {_ATOM_METHODS}, got {self.atoms!r}")
+        if self.cutoff is not None and not self.cutoff > 0:
+            raise ValueError(f"cutoff must be > 0 pixels or None, got {self.cutoff}")
+        if self.border_rings not in ("keep", "drop"):
+            raise ValueError(f"border_rings must be 'keep' or 'drop', got {self.border_rings!r}")
+        if self.normalize not in ("image", "patch", "none"):
+            raise ValueError(f"normalize must be 'image', 'patch' or 'none', got "
+                             f"{self.normalize!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GrapheneResult:
+    """What :func:`analyze_graphene` produced (also written to ``out`` when given).
+
+    image: ``(h, w)`` the input image. coords: ``(n, 2)`` atoms (row, col) in input pixels;
+    elements: ``(n,)`` element classes (0 when unknown). rings: the ring analysis.
+    patches: the sub-images (resampled pixels) of the atoms kept (``patches.index`` into
+    coords). ring_labels: ``(m,)`` ring label of each patch. labelled: ``(m,)`` True where the
+    model saw the label. predictions: ``(m,)`` predicted ring label (Hungarian-matched for
+    jvae). probabilities: ``(m, k)`` class probabilities (None for cvae). latent_names,
+    latents, latents_std: ``(m, d)`` posterior means and standard deviations. scores:
+    accuracy, balanced accuracy, majority baseline, per-class recall (on ``scored`` atoms).
+    scale: resampled pixels per input pixel. class_ids: ``(k,)`` the ring label of each of the
+    model's classes (-1: a joint-VAE class matched to no ring label).
+    """
+
+    config: GrapheneConfig
+    image: np.ndarray
+    coords: np.ndarray
+    elements: np.ndarray
+    rings: RingAnalysis
+    patches: Patches
+    ring_labels: np.ndarray
+    labelled: np.ndarray
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+    latent_names: list[str]
+    latents: np.ndarray
+    latents_std: np.ndarray
+    model: Any
+    scale: float
+    class_ids: np.ndarray
+    scores: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    out: Path | None = None
+
+    @property
+    def table(self) -> RingClassTable:
+        return self.rings.table
+
+    @property
+    def scored(self) -> np.ndarray:
+        """``(m,)`` mask of the patches the scores are computed on (labels hidden from the model)."""
+        return ~self.labelled
+
+    @property
+    def centers(self) -> np.ndarray:
+        """``(m, 2)`` patch centres (row, col) in input pixels."""
+        return self.coords[self.patches.index]
+
+    def label_image(self, which: str = "predictions") -> np.ndarray:
+        """``predictions`` or ``ring_labels`` painted as discs on the input image ``(h, w)``
+        (NaN off the atoms)."""
+        values = {"predictions": self.predictions, "ring_labels": self.ring_labels}
+        if which not in values:
+            raise ValueError(f"which must be 'predictions' or 'ring_labels', got {which!r}")
+        h, w = self.image.shape
+        return label_image(values[which], self.centers, (h, w))
+
+
+# ----------------------------------------------------------------------------------- input
+
+
+def example_graphene(seed: int = 0, size: int = 160) -> Any:
+    """The ``example:graphene`` sheet: Stone-Wales defects, 5-8-5 divacancies and Si atoms,
+    5 pixels per bond, dense enough that about 40 % of the atoms with a full window sit on
+    pentagons, heptagons or octagons (the pristine [6, 6, 6] class is then a majority of ~57 %).
+
+    Returns a :class:`latentatlas.datasets.graphene.GrapheneSample`.
+    """
+    from latentatlas.datasets.graphene import make_graphene
+
+    n = max(1, round(12 * (size / 160) ** 2))
+    return make_graphene(shape=(size, size), pixel_size=0.2, stone_wales=n,
+                         divacancies=max(1, n // 2), silicon=max(1, n // 6), min_separation=3.5,
+                         rng=seed)
+
+
+def load_coords(path: str | os.PathLike[str]) -> np.ndarray:
+    """Atom coordinates from ``.npy`` (``(n, 2)`` row, col or ``(n, 3)`` row, col, class) or
+    ``.npz`` (the array named ``coords``, or the only array). Never unpickles.
+
+    The AtomNet ``*-coord.npy`` files are pickled dicts: convert them first (see the module
+    docstring).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"coordinates file {p} does not exist")
+    if p.suffix not in (".npy", ".npz"):
+        raise ValueError(f"coordinates must be a .npy or .npz file, got {p.name}")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(
+            f"{p.name} holds Python objects (a pickle, e.g. the AtomNet *-coord.npy dicts); "
+            "latentatlas does not unpickle. If you trust the file, convert it once: "
+            "np.save('xyc.npy', np.load(path, allow_pickle=True)[()][0])"
+        ) from exc
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            names = list(loaded.files)
+            if "coords" in names:
+                arr = loaded["coords"]
+            elif len(names) == 1:
+                arr = loaded[names[0]]
+            else:
+                raise ValueError(f"{p.name} holds arrays {names}; name the coordinates 'coords'")
+    else:
+        arr = loaded
+    return _check_coords(arr, f"coordinates in {p.name}")
+
+
+def _check_coords(coords: Any, name: str = "coords") -> np.ndarray:
+    arr = check_array(coords, name, ndim=2, dtype=np.float64)
+    if arr.shape[1] not in (2, 3):
+        raise ValueError(f"{name} must be (n, 2) (row, col) or (n, 3) (row, col, class), got "
+                         f"shape {arr.shape}")
+    if len(arr) < 10:
+        raise ValueError(f"{name} has {len(arr)} atoms; ring analysis needs at least 10")
+    return arr
+
+
+def _load_image(source: Any) -> tuple[np.ndarray, str, Any]:
+    """``(h, w)`` float32 image, its name and the generated sample (for examples) or None."""
+    if isinstance(source, str) and source.startswith("example:"):
+        if source != "example:graphene":
+            raise ValueError(f"unknown example {source!r}; available: example:graphene")
+        sample = example_graphene()
+        return sample.image.astype(np.float32), source, sample
+    if isinstance(source, (str, os.PathLike)):
+        from latentatlas.io import load
+
+        data = load(source)
+        arr, name = np.asarray(data.data), str(source)
+    else:
+        arr, name = np.asarray(source), "array"
+    arr = arr.reshape([n for n in arr.shape if n != 1]) if arr.ndim > 2 else arr
+    img = check_array(arr, "image", ndim=2).astype(np.float32)
+    if min(img.shape) < 16:
+        raise ValueError(f"image must be at least 16 x 16 pixels, got {img.shape}")
+    return img, name, None
+
+
+def stratified_labels(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Mask ``(n,)`` of a seeded ``fraction`` of each class (round half up), at least one atom
+    of every class with two or more atoms, never all atoms of a class."""
+    lab = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(lab), bool)
+    for k in np.unique(lab):
+        idx = np.flatnonzero(lab == k)
+        if len(idx) < 2:
+            continue
+        take = int(np.clip(np.floor(fraction * len(idx) + 0.5), 1, len(idx) - 1))
+        mask[rng.choice(idx, take, replace=False)] = True
+    return mask
+
+
+def score_predictions(true: np.ndarray, pred: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy (mean recall over the true classes present), the majority
+    baseline (accuracy of always answering the most frequent class) and per-class recall."""
+    t, p = np.asarray(true), np.asarray(pred)
+    if len(t) == 0:
+        return {"n_scored": 0}
+    present = np.unique(t)
+    recall = {names[int(k)]: float((p[t == k] == k).mean()) for k in present}
+    counts = np.bincount(t)
+    return {
+        "n_scored": len(t),
+        "accuracy": float((t == p).mean()),
+        "balanced_accuracy": float(np.mean(list(recall.values()))),
+        "majority_baseline": float(counts.max() / len(t)),
+        "majority_class": names[int(counts.argmax())],
+        "recall": recall,
+        "support": {names[int(k)]: int(counts[k]) for k in present},
+    }
+
+
+# ----------------------------------------------------------------------------------- run
+
+
+def analyze_graphene(
+    image_or_path: Any,
+    coords: Any = None,
+    model: str = "ssvae",
+    window: int | None = None,
+    labelled_fraction: float = 0.1,
+    epochs: int = 20,
+    out: str | Path | None = None,
+    seed: int = 0,
+    *,
+    table: RingClassTable = DEFAULT_RING_CLASSES,
+    progress: bool = False,
+    **options: Any,
+) -> GrapheneResult:
+    """Ring-labelled class-aware VAE analysis of a graphene image.
+
+    Parameters
+    ----------
+    image_or_path : ``(h, w)`` array, a file ``latentatlas.load`` reads, or ``example:graphene``
+        (a generated defected sheet; its exact atoms are used unless ``coords`` is given).
+    coords : ``(n, 2)`` (row, col) or ``(n, 3)`` (row, col, element class) atom positions in
+        pixels, or a ``.npy``/``.npz`` file of them (:func:`load_coords`); None: found with
+        ``latentatlas.descriptors.atoms.find_atoms`` (``atoms=`` option).
+    model : ``ssvae``, ``jvae`` or ``cvae``.
+    window : patch side in resampled pixels (None: 4 bond lengths).
+    labelled_fraction : fraction of ring labels the semi-supervised VAE sees.
+    epochs : training epochs.
+    out : folder for results.npz, config.json, figures, model and index.html; written under a
+        temporary name and renamed when complete (an existing folder is replaced).
+    table : the ring class table (labels 0 .. table.n_labels - 1).
+    options : further :class:`GrapheneConfig` fields (bond_pixels, latent_dim, atoms, ...).
+    """
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    cfg = GrapheneConfig(model=model, window=window, labelled_fraction=labelled_fraction,
+                         epochs=epochs, seed=seed, **options)
+    t = time.perf_counter()
+    img, name, sample = _load_image(image_or_path)
+    if coords is None and sample is not None:
+        xyc = np.column_stack([sample.coords, sample.classes]).astype(np.float64)
+    elif coords is None:
+        from latentatlas.descriptors.atoms import find_atoms
+
+        xyc = find_atoms(img, method=cfg.atoms).as_array()
+        if len(xyc) < 10:
+            raise ValueError(f"the atom finder {cfg.atoms!r} found {len(xyc)} atoms; pass "
+                             "coords= or try another atoms= method")
+    elif isinstance(coords, (str, os.PathLike)):
+        xyc = load_coords(coords)  # a file of coordinates
+    else:
+        xyc = _check_coords(coords)
+    xy = xyc[:, :2]
+    elements = xyc[:, 2].astype(np.int64) if xyc.shape[1] == 3 else np.zeros(len(xy), np.int64)
+    h, w = img.shape
+    outside = (xy[:, 0] < -0.5) | (xy[:, 1] < -0.5) | (xy[:, 0] > h - 0.5) | (xy[:, 1] > w - 0.5)
+    if outside.mean() > 0.5:
+        raise ValueError(
+            f"{int(outside.sum())} of {len(xy)} atoms lie outside the {h} x {w} image; coords "
+            "must be (row, col) in pixels of this image (swap the columns if they are (x, y))"
+        )
+    timings["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rings = analyze_rings(xy, elements, cutoff=cfg.cutoff, table=table,
+                          border_rings=cfg.border_rings)  # type: ignore[arg-type]
+    timings["rings"] = time.perf_counter() - t
+    log.info("rings: %s; labels %s", rings.size_counts(), rings.label_counts())
+
+    # resample so a bond spans bond_pixels pixels: patch size and training time then do not
+    # depend on the microscope's sampling
+    bond = estimate_bond_length(xy)
+    scale = 1.0 if cfg.bond_pixels is None else float(cfg.bond_pixels) / bond
+    work = img if scale == 1.0 else ndimage.zoom(img, scale, order=1).astype(np.float32)
+    win = cfg.window or int(2 * round(2.0 * bond * scale))
+    if win >= min(work.shape):
+        raise ValueError(f"window {win} px does not fit the {work.shape} (resampled) image; "
+                         "use a smaller window or a larger image")
+    t = time.perf_counter()
+    patches = ring_labelled_patches(work, xy * scale, rings.labels, win, border="drop",
+                                    normalize=cfg.normalize)  # type: ignore[arg-type]
+    timings["patches"] = time.perf_counter() - t
+    if len(patches) < 20:
+        raise ValueError(f"only {len(patches)} atoms have a full {win} px window inside the "
+                         "image; use a smaller window or a larger image")
+    y = patches.classes.astype(np.int64)
+    X = patches.as_model_input()
+    log.info("%d patches of %d px (bond %.2f px after resampling), ring labels %s",
+             len(X), win, bond * scale, np.bincount(y, minlength=table.n_labels).tolist())
+
+    def extra(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _symmetry_copies(work, patches.centers[mask], y[mask], win, cfg.normalize)
+
+    t = time.perf_counter()
+    vae, labelled, class_ids = _fit(cfg, X, y, extra, progress)
+    timings["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    lat = vae.encode(X)
+    predictions, proba = _predict(cfg, vae, X, class_ids, table.n_labels)
+    timings["predict"] = time.perf_counter() - t
+
+    result = GrapheneResult(
+        config=cfg, image=img, coords=xy, elements=elements, rings=rings, patches=patches,
+        ring_labels=y, labelled=labelled, predictions=predictions, probabilities=proba,
+        latent_names=list(lat.names), latents=np.asarray(lat.mean), latents_std=np.asarray(lat.std),
+        model=vae, scale=scale, class_ids=class_ids, timings=timings,
+    )
+    scored = result.scored
+    result.scores = score_predictions(y[scored], predictions[scored], table.label_names)
+    result.scores["n_labelled"] = int(labelled.sum())
+    log.info("accuracy %.3f (balanced %.3f, majority baseline %.3f) on %d atoms",
+             result.scores.get("accuracy", np.nan), result.scores.get("balanced_accuracy", np.nan),
+             result.scores.get("majority_baseline", np.nan), int(scored.sum()))
+    if out is not None:
+        t = time.perf_counter()
+        result.out = _write_run(result, name, Path(out))
+        timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    return result
+
+
+def _fit(cfg: GrapheneConfig, X: np.ndarray, y: np.ndarray, extra: Any,
+         progress: bool) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Build and train the model. Returns it, the mask of labels it saw and ``class_ids``: the
+    ring label of each of the model's classes (-1: none).
+
+    extra: ``callable(mask) -> (patches, labels)`` giving the symmetry copies of the masked
+    patches (used for the labelled atoms of the semi-supervised VAE when ``augment``).
+    """
+    from latentatlas.models import get_model
+
+    common: dict[str, Any] = dict(latent_dim=cfg.latent_dim, hidden=cfg.hidden,
+                                  encoder=cfg.encoder, decoder=cfg.decoder, rotation=True,
+                                  translation=True, seed=cfg.seed)
+    common.update(cfg.model_options)
+    train: dict[str, Any] = dict(epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(X)),
+                                 lr=cfg.lr, seed=cfg.seed, progress=progress)
+    name = GRAPHENE_MODELS[cfg.model]
+    # the models get only the ring labels present (compact 0..k-1): fewer classes to
+    # enumerate, and no class the data cannot teach
+    present = np.unique(y)
+    compact = np.searchsorted(present, y)
+    n_classes = max(2, len(present))
+    class_ids = np.full(n_classes, -1, np.int64)
+    class_ids[: len(present)] = present
+    if cfg.model == "ssvae":
+        labelled = stratified_labels(y, cfg.labelled_fraction, cfg.seed)
+        train_x, train_y = X, np.where(labelled, compact, -1)
+        if cfg.augment:
+            ax, ay = extra(labelled)
+            train_x = np.concatenate([X, ax])
+            train_y = np.concatenate([train_y, np.searchsorted(present, ay)])
+        vae = get_model(name, X.shape[1:], n_classes=n_classes, **common)
+        vae.fit(train_x, train_y, labelled_fraction=cfg.label_oversampling, **train)
+    elif cfg.model == "jvae":
+        labelled = np.zeros(len(y), bool)
+        vae = get_model(name, X.shape[1:], discrete=(n_classes,), **common)
+        vae.fit(X, **train)
+        raw = vae.predict(X)
+        mapping = match_labels(y, raw)
+        class_ids = np.array([mapping.get(c, -1) for c in range(n_classes)], np.int64)
+    else:
+        # the decoder sees every label; scores are reported on all atoms (see module docstring)
+        labelled = np.zeros(len(y), bool)
+        vae = get_model(name, X.shape[1:], n_classes=n_classes, **common)
+        vae.fit(X, compact, **train)
+    return vae, labelled, class_ids
+
+
+def _symmetry_copies(image: np.ndarray, centers: np.ndarray, labels: np.ndarray, window: int,
+                     normalize: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 11 other copies of each atom's patch under the symmetries of a graphene lattice
+    seen from an atom or a hexagon (rotations by multiples of 60 degrees, and mirrors): they
+    keep the ring label and look like the patches of the other sublattice and defect
+    orientations. centers: ``(k, 2)`` in pixels of ``image``. Returns ``(11 k, window,
+    window)`` and ``(11 k,)``.
+    """
+    big = int(np.ceil(window * np.sqrt(2))) + 2
+    big += 1 - big % 2  # odd, so the rotation centre is the atom's pixel
+    src = ring_labelled_patches(image, centers, labels, big, border="pad",
+                                normalize=normalize)  # type: ignore[arg-type]
+    p = src.data[:, 0]
+    lo = big // 2 - window // 2
+    out = []
+    for mirror in (False, True):
+        q = p[..., ::-1] if mirror else p
+        for k in range(6):
+            if k == 0 and not mirror:
+                continue
+            r = ndimage.rotate(q, 60.0 * k, axes=(-2, -1), reshape=False, order=1, mode="nearest")
+            out.append(r[:, lo : lo + window, lo : lo + window])
+    return (np.ascontiguousarray(np.concatenate(out), dtype=np.float32),
+            np.tile(src.classes, len(out)))
+
+
+def _predict(cfg: GrapheneConfig, vae: Any, X: np.ndarray, class_ids: np.ndarray,
+             n_labels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted ring labels ``(m,)`` (-1: an unmatched joint-VAE class) and probabilities over
+    the ring labels ``(m, n_labels)`` (None for cvae)."""
+    if cfg.model in ("ssvae", "jvae"):
+        proba_model = vae.predict_proba(X)
+        pred = class_ids[proba_model.argmax(1)]
+        proba = np.zeros((len(X), n_labels), np.float32)
+        for c, k in enumerate(class_ids):
+            if k >= 0:
+                proba[:, k] += proba_model[:, c]
+        return pred, proba
+    # cvae: the class whose decoding of the atom's latents reconstructs the patch best
+    flat = X.reshape(len(X), -1)
+    err = np.full((len(X), len(class_ids)), np.inf)
+    for c, k in enumerate(class_ids):
+        if k >= 0:
+            rec = vae.reconstruct(X, condition=np.full(len(X), c)).reshape(len(X), -1)
+            err[:, c] = ((rec - flat) ** 2).mean(1)
+    return class_ids[err.argmin(1)], None
+
+
+# ----------------------------------------------------------------------------------- output
+
+
+def save_results(path: Path, result: GrapheneResult) -> Path:
+    """results.npz: coords, elements, ring labels, patch index, predictions, latents and the
+    config as a JSON string (readable with ``np.load`` without pickles)."""
+    config = json.dumps(_config_record(result), default=str)
+    arrays: dict[str, np.ndarray] = {
+        "coords": result.coords, "elements": result.elements,
+        "atom_ring_labels": result.rings.labels, "atom_ring_sizes": result.rings.atom_ring_sizes,
+        "bonds": result.rings.bonds, "index": result.patches.index,
+        "class_ids": result.class_ids,
+        "ring_labels": result.ring_labels, "labelled": result.labelled,
+        "predictions": result.predictions, "latents_mean": result.latents,
+        "latents_std": result.latents_std, "latent_names": np.asarray(result.latent_names),
+        "label_names": np.asarray(result.table.label_names), "config": np.asarray(config),
+    }
+    if result.probabilities is not None:
+        arrays["probabilities"] = result.probabilities
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy stub quirk
+        _default_mode(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _config_record(result: GrapheneResult) -> dict[str, Any]:
+    return {
+        "graphene": result.config.to_dict(),
+        "ring_classes": {"classes": [list(c) for c in result.table.classes],
+                         "label_names": list(result.table.label_names),
+                         "min_rings": result.table.min_rings},
+        "bond_cutoff_px": result.rings.cutoff,
+        "ring_size_counts": {str(k): v for k, v in result.rings.size_counts().items()},
+        "atom_label_counts": result.rings.label_counts(),
+        "scale": result.scale,
+        "patches": result.patches.summary(),
+        "latent_names": result.latent_names,
+        "model": result.model.name,
+        "scores": result.scores,
+        "timings": result.timings,
+    }
+
+
+def _default_mode(path: Path, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create private entries; give results the usual mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
+def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
+    from matplotlib.figure import Figure
+
+    from latentatlas.analysis.classes import traversal_grid
+    from latentatlas.plots.classes import plot_confusion, plot_latent_classes, plot_traversal
+    from latentatlas.plots.maps import plot_labels, plot_latent_scatter, save_figure
+    from latentatlas.plots.rings import plot_rings
+
+    names = result.table.label_names
+    figs: list[tuple[str, Path]] = []
+
+    fig = Figure(figsize=(7, 7), layout="tight")
+    plot_rings(fig.subplots(), result.coords, result.rings.rings, labels=result.rings.labels,
+               label_names=names, bonds=result.rings.bonds, image=result.image)
+    figs.append(("Rings (coloured by size) and ring labels of every atom",
+                 save_figure(fig, folder / "rings.png")))
+
+    grid = traversal_grid(result.model, n=8, dim=0)
+    row_names = [names[int(k)] if k >= 0 else f"class {c} (unmatched)"
+                 for c, k in enumerate(result.class_ids)]
+    fig = Figure(figsize=(7, 1.0 + 0.8 * len(grid)), layout="tight")
+    plot_traversal(fig.subplots(), grid, class_names=row_names, latent_name="z1")
+    figs.append(("Traversal manifolds: one row per class, z1 swept (canonical orientation)",
+                 save_figure(fig, folder / "traversals.png")))
+
+    if "angle" in result.latent_names:
+        fig = Figure(figsize=(6, 6), layout="tight")
+        ang = result.latents[:, result.latent_names.index("angle")]
+        plot_latent_scatter(fig.subplots(), result.centers, ang, image=result.image, name="angle")
+        figs.append(("Angle latent at every atom (radians)", save_figure(fig, folder / "angle.png")))
+
+    zcols = [i for i, n in enumerate(result.latent_names) if n.startswith("z")]
+    if zcols:
+        dims = (zcols[0], zcols[1]) if len(zcols) > 1 else (zcols[0], zcols[0])
+        if "angle" in result.latent_names and len(zcols) == 1:
+            dims = (result.latent_names.index("angle"), zcols[0])
+        fig = Figure(figsize=(6, 5), layout="tight")
+        plot_latent_classes(fig.subplots(), result.latents, result.ring_labels, dims=dims,
+                            names=result.latent_names, class_names=list(names))
+        figs.append(("Content latents coloured by ring label",
+                     save_figure(fig, folder / "latent_classes.png")))
+
+    scored = result.scored
+    counts = confusion_matrix(result.ring_labels[scored],
+                              np.clip(result.predictions[scored], 0, None),
+                              n_true=len(names), n_pred=len(names))
+    keep_rows = np.flatnonzero(counts.sum(1) > 0)
+    keep_cols = np.flatnonzero(counts.sum(0) > 0)
+    fig = Figure(figsize=(7, 6), layout="tight")
+    plot_confusion(fig.subplots(), counts[np.ix_(keep_rows, keep_cols)],
+                   true_names=[names[k] for k in keep_rows],
+                   pred_names=[names[k] for k in keep_cols])
+    acc = result.scores.get("accuracy", float("nan"))
+    figs.append((f"Confusion matrix: ring labels (rows) vs {result.config.model} predictions on "
+                 f"{int(scored.sum())} atoms whose label the model did not see (accuracy "
+                 f"{acc:.3f})", save_figure(fig, folder / "confusion.png")))
+
+    fig = Figure(figsize=(7, 7), layout="tight")
+    plot_labels(fig.subplots(), result.centers, np.clip(result.predictions, 0, None),
+                image=result.image)
+    figs.append(("Labelled image: predicted ring class of every atom (class k = "
+                 + ", ".join(f"{k}: {n}" for k, n in enumerate(names)) + ")",
+                 save_figure(fig, folder / "labels.png")))
+    return figs
+
+
+def _write_run(result: GrapheneResult, name: str, out: Path) -> Path:
+    from latentatlas.report import write_report
+
+    out = out.expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    _default_mode(tmp, directory=True)
+    try:
+        save_results(tmp / "results.npz", result)
+        record = {"source": name, **_config_record(result)}
+        (tmp / "config.json").write_text(json.dumps(record, indent=2, default=str))
+        result.model.save(tmp / "model")
+        figs = _figures(result, tmp)
+        tables: dict[str, dict[str, Any]] = {
+            "Input": {"source": name, "shape": list(result.image.shape),
+                      "atoms": len(result.coords), "patches": len(result.patches)},
+            "Parameters": result.config.to_dict(),
+            "Rings": {"ring sizes": record["ring_size_counts"],
+                      "atom labels": record["atom_label_counts"]},
+            "Scores against ring labels": result.scores,
+            "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
+        }
+        write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s", out)
+    return out
