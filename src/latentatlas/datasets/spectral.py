@@ -212,6 +212,7 @@ def make_spectral_cube(
     else:
         endmembers = endmembers / peak
     clean = abundances @ endmembers
+    cube: np.ndarray
     if noise == "poisson":
         cube = rng.poisson(clean).astype(np.float32)
     elif noise == "gaussian":
