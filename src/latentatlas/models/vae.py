@@ -12,7 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from latentatlas.models.config import VAEConfig
-from latentatlas.models.losses import LossRecord, Penalty, PenaltyInput, normal_kl, reconstruction_nll
+from latentatlas.models.losses import (
+    LossRecord,
+    Penalty,
+    PenaltyInput,
+    normal_kl,
+    reconstruction_nll,
+)
 from latentatlas.nn.decoders import build_decoder
 from latentatlas.nn.encoders import ENCODERS
 from latentatlas.nn.pose import inverse_pose_matrix
