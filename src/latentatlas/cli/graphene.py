@@ -22,7 +22,7 @@ def graphene(
         "np.load(f, allow_pickle=True)[()][0]) if you trust them"),
     model: str = typer.Option("ssvae", help="ssvae (semi-supervised), jvae (no labels) or cvae "
                               "(conditioned on the ring label); all rotation-invariant"),
-    window: int = typer.Option(0, help="patch side in resampled pixels (0 = 4 bond lengths)"),
+    window: int = typer.Option(0, help="patch side in resampled pixels (0 = about 4.8 bond lengths)"),
     bond_pixels: float = typer.Option(5.0, help="resample so a C-C bond spans this many pixels "
                                       "(0 = keep the image scale)"),
     labelled_fraction: float = typer.Option(0.1, help="fraction of ring labels the ssvae sees"),
