@@ -177,3 +177,29 @@ def test_cli_analyze_example(tmp_path: Path) -> None:
         assert tuple(f.attrs["grid_shape"]) == (18, 18)
     bad = runner.invoke(app, ["analyze", str(tmp_path / "missing.npy"), "--quiet"])
     assert bad.exit_code == 2 and "no such file" in bad.output
+
+
+def test_time_delay_and_multilayer_descriptors(tmp_path: Path) -> None:
+    """Frames t, t+1 become the channels of one patch (time order); files are frames; several
+    channels of one file become patch channels."""
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 48, 48)).astype(np.float32)
+    res = analyze(stack, atoms="none", window=16, stride=8, time_delay=2, epochs=1,
+                  normalize="none", progress=False, n_components=2)
+    assert res.patches.data.shape[1] == 2  # two time channels
+    assert set(res.patches.frames) == {0, 1}  # t = 0, 1 have a t + 1
+    first = res.patches.data[(res.patches.frames == 1)][-1]
+    origins = [(r, c) for r in range(33) for c in range(33)
+               if np.array_equal(first[0], stack[1, r : r + 16, c : c + 16])]
+    assert len(origins) == 1  # channel 0 is frame t = 1 ...
+    r, c = origins[0]
+    np.testing.assert_array_equal(first[1], stack[2, r : r + 16, c : c + 16])  # ... channel 1 is t + 1
+    files = []
+    for k in range(2):
+        np.save(tmp_path / f"scan{k}.npy", stack[k])
+        files.append(str(tmp_path / f"scan{k}.npy"))
+    res = analyze(files, atoms="none", window=16, stride=16, epochs=1, progress=False,
+                  n_components=2)
+    assert set(res.patches.frames) == {0, 1}
+    with pytest.raises(ValueError, match="time_delay and lag"):
+        analyze(stack, atoms="none", time_delay=0, progress=False)

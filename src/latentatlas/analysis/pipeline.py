@@ -22,6 +22,7 @@ import numpy as np
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
 from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
+from latentatlas.descriptors.timedelay import time_delay_stack
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.io import Dataset, load
 
@@ -53,8 +54,13 @@ class AnalysisConfig:
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
     normalize, border: patch options (see ``extract_patches``).
-    channel: channel of a multi-channel file. invert: negate the image first, for contrast
-        where atoms are dark (annular bright field, some SPM channels).
+    channel: channel of a multi-channel file; a list of channels (e.g. ["AmplitudeRetrace",
+        "PhaseRetrace"]) stacks them as the channels of every patch (multilayer descriptors).
+        invert: negate the image first, for contrast where atoms are dark (annular bright
+        field, some SPM channels).
+    time_delay: frames per descriptor for stacks (1 = off): frames t, t+lag, ..,
+        t+(time_delay-1)*lag become the channels of one patch, in time order (time-delay
+        descriptors); atoms or windows are taken from frame t.
     seed: for training and the GMM.
     atom_options: keyword arguments for ``descriptors.atoms.find_atoms`` (spacing,
         threshold, n_classes, ...); atoms are found on the first channel.
@@ -74,7 +80,9 @@ class AnalysisConfig:
     cluster_on: str = "content"
     normalize: str = "image"
     border: str = "drop"
-    channel: int | str | None = None
+    channel: int | str | list[int | str] | None = None
+    time_delay: int = 1
+    lag: int = 1
     invert: bool = False
     seed: int = 0
     atom_options: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +99,8 @@ class AnalysisConfig:
             raise ValueError(f"cluster_on must be 'content' or 'all', got {self.cluster_on!r}")
         if self.train_samples is not None and self.train_samples < 4:
             raise ValueError(f"train_samples must be >= 4 or None, got {self.train_samples}")
+        if self.time_delay < 1 or self.lag < 1:
+            raise ValueError(f"time_delay and lag must be >= 1, got {self.time_delay}, {self.lag}")
         if self.epochs < 1 or self.latent_dim < 1:
             raise ValueError(f"epochs and latent_dim must be >= 1, got {self.epochs}, "
                              f"{self.latent_dim}")
@@ -139,6 +149,26 @@ def load_example(name: str) -> tuple[Dataset, dict[str, np.ndarray]]:
     data.name = f"example:{key}"
     data.metadata["example"] = EXAMPLES[key]
     return data, {"positions": lat.positions, "classes": lat.classes}
+
+
+def _load_stack(source: Any, channel: Any) -> tuple[Dataset, np.ndarray]:
+    """Load one source, or several files as the frames of one stack (e.g. repeated scans of
+    one area); a list of channels becomes the channels of every frame."""
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    channels = channel if isinstance(channel, list) else [channel]
+    frames, first = [], None
+    for src in sources:
+        layers = []
+        for ch in channels:
+            data = load(src, channel=ch)
+            first = first or data
+            layers.append(_images_from(data))
+        frames.append(np.concatenate(layers, axis=1))
+    if len({f.shape[1:] for f in frames}) != 1:
+        raise ValueError(f"the files have different image sizes {[f.shape[2:] for f in frames]}; "
+                         "frames of one stack must match")
+    assert first is not None
+    return first, np.concatenate(frames, axis=0)
 
 
 def _images_from(data: Dataset) -> np.ndarray:
@@ -245,9 +275,11 @@ def analyze(
     t = time.perf_counter()
     if isinstance(source, str) and source.startswith("example:"):
         data, truth = load_example(source)
+        stack = _images_from(data)
     else:
-        data = load(source, channel=cfg.channel)
-    stack = _images_from(data)
+        data, stack = _load_stack(source, cfg.channel)
+    if cfg.time_delay > 1:
+        stack = time_delay_stack(stack, cfg.time_delay, cfg.lag)
     if cfg.invert:
         stack = -stack
     n_frames, _, h, w = stack.shape

@@ -11,9 +11,10 @@ from latentatlas.cli.app import app
 
 @app.command()
 def analyze(
-    image: str = typer.Argument(
-        ..., help="image/stack file (npy, npz, tif, h5, dm3/dm4, emd, hspy, ...) or "
-        "example:lattice for a generated lattice with two kinds of sites"),
+    image: list[str] = typer.Argument(  # noqa: B006  (typer's variadic argument)
+        ..., help="image/stack file (npy, npz, tif, h5, dm3/dm4, emd, hspy, ...), several files "
+        "taken as the frames of one stack, or example:lattice for a generated lattice with two "
+        "kinds of sites"),
     atoms: str = typer.Option("peaks", help="atom finder: peaks, log, dcnn; none = sliding "
                               "windows"),
     window: int = typer.Option(0, help="patch side in pixels (0 = automatic)"),
@@ -26,7 +27,11 @@ def analyze(
     train_samples: int = typer.Option(5000, help="train on at most this many patches "
                                       "(random subset; 0 = all); all are encoded"),
     classes: int = typer.Option(0, "--classes", help="GMM components (0 = chosen by BIC)"),
-    channel: str = typer.Option("", help="channel of a multi-channel file (index or name)"),
+    channel: str = typer.Option("", help="channel of a multi-channel file (index or name); "
+                                "several, comma-separated, become the channels of each patch"),
+    time_delay: int = typer.Option(1, help="stacks: frames t..t+k-1 as the channels of each "
+                                   "patch (time-delay descriptors; 1 = off)"),
+    lag: int = typer.Option(1, help="frames between the time-delay channels"),
     normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
     invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
     seed: int = typer.Option(0, help="random seed"),
@@ -36,16 +41,18 @@ def analyze(
     """Find atoms (or slide windows), train a VAE on the patches, map latents and classes."""
     from latentatlas.analysis.pipeline import analyze as run
 
-    chan: int | str | None = None
-    if channel:
-        chan = int(channel) if channel.lstrip("-").isdigit() else channel
+    chans: list[int | str] = [int(c) if c.lstrip("-").isdigit() else c
+                              for c in channel.split(",") if c]
+    chan: int | str | list[int | str] | None = (
+        None if not chans else chans[0] if len(chans) == 1 else chans)
     try:
         result = run(
-            image, atoms=atoms, window=window or None, model=model, out=Path(out),
+            image[0] if len(image) == 1 else image, atoms=atoms, window=window or None, model=model,
+            out=Path(out),
             progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
             n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
             atom_options={"spacing": spacing} if spacing > 0 else {},
-            train_samples=train_samples or None, invert=invert,
+            train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
         )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
