@@ -405,7 +405,13 @@ def analyze_graphene(
     # depend on the microscope's sampling
     bond = estimate_bond_length(xy)
     scale = 1.0 if cfg.bond_pixels is None else float(cfg.bond_pixels) / bond
-    work = img if scale == 1.0 else ndimage.zoom(img, scale, order=1).astype(np.float32)
+    work = img
+    if scale < 1.0:
+        # anti-aliasing before shrinking: averages the pixel noise down instead of sampling it
+        # (real frames at ~18 px per bond shrunk to 5 px carried the full per-pixel noise)
+        work = ndimage.gaussian_filter(img, (1.0 / scale - 1.0) / 2.0)
+    if scale != 1.0:
+        work = ndimage.zoom(work, scale, order=1).astype(np.float32)
     win = cfg.window or int(2 * round(2.4 * bond * scale))
     if win >= min(work.shape):
         raise ValueError(f"window {win} px does not fit the {work.shape} (resampled) image; "
@@ -649,25 +655,26 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
                      save_figure(fig, folder / "latent_classes.png")))
 
     scored = result.scored
-    counts = confusion_matrix(result.ring_labels[scored],
-                              np.clip(result.predictions[scored], 0, None),
-                              n_true=len(names), n_pred=len(names))
+    # a joint-VAE class matched to no ring label (-1) gets its own last column
+    pred = np.where(result.predictions < 0, len(names), result.predictions)
+    counts = confusion_matrix(result.ring_labels[scored], pred[scored],
+                              n_true=len(names), n_pred=len(names) + 1)
     keep_rows = np.flatnonzero(counts.sum(1) > 0)
     keep_cols = np.flatnonzero(counts.sum(0) > 0)
+    col_names = [*names, "unmatched"]
     fig = Figure(figsize=(7, 6), layout="tight")
     plot_confusion(fig.subplots(), counts[np.ix_(keep_rows, keep_cols)],
                    true_names=[names[k] for k in keep_rows],
-                   pred_names=[names[k] for k in keep_cols])
+                   pred_names=[col_names[k] for k in keep_cols])
     acc = result.scores.get("accuracy", float("nan"))
     figs.append((f"Confusion matrix: ring labels (rows) vs {result.config.model} predictions on "
                  f"{int(scored.sum())} atoms whose label the model did not see (accuracy "
                  f"{acc:.3f})", save_figure(fig, folder / "confusion.png")))
 
     fig = Figure(figsize=(7, 7), layout="tight")
-    plot_labels(fig.subplots(), result.centers, np.clip(result.predictions, 0, None),
-                image=result.image)
+    plot_labels(fig.subplots(), result.centers, pred, image=result.image)
     figs.append(("Labelled image: predicted ring class of every atom (class k = "
-                 + ", ".join(f"{k}: {n}" for k, n in enumerate(names)) + ")",
+                 + ", ".join(f"{k}: {n}" for k, n in enumerate(col_names)) + ")",
                  save_figure(fig, folder / "labels.png")))
     return figs
 
