@@ -18,7 +18,7 @@ from latentatlas.analysis.graphene import (
 )
 
 # small and fast on 2 CPU cores; the full-size runs are in benchmarks/graphene_*.py
-FAST = dict(epochs=25)
+FAST = dict(epochs=30)
 
 
 @pytest.fixture(scope="module", autouse=True)
