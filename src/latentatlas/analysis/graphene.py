@@ -97,6 +97,8 @@ class GrapheneConfig:
         (rotations by multiples of 60 degrees and mirrors, :func:`_symmetry_copies`), which keep
         its ring label: 12 times the labels for free, which matters because the classifier
         q(y | x) itself has no rotation latent.
+    tta: the class probabilities of ssvae and jvae are averaged over the 12 symmetry copies
+        of each patch (test-time augmentation with the same symmetries).
     epochs, batch_size, lr, latent_dim, hidden, encoder, decoder: model and training.
     atoms: atom finder when no coordinates are given (``peaks``, ``log``, ``dcnn``).
     cutoff: bond cut-off in input pixels (None: estimated). border_rings: see ``find_rings``.
@@ -112,6 +114,7 @@ class GrapheneConfig:
     label_oversampling: float = 0.5
     alpha: float = 1000.0
     augment: bool = True
+    tta: bool = True
     epochs: int = 20
     batch_size: int = 64
     lr: float = 2e-3
@@ -443,7 +446,8 @@ def analyze_graphene(
     timings["train"] = time.perf_counter() - t
     t = time.perf_counter()
     lat = vae.encode(X)
-    predictions, proba = _predict(cfg, vae, X, class_ids, table.n_labels)
+    copies = extra(np.ones(len(X), bool))[0] if cfg.tta and cfg.model != "cvae" else None
+    predictions, proba = _predict(cfg, vae, X, class_ids, table.n_labels, copies)
     timings["predict"] = time.perf_counter() - t
 
     result = GrapheneResult(
@@ -542,11 +546,15 @@ def _symmetry_copies(image: np.ndarray, centers: np.ndarray, labels: np.ndarray,
 
 
 def _predict(cfg: GrapheneConfig, vae: Any, X: np.ndarray, class_ids: np.ndarray,
-             n_labels: int) -> tuple[np.ndarray, np.ndarray | None]:
+             n_labels: int, copies: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted ring labels ``(m,)`` (-1: an unmatched joint-VAE class) and probabilities over
-    the ring labels ``(m, n_labels)`` (None for cvae)."""
+    the ring labels ``(m, n_labels)`` (None for cvae). copies: ``(11 m, w, w)`` symmetry copies
+    of X stacked by symmetry (:func:`_symmetry_copies`); their probabilities are averaged in."""
     if cfg.model in ("ssvae", "jvae"):
         proba_model = vae.predict_proba(X)
+        if copies is not None:
+            extra_p = vae.predict_proba(copies).reshape(-1, len(X), proba_model.shape[1])
+            proba_model = (proba_model + extra_p.sum(0)) / (1 + len(extra_p))
         pred = class_ids[proba_model.argmax(1)]
         proba = np.zeros((len(X), n_labels), np.float32)
         for c, k in enumerate(class_ids):
