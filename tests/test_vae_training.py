@@ -104,13 +104,13 @@ def test_penalty_hook_changes_what_is_learned(shapes: np.ndarray) -> None:
         return ((inputs.means["angle"] - 0.5) ** 2).mean()
 
     free = small_rvae()
-    free.fit(shapes, epochs=3, batch_size=50, lr=3e-3, progress=False)
-    pulled = small_rvae().add_penalty("angle_prior", angle_prior, weight=200.0)
-    pulled.fit(shapes, epochs=3, batch_size=50, lr=3e-3, progress=False)
+    free.fit(shapes, epochs=5, batch_size=50, lr=3e-3, progress=False)
+    pulled = small_rvae().add_penalty("angle_prior", angle_prior, weight=1000.0)
+    pulled.fit(shapes, epochs=5, batch_size=50, lr=3e-3, progress=False)
     assert "train/angle_prior" in pulled.history
     pulled_gap = abs(pulled.encode(shapes)["angle"].mean() - 0.5)
     free_gap = abs(free.encode(shapes)["angle"].mean() - 0.5)
-    assert pulled_gap < 0.1 and free_gap > pulled_gap + 0.2, (pulled_gap, free_gap)
+    assert pulled_gap < 0.1 and free_gap > pulled_gap + 0.15, (pulled_gap, free_gap)
 
 
 def test_capacity_schedule_holds_kl_near_the_target(shapes: np.ndarray) -> None:
