@@ -35,7 +35,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from latentatlas._checks import check_array
+from latentatlas._files import atomic_directory, default_mode
 from latentatlas.analysis.classes import confusion_matrix, match_labels
 from latentatlas.analysis.labels import label_image
 from latentatlas.descriptors.patches import Patches
@@ -595,7 +595,7 @@ def save_results(path: Path, result: GrapheneResult) -> Path:
     tmp = Path(tmp_name)
     try:
         np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy stub quirk
-        _default_mode(tmp)
+        default_mode(tmp)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -619,13 +619,6 @@ def _config_record(result: GrapheneResult) -> dict[str, Any]:
         "scores": result.scores,
         "timings": result.timings,
     }
-
-
-def _default_mode(path: Path, directory: bool = False) -> None:
-    """mkstemp/mkdtemp create private entries; give results the usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
 def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
@@ -699,10 +692,7 @@ def _write_run(result: GrapheneResult, name: str, out: Path) -> Path:
     from latentatlas.report import write_report
 
     out = out.expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    _default_mode(tmp, directory=True)
-    try:
+    with atomic_directory(out) as tmp:
         save_results(tmp / "results.npz", result)
         record = {"source": name, **_config_record(result)}
         (tmp / "config.json").write_text(json.dumps(record, indent=2, default=str))
@@ -718,16 +708,5 @@ def _write_run(result: GrapheneResult, name: str, out: Path) -> Path:
             "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
         }
         write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s", out)
     return out

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from latentatlas._files import atomic_directory
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
 from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
@@ -492,12 +492,7 @@ def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
     from latentatlas.report import write_report
 
     out = out.expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a results folder is not
-    try:
+    with atomic_directory(out) as tmp:
         save_results(tmp / "results.h5", result)
         config = {"analysis": result.config.to_dict(), "source": str(data.source or data.name),
                   "patches": result.patches.summary(), "labels": result.labels.summary(),
@@ -517,16 +512,5 @@ def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
             tables["Score against ground truth"] = result.scores
         write_report(tmp / "index.html", f"latentatlas analyze: {data.name or data.source}",
                      figs, tables)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s", out)
     return out

@@ -8,8 +8,6 @@ a failed run never leaves a half-written folder.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from latentatlas._files import atomic_directory
 from latentatlas.datasets.shapes import ShapeSet, rotated_shapes, shifted_peaks
 from latentatlas.models import Latents, get_model, load_model
-from latentatlas.models.base import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +76,7 @@ def train_run(
     net = get_model(model, x.shape[1:], signal_dims=dims, seed=train_options.get("seed", 0),
                     **(model_options or {}))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         resume = Path(resume_from) / "checkpoint" if resume_from is not None else None
         net.fit(x, checkpoint_dir=tmp / "checkpoint" if train_options.get("checkpoint_every") else None,
                 resume_from=resume, **train_options)
@@ -122,10 +118,6 @@ def train_run(
             f.tight_layout()
             f.savefig(tmp / name, dpi=100)
             plt.close(f)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     elbo = net.history.get("test/elbo") or net.history.get("train/elbo") or [float("nan")]
     return TrainRun(out, len(x), elbo[-1], latents)
 

@@ -8,8 +8,6 @@ own modules.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from torch import Tensor
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
+from latentatlas._files import atomic_directory
 from latentatlas.models.config import VAEConfig, normalise_shape
 from latentatlas.models.latents import Latents
 from latentatlas.models.losses import Penalty
@@ -227,9 +226,7 @@ class VAEModel:
         renamed.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             meta = {
                 "model": self.name,
                 "latentatlas_version": __version__,
@@ -241,10 +238,6 @@ class VAEModel:
             state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_FILE))
             (tmp / HISTORY_FILE).write_text(json.dumps(self.history))
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -257,18 +250,6 @@ class VAEModel:
         if history_file.exists():
             model.history = json.loads(history_file.read_text())
         return model
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder ``src`` to ``dst``, replacing an older ``dst`` only at the end."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        dst.rename(old)
-        src.rename(dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        src.rename(dst)
 
 
 def load_model(path: str | Path) -> Any:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +30,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
-from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, replace_dir
+from latentatlas._files import atomic_directory
+from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
 from latentatlas.models.registry import registered
@@ -288,9 +287,7 @@ class Ensemble:
         """config.json (family, member, seeds, member config) and model.safetensors with every
         member's tensors under '<i>.<name>'; written to a temporary folder and renamed."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             meta = {
                 "model": self.name,
                 "member": self.member,
@@ -308,10 +305,6 @@ class Ensemble:
             }
             save_file(state, str(tmp / WEIGHTS_FILE))
             (tmp / HISTORY_FILE).write_text(json.dumps(self.history))
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

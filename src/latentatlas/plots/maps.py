@@ -18,6 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from latentatlas._files import default_mode
+
 __all__ = [
     "label_colors",
     "latent_maps_figure",
@@ -190,13 +192,6 @@ def latent_maps_figure(
     return fig
 
 
-def _default_mode(path: str | Path, directory: bool = False) -> None:
-    """mkstemp/mkdtemp create private (0600/0700) entries; give results the usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
-
-
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) via a temporary file and rename."""
     path = Path(path)
@@ -205,7 +200,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi)
-        _default_mode(tmp)
+        default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

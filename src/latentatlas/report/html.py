@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from latentatlas._files import default_mode
+
 __all__ = ["flatten", "write_report"]
 
 _STYLE = """
@@ -52,13 +54,6 @@ def _figure(caption: str, png: Path) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _default_mode(path: str | Path, directory: bool = False) -> None:
-    """mkstemp/mkdtemp create private (0600/0700) entries; give results the usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
-
-
 def write_report(
     path: str | Path,
     title: str,
@@ -88,7 +83,7 @@ def write_report(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(parts))
-        _default_mode(tmp)
+        default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
