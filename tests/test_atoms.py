@@ -241,7 +241,7 @@ def test_refine_option_and_bad_value() -> None:
 @pytest.mark.parametrize("kind", ["square", "hexagonal", "honeycomb"])
 def test_dcnn_recovers_generated_positions(kind: str) -> None:
     # Perovskite is left out on purpose: the shipped network misses dim B sublattices
-    # (see benchmarks/results_atoms.md); peaks and blob-LoG find them.
+    # (see benchmarks/RESULTS.md); peaks and blob-LoG find them.
     kw = dict(kind=kind, spacing=11, vacancy_fraction=0.03, dopant_fraction=0.03, seed=8)
     clean = generate_lattice((96, 96), gaussian_noise=0.1, **kw)  # type: ignore[arg-type]
     noisy = generate_lattice((96, 96), gaussian_noise=0.3, **kw)  # type: ignore[arg-type]
@@ -287,7 +287,7 @@ def test_dcnn_finds_real_graphene_columns(name: str) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="target F1 >= 0.95 at 1.5 px vs the AtomNet reference not reached: single-column "
-    "localisation at this noise is ~1 px per axis (see benchmarks/results_atoms.md)",
+    "localisation at this noise is ~1 px per axis (see benchmarks/RESULTS.md)",
 )
 def test_dcnn_meets_target_on_real_graphene() -> None:
     assert _real_scores("G-Si-2nm", 1.5) >= 0.95

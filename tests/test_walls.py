@@ -252,7 +252,7 @@ def test_real_pfm_runs_through_every_detector_and_methods_agree(name: str) -> No
         assert walls.mask.shape == phase.shape and walls.mask.any()
         assert 0.0 < table[0]["switching_degree"] < 0.5  # the minority state is switched
         masks[method] = walls.mask
-    # the three methods see the same walls (agreement reported in benchmarks/results_walls.md)
+    # the three methods see the same walls (agreement reported in benchmarks/RESULTS.md)
     assert wall_agreement(masks["canny"], masks["gaussian"]) > 0.5
     assert wall_agreement(masks["dcnn"], masks["gaussian"]) > 0.5
 

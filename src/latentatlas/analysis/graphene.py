@@ -92,7 +92,7 @@ class GrapheneConfig:
     alpha: weight of the labelled atoms' cross-entropy in the semi-supervised VAE. The model's
         default (50) let the classifier collapse onto the majority class on the real
         grain-boundary frame (4 minority classes, 1-3 labelled atoms each); 1000 does not
-        (benchmarks/results_graphene.md).
+        (benchmarks/RESULTS.md).
     augment: the semi-supervised VAE also trains on 11 symmetry copies of each labelled patch
         (rotations by multiples of 60 degrees and mirrors, :func:`_symmetry_copies`), which keep
         its ring label: 12 times the labels for free, which matters because the classifier

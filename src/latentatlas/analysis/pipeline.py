@@ -49,7 +49,7 @@ class AnalysisConfig:
     latent_dim: content latents. epochs, batch_size, lr: training.
     train_samples: train on a seeded random subset of at most this many patches (None: all);
         every patch is encoded. One CPU epoch of the rVAE on 40,000 22x22 patches took
-        minutes (benchmarks/results_analyze.md), and a few thousand patches of a lattice
+        minutes (benchmarks/RESULTS.md), and a few thousand patches of a lattice
         already cover its variability.
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
