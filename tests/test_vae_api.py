@@ -110,3 +110,21 @@ def test_cli_reports_a_non_numeric_file(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "notes.npy" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_trains_a_semi_supervised_model_from_a_labels_file(tmp_path: Path) -> None:
+    x = rotated_shapes(120, size=12, seed=0).images[:, 0]
+    y = np.full(120, -1)
+    y[:20] = np.arange(20) % 2
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["train", str(tmp_path / "x.npy"), "--model", "ssvae", "--labels",
+                             str(tmp_path / "y.npy"), "--epochs", "1", "--out", str(tmp_path / "run"),
+                             "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    assert '"n_classes": 2' in (tmp_path / "run" / "model" / "config.json").read_text()
+    refused = runner.invoke(app, ["train", str(tmp_path / "x.npy"), "--model", "vae", "--labels",
+                                  str(tmp_path / "y.npy"), "--epochs", "1", "--out",
+                                  str(tmp_path / "run2")])
+    assert refused.exit_code == 2 and "does not learn from labels" in refused.output

@@ -7,6 +7,8 @@ a failed run never leaves a half-written folder.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import numpy as np
 from latentatlas._files import atomic_directory
 from latentatlas.datasets.shapes import ShapeSet, rotated_shapes, shifted_peaks
 from latentatlas.models import Latents, get_model, load_model
+from latentatlas.models.registry import registered
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +69,40 @@ def train_run(
     signal_dims: int | None = None,
     model_options: dict[str, Any] | None = None,
     resume_from: str | Path | None = None,
+    labels: str | Path | None = None,
     **train_options: Any,
 ) -> TrainRun:
-    """Train ``model`` on the samples in ``source`` and write the run folder ``out``."""
+    """Train ``model`` on the samples in ``source`` and write the run folder ``out``.
+
+    labels: a file of integer classes (n,), -1 where unknown, for the models that learn from
+    labels (``fit(X, y)``: cvae, ssvae, ...); ``n_classes`` defaults to the largest label + 1.
+    """
     from latentatlas.plots.latents import plot_history, plot_latent_pair, plot_latent_vs_truth
 
     x, truth = read_samples(source, signal_dims)
     dims = x.ndim - 2
+    options = dict(model_options or {})
+    fit_labels: dict[str, np.ndarray] = {}
+    if labels is not None:
+        from latentatlas.io import load
+
+        y = np.asarray(load(labels).data).astype(np.int64).ravel()
+        if len(y) != len(x):
+            raise ValueError(f"{labels} holds {len(y)} labels for {len(x)} samples")
+        config_fields = {f.name for f in dataclasses.fields(registered(model).model_class.config_class)}
+        if "n_classes" in config_fields:
+            options.setdefault("n_classes", int(y.max()) + 1)
+        fit_labels["y"] = y
     net = get_model(model, x.shape[1:], signal_dims=dims, seed=train_options.get("seed", 0),
-                    **(model_options or {}))
+                    **options)
+    if fit_labels and "y" not in inspect.signature(net.fit).parameters:
+        raise ValueError(f"model {model!r} does not learn from labels; use one that does "
+                         "(e.g. cvae, ssvae) or leave out the labels")
     out = Path(out)
     with atomic_directory(out) as tmp:
         resume = Path(resume_from) / "checkpoint" if resume_from is not None else None
-        net.fit(x, checkpoint_dir=tmp / "checkpoint" if train_options.get("checkpoint_every") else None,
-                resume_from=resume, **train_options)
+        checkpoints = tmp / "checkpoint" if train_options.get("checkpoint_every") else None
+        net.fit(x, **fit_labels, checkpoint_dir=checkpoints, resume_from=resume, **train_options)
         net.save(tmp / "model")
         latents = net.encode(x)
         np.savez(tmp / "latents.npz", names=np.array(latents.names), mean=latents.mean, std=latents.std)
@@ -103,7 +126,9 @@ def train_run(
             from latentatlas.plots.maps import plot_manifold
 
             fig, ax = plt.subplots(figsize=(6, 6))
-            plot_manifold(ax, net.manifold(n=8))
+            # conditional models: the manifold of the first class (a one-hot condition)
+            k = net.config.condition_dim
+            plot_manifold(ax, net.manifold(n=8, condition=np.eye(k, dtype=np.float32)[0] if k else None))
             figures.append(("manifold.png", fig))
         if truth is not None:
             pose = [n for n in ("angle", "shift_x", "shift_y", "shift") if n in latents.names]

@@ -37,6 +37,8 @@ def train_command(
     precision: str = typer.Option("", help="e.g. 32-true, bf16-mixed (default: bf16-mixed on GPU)"),
     checkpoint_every: int = typer.Option(0, help="save a resumable training state every N epochs"),
     resume: Path | None = typer.Option(None, help="run folder whose checkpoint to resume from"),
+    labels: Path | None = typer.Option(None, help="integer class per sample (-1 = unknown), for "
+                                       "models that learn from labels (cvae, ssvae, ssrvae)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train a model on a samples file; write the model, latents and figures to a run folder."""
@@ -50,7 +52,7 @@ def train_command(
             data, out, model=model, signal_dims=signal_dims or None, model_options=options,
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, accelerator=accelerator,
             devices=int(devices) if devices.isdigit() else devices, precision=precision or None,
-            checkpoint_every=checkpoint_every, resume_from=resume, progress=not quiet,
+            checkpoint_every=checkpoint_every, resume_from=resume, progress=not quiet, labels=labels,
         )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
