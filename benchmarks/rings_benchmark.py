@@ -16,9 +16,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import io  # noqa: E402
 import json  # noqa: E402
-import pickle  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -27,6 +25,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from atoms_data import load_reference_coordinates  # noqa: E402  (benchmarks/ is on sys.path)
 from latentatlas.datasets.graphene import make_graphene  # noqa: E402
 from latentatlas.descriptors.rings import (  # noqa: E402
     analyze_rings,
@@ -40,41 +39,6 @@ from latentatlas.descriptors.rings import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "stem_graphene_aicrystallographer" / "AtomNet" / "exp_data"
 OUT = ROOT / "benchmarks" / "out"
-
-
-class _NumpyOnly(pickle.Unpickler):
-    """Unpickler that refuses everything but numpy arrays, dtypes, builtin containers and
-    ``_codecs.encode`` (a str -> bytes conversion)."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),  # how protocol-2 pickles store raw bytes
-    }
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def load_coords(path: Path) -> np.ndarray:
-    """(n, 3) row, col, class from an AtomNet *-coord.npy (a pickled {0: array})."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            _, _, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            _, _, dtype = np.lib.format.read_array_header_2_0(f)
-        if dtype.kind != "O":
-            raise ValueError(f"{path} holds a plain array; use np.load")
-        obj = _NumpyOnly(io.BytesIO(f.read())).load()
-    arr = obj.item() if isinstance(obj, np.ndarray) else obj
-    return np.asarray(arr[0], dtype=np.float64)
 
 
 def timed(fn, repeat: int = 5) -> tuple[float, object]:  # type: ignore[no-untyped-def]
@@ -93,7 +57,7 @@ def real_images() -> list[dict]:
         if not path.exists():
             print(f"skip {name}: {path} absent", file=sys.stderr)
             continue
-        c = load_coords(path)
+        c = load_reference_coordinates(path)
         xy = c[:, :2]
         sec, res = timed(lambda xy=xy: analyze_rings(xy))
         b = estimate_bond_length(xy)
