@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# The test models are small: on 2 cores a second thread mostly adds hand-offs, and on a shared
+# machine it made them several times slower.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

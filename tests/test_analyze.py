@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.labels import gmm_labels, label_image
@@ -19,16 +17,6 @@ from latentatlas.analysis.pipeline import analyze, save_results
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.report import write_report
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    # the tiny models here train fastest single-threaded (2 threads on a shared 2-core
-    # machine were 3x slower); restore the session's setting afterwards
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _fake_latents(values: np.ndarray, names: list[str]) -> SimpleNamespace:

@@ -24,15 +24,6 @@ from latentatlas.models.ensemble import EnsembleModule, align_to_reference, summ
 FAST = dict(batch_size=64, lr=3e-3, progress=False, test_fraction=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These small models run faster on one thread than on two on a shared, loaded CPU.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # -- properties of trained models -------------------------------------------------------------
 def test_joint_rvae_separates_rotated_classes_and_tracks_angle() -> None:
     data = rotated_classes(600, size=16, seed=0)

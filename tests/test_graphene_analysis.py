@@ -21,18 +21,6 @@ from latentatlas.analysis.graphene import (
 FAST = dict(epochs=30)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    # these small networks train several times faster on one thread than on two when the
-    # machine is shared (thread hand-offs dominate); restored for the other test modules
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sheet():  # type: ignore[no-untyped-def]
     return example_graphene(seed=0)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
-import torch
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from typer.testing import CliRunner
@@ -25,14 +23,6 @@ from latentatlas.plots.spectral import (
 from latentatlas.spectral import UnmixResult, unmix
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import shared_data
 from latentatlas.spectral import unmix
@@ -44,14 +42,6 @@ QUICK: dict[str, dict[str, Any]] = {
     "som": {"n_epochs": 2},
     "autoencoder": {"n_epochs": 1},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @functools.cache

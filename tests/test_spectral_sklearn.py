@@ -6,10 +6,6 @@ expected failures (xfail), so a check that starts passing is noticed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -21,16 +17,6 @@ from latentatlas.spectral import (
     KMeans,
     SpectralAutoencoder,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # tiny problems: more threads only add contention on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 _MC = (
     "fit_transform gives the joint posterior mean, transform the posterior with endmembers fixed "
