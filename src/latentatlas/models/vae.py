@@ -60,9 +60,13 @@ class VAEModule(nn.Module):
             [self._prior_of(name)[1] for name in self.names], dtype=torch.float32), persistent=False)
 
     # -- pieces ---------------------------------------------------------------------------
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior means and log-variances, each (n, n_latents) in ``self.names`` order."""
-        raw_mu, raw_logvar = self.encoder(x).chunk(2, dim=-1)
+    def encode(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Posterior means and log-variances, each (n, n_latents) in ``self.names`` order.
+
+        condition (n, d): for encoders built with a condition input (q(z | x, y)).
+        """
+        raw = self.encoder(x) if condition is None else self.encoder(x, condition)
+        raw_mu, raw_logvar = raw.chunk(2, dim=-1)
         scale: Tensor = self.prior_scale  # type: ignore[assignment]
         return raw_mu * scale, raw_logvar.clamp(-12.0, 8.0) + 2 * torch.log(scale)
 

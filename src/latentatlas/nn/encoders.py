@@ -21,21 +21,33 @@ def mlp(
 
 
 class MLPEncoder(nn.Module):
-    """Flattens (n, c, *spatial) and applies an MLP."""
+    """Flattens (n, c, *spatial) and applies an MLP.
 
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, hidden: int, layers: int) -> None:
+    condition_dim > 0: forward also takes a condition (n, condition_dim), e.g. a one-hot class,
+    appended to the flattened input.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, hidden: int, layers: int,
+                 condition_dim: int = 0) -> None:
         super().__init__()
-        self.net = mlp([math.prod(input_shape)] + [hidden] * layers + [out_dim])
+        self.condition_dim = condition_dim
+        self.net = mlp([math.prod(input_shape) + condition_dim] + [hidden] * layers + [out_dim])
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1))
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        return self.net(_with_condition(x.flatten(1), condition, self.condition_dim))
 
 
 class ConvEncoder(nn.Module):
-    """Strided convolutions (2-D for images, 1-D for spectra), then a linear head."""
+    """Strided convolutions (2-D for images, 1-D for spectra), then a linear head.
 
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, hidden: int, layers: int) -> None:
+    condition_dim > 0: forward also takes a condition (n, condition_dim), appended to the
+    convolutional features before the head.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, hidden: int, layers: int,
+                 condition_dim: int = 0) -> None:
         super().__init__()
+        self.condition_dim = condition_dim
         channels, spatial = input_shape[0], input_shape[1:]
         conv = nn.Conv2d if len(spatial) == 2 else nn.Conv1d
         blocks: list[nn.Module] = []
@@ -46,10 +58,23 @@ class ConvEncoder(nn.Module):
         self.features = nn.Sequential(*blocks, nn.Flatten())
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, *input_shape)).shape[1]
-        self.head = mlp([n_features, hidden, out_dim])
+        self.head = mlp([n_features + condition_dim, hidden, out_dim])
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        return self.head(_with_condition(self.features(x), condition, self.condition_dim))
+
+
+def _with_condition(features: Tensor, condition: Tensor | None, condition_dim: int) -> Tensor:
+    """(n, f) features with the condition (n, condition_dim) appended; checks it is given
+    exactly when the encoder was built for one."""
+    if condition_dim == 0:
+        if condition is not None:
+            raise ValueError("condition given to an encoder built with condition_dim=0")
+        return features
+    if condition is None or condition.shape[-1] != condition_dim:
+        got = None if condition is None else tuple(condition.shape)
+        raise ValueError(f"this encoder needs a condition of shape (n, {condition_dim}), got {got}")
+    return torch.cat([features, condition.to(features.dtype)], dim=-1)
 
 
 ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder}
