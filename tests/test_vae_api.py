@@ -128,3 +128,14 @@ def test_cli_trains_a_semi_supervised_model_from_a_labels_file(tmp_path: Path) -
                                   str(tmp_path / "y.npy"), "--epochs", "1", "--out",
                                   str(tmp_path / "run2")])
     assert refused.exit_code == 2 and "does not learn from labels" in refused.output
+
+
+def test_active_latents_are_those_whose_means_vary_over_samples() -> None:
+    from latentatlas.models import Latents
+
+    rng = np.random.default_rng(0)
+    # a used latent, one collapsed to the prior (means ~0 whatever the input), a used one off 0
+    mean = np.c_[rng.normal(size=500), 0.01 * rng.normal(size=500), rng.normal(0.5, 0.2, 500)]
+    latents = Latents(["z1", "z2", "z3"], mean, np.ones_like(mean))
+    assert latents.active().tolist() == [True, False, True]
+    assert latents.active(threshold=0.1).tolist() == [True, False, False]

@@ -31,5 +31,11 @@ class Latents:
         idx = [i for i, n in enumerate(self.names) if n.startswith("z")]
         return self.mean[:, idx]
 
+    def active(self, threshold: float = 0.01) -> np.ndarray:
+        """Boolean mask (len(names),) of the active latents: those whose posterior mean varies
+        over the samples by more than ``threshold`` (variance; Burda et al. 2016's criterion).
+        Inactive latents stay at the prior and carry nothing about the input."""
+        return self.mean.var(0) > threshold
+
     def __len__(self) -> int:
         return len(self.mean)
