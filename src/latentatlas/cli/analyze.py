@@ -17,6 +17,8 @@ def analyze(
         "kinds of sites"),
     atoms: str = typer.Option("peaks", help="atom finder: peaks, log, dcnn; none = sliding "
                               "windows"),
+    atom_model: str = typer.Option("general", help="weights for --atoms dcnn: general, graphene "
+                                   "(low-dose graphene) or a path"),
     window: int = typer.Option(0, help="patch side in pixels (0 = automatic)"),
     spacing: float = typer.Option(0.0, help="atom spacing in pixels for the atom finder "
                                   "(0 = estimated)"),
@@ -51,7 +53,8 @@ def analyze(
             out=Path(out),
             progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
             n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
-            atom_options={"spacing": spacing} if spacing > 0 else {},
+            atom_options={**({"spacing": spacing} if spacing > 0 else {}),
+                          **({"model": atom_model} if atoms == "dcnn" else {})},
             train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
         )
     except (ValueError, FileNotFoundError) as exc:

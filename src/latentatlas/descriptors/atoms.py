@@ -26,8 +26,14 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("peaks", "log", "dcnn")
 
-#: The shipped DCNN atom finder (see scripts/train_atom_finder.py).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "atom_finder.safetensors"
+_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+#: The shipped DCNN atom finders by name (see scripts/train_atom_finder.py): "general" was
+#: trained on a broad mix of lattices, "graphene" on low-dose honeycomb with grain boundaries.
+SHIPPED_ATOM_FINDERS = {
+    "general": _WEIGHTS / "atom_finder.safetensors",
+    "graphene": _WEIGHTS / "graphene_atom_finder.safetensors",
+}
+DEFAULT_WEIGHTS = SHIPPED_ATOM_FINDERS["general"]
 
 
 @dataclass
@@ -292,11 +298,13 @@ def _cached_model(path: str) -> Any:
 
 
 def load_atom_finder(path: str | Path | None = None) -> Any:
-    """The DCNN atom finder (a :class:`~latentatlas.nn.unet.UNet`); the shipped one by default.
+    """The DCNN atom finder (a :class:`~latentatlas.nn.unet.UNet`): a shipped one by name
+    (``"general"``, the default, or ``"graphene"``) or weights at ``path``.
 
     Cached per path, so repeated calls do not reload the weights.
     """
-    p = Path(path) if path is not None else DEFAULT_WEIGHTS
+    name = "general" if path is None else str(path)
+    p = SHIPPED_ATOM_FINDERS[name] if name in SHIPPED_ATOM_FINDERS else Path(path)  # type: ignore[arg-type]
     if not p.with_suffix(".safetensors").exists():
         raise FileNotFoundError(
             f"atom finder weights {p} not found; reinstall latentatlas or train them with "
@@ -331,20 +339,20 @@ def _find_dcnn(
     min_area: int,
     batch_size: int,
     tta: bool,
-    binning: int = 1,
+    scale: float,
 ) -> list[np.ndarray]:
+    from skimage.transform import rescale
+
     from latentatlas.train.segmentation import normalize_percentile, predict_probability
 
     meta = getattr(model, "metadata", {}) or {}
     npar = meta.get("normalization_params", {"low": 1.0, "high": 99.0, "clip": [-0.5, 1.5]})
+    shape = stack.shape[1:]
+    if scale != 1.0:
+        # Anti-aliased when shrinking: every output pixel then averages the input pixels it
+        # covers, which also raises the per-pixel signal-to-noise of noisy frames.
+        stack = rescale(stack.astype(np.float64), (1.0, scale, scale), order=1, anti_aliasing=scale < 1)
     norm = normalize_percentile(stack, low=npar["low"], high=npar["high"], clip=tuple(npar["clip"]))
-    if binning > 1:
-        # Mean over binning x binning blocks: columns much wider than the network was trained
-        # on become narrower and every pixel gains sqrt(binning^2) in signal-to-noise.
-        n, h, w = norm.shape
-        hb, wb = h // binning, w // binning
-        norm = norm[:, : hb * binning, : wb * binning].reshape(n, hb, binning, wb, binning)
-        norm = norm.mean(axis=(2, 4))
     x = norm[:, None]
     prob = predict_probability(model, x, batch_size=batch_size)[:, 0]
     if tta:
@@ -356,8 +364,14 @@ def _find_dcnn(
             pt = np.rot90(pt, -(k % 4), axes=(-2, -1))
             prob += (pt[..., ::-1] if k >= 4 else pt)[:, 0]
         prob /= 8
-    # Block k covers pixels k*b .. k*b + b - 1, so its centre is at k*b + (b - 1) / 2.
-    return [probability_to_points(p, threshold, min_area) * binning + (binning - 1) / 2 for p in prob]
+    return [_to_input_grid(probability_to_points(p, threshold, min_area), p.shape, shape) for p in prob]
+
+
+def _to_input_grid(points: np.ndarray, resampled: tuple[int, int], original: tuple[int, int]) -> np.ndarray:
+    """Map (n, 2) positions on a resampled grid back to the original one: pixel centres
+    (i + 0.5) scale by the ratio of the two grid sizes."""
+    ratio = np.asarray(original, dtype=np.float64) / np.asarray(resampled, dtype=np.float64)
+    return (points + 0.5) * ratio - 0.5
 
 
 def _assign_classes(
@@ -456,7 +470,7 @@ def find_atoms(
     min_area: int = 2,
     batch_size: int = 4,
     tta: bool = False,
-    binning: int | None = None,
+    scale: float | None = None,
     refine: str = "none",
     refine_iterations: int = 2,
     seed: int = 0,
@@ -473,14 +487,15 @@ def find_atoms(
         0.15..0.35 x spacing); blobs closer than 0.5 x spacing keep the stronger, and blobs
         whose scale-normalised LoG response is below ``threshold`` x the 90th percentile (0.2)
         are dropped; refined like ``"peaks"``.
-      - ``"dcnn"``: the shipped U-Net (or ``model``, a UNet or a path to weights) predicts an
-        atom-probability map; atoms are the probability-weighted centroids of regions above
-        ``threshold`` (default 0.5) of at least ``min_area`` pixels; ``tta=True`` averages the
-        map over the 8 flips/rotations (8x slower, steadier on very noisy frames). The network
-        was trained for spacings of 6-22 pixels and works best near 8-12 on noisy frames:
-        ``binning`` (None = automatic, ``spacing`` or the autocorrelation's guess / 8.5, rounded;
-        1 = off) averages binning x binning pixel blocks first, and the coordinates are mapped
-        back to the full-resolution grid.
+      - ``"dcnn"``: a U-Net predicts an atom-probability map; atoms are the probability-weighted
+        centroids of regions above ``threshold`` (default 0.5) of at least ``min_area`` pixels.
+        ``model``: ``"general"`` (default; trained on square, hexagonal, honeycomb and
+        perovskite lattices at 6-22 px), ``"graphene"`` (trained on low-dose honeycomb with
+        grain boundaries, Si and vacancies; use it for 60-80 kV graphene), a path to weights,
+        or a UNet. Each frame is first resampled by ``scale`` (None = automatic: the model's
+        preferred spacing over ``spacing`` or its estimate; the general model only shrinks)
+        and the coordinates are mapped back to the original grid. ``tta=True`` averages the
+        map over the 8 flips/rotations (8x slower, steadier on very noisy frames).
 
     refine: ``"none"`` or ``"lattice"``: after finding, pull each column towards the centroid
     of its neighbour shell for ``refine_iterations`` passes (:func:`refine_on_lattice`; a
@@ -522,18 +537,27 @@ def find_atoms(
         thr = 0.5 if threshold is None else threshold
         if not 0 < thr < 1:
             raise ValueError(f"threshold for 'dcnn' is a probability in (0, 1), got {thr}")
-        if binning is None:
-            # Shared by all frames of a stack: measured on the first one.
-            f0 = stack[0]
-            r0, c0 = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
-            crop = f0[r0 : r0 + 512, c0 : c0 + 512]
-            guess = spacing if spacing is not None else lattice_period(crop) / np.sqrt(3.0)
-            binning = max(1, int(round(guess / 8.5)))
-        if not isinstance(binning, (int, np.integer)) or binning < 1 or binning * 8 > min(h, w):
-            raise ValueError(
-                f"binning must be a positive integer (and frames >= 8 x binning), got {binning!r}"
-            )
-        found = _find_dcnn(stack, net, thr, min_area, batch_size, tta, int(binning))
+        meta = getattr(net, "metadata", {}) or {}
+
+        def automatic_scale(frame_spacing: float) -> float:
+            z = meta.get("input_spacing", 8.5) / frame_spacing
+            return z if meta.get("upsample", False) else min(z, 1.0)
+
+        # Shared by all frames of a stack: measured on the first one.
+        guessed = scale is None and spacing is None
+        if scale is None:
+            scale = automatic_scale(spacing if spacing is not None else estimate_spacing(stack[0]))
+        if not scale > 0 or min(h, w) * scale < 8:
+            raise ValueError(f"scale must be > 0 and leave frames >= 8 x 8 pixels, got {scale!r}")
+        found = _find_dcnn(stack, net, thr, min_area, batch_size, tta, float(scale))
+        if guessed:
+            # The autocorrelation guess is off by up to ~15 % on noisy frames with several
+            # grains; the atoms the network found give the spacing far better, so a second
+            # pass runs at the scale they imply when the two disagree by more than 5 %.
+            better = automatic_scale(_nn_spacing(found[0], 8.0 / scale))
+            if abs(better / scale - 1) > 0.05 and min(h, w) * better >= 8:
+                scale = better
+                found = _find_dcnn(stack, net, thr, min_area, batch_size, tta, float(scale))
     if method == "dcnn" and spacing is None:
         spacings = [_nn_spacing(p, 8.0) for p in found]
     if refine == "lattice":
@@ -549,7 +573,7 @@ def find_atoms(
         "threshold": thr,
         "n_classes": n_classes,
         "refine": refine,
-        "binning": binning if method == "dcnn" else None,
+        "scale": scale if method == "dcnn" else None,
     }
     logger.info("found %d atoms in %d frame(s) with %s", len(pos), len(stack), method)
     return Atoms(pos[:, 0].copy(), pos[:, 1].copy(), classes, frame, (h, w), len(stack), method, params)
