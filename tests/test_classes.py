@@ -79,6 +79,36 @@ def test_canonical_view_undoes_the_pose_the_encoder_reports(monkeypatch) -> None
         get_model("ssvae", (32, 32), n_classes=4, canonical_classifier=True)
 
 
+def test_class_encoder_loss_of_an_unlabelled_sample_is_the_q_weighted_labelled_losses(
+        monkeypatch, tmp_path) -> None:
+    # M2's q(z | x, y): an unlabelled sample's loss must be sum_y q(y|x) L(x, y) + KL(q || U),
+    # with L(x, y) the loss of the same sample labelled y. Noise-free z makes both exact, so a
+    # class paired with the wrong sample's rows or weights shows up as a mismatch.
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    model = get_model("ssvae", (6,), signal_dims=1, n_classes=3, hidden=8, latent_dim=2,
+                      encoder_sees_class=True, seed=1)
+    module = model.module.eval()
+    x = torch.rand(4, 1, 6)
+    knobs = {"alpha": 0.0}
+    with torch.no_grad():
+        q = torch.softmax(module.discrete_logits(x)[0], -1)
+        labelled = torch.tensor([[float(module({"x": x[i : i + 1], "y": torch.tensor([k])},
+                                                knobs).total) for k in range(3)] for i in range(4)])
+        unlabelled = float(module({"x": x, "y": torch.full((4,), -1)}, knobs).total)
+        kl_y = (q * torch.log(3 * q)).sum(1)
+    expected = float(((q * labelled).sum(1) + kl_y).mean())
+    assert unlabelled == pytest.approx(expected, rel=1e-5)
+    # the encoder really sees the class: the same x gives different latents for different y
+    mus = [module.encode(x, torch.eye(3)[[k] * 4])[0] for k in range(3)]
+    assert not torch.allclose(mus[0], mus[1])
+    # without a class, encode conditions on q(y | x); the saved model gives the same latents
+    loaded = load_model(model.save(tmp_path / "m2"))
+    np.testing.assert_array_equal(model.encode(x.numpy()).mean, loaded.encode(x.numpy()).mean)
+    with pytest.raises(ValueError, match="encoder_sees_class"):
+        get_model("ssvae", (6,), signal_dims=1, n_classes=3, encoder_sees_class=True,
+                  enumerate_classes=False)
+
+
 def test_cvae_decodes_one_content_latent_as_each_class() -> None:
     data = rotated_classes(600, size=16, max_angle=0.05, max_shift=0.02, seed=3)
     model = get_model("cvae", (16, 16), n_classes=3, latent_dim=2, hidden=64)

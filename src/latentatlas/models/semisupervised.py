@@ -9,9 +9,10 @@ Per sample:
     unlabelled:  E_q(y|x)[-log p(x | z, y)] + beta KL_z + KL(q(y|x) || uniform)
 
 The expectation over y is exact (summed over the classes, as in M2) with ``enumerate_classes``
-(default) or a Gumbel-softmax sample otherwise. Simplification against M2: q(z | x) does not
-see y, so the same encoder serves labelled and unlabelled samples. Knobs: ``alpha``
-(classification weight), ``beta``, ``temperature``.
+(default) or a Gumbel-softmax sample otherwise. By default q(z | x) does not see y, so one
+encoding serves every class (a simplification against M2). ``encoder_sees_class`` gives M2's
+q(z | x, y): each sample is encoded and decoded once per class, and KL_z too is averaged over
+q(y | x). Knobs: ``alpha`` (classification weight), ``beta``, ``temperature``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from latentatlas.models.joint import (
     categorical_kl_uniform,
 )
 from latentatlas.models.losses import LossRecord, reconstruction_nll
+from latentatlas.nn.encoders import ENCODERS
 from latentatlas.nn.pose import invert_affine, warp
 from latentatlas.train.schedules import Schedule
 
@@ -49,7 +51,8 @@ class SSVAEConfig(VAEConfig):
     temperature when ``enumerate_classes`` is False. canonical_classifier: the classifier sees
     the input warped back by the pose the encoder infers (its posterior mean), i.e. in the
     decoder's canonical frame, so labels of upright samples teach the classes at every pose;
-    needs pose latents.
+    needs pose latents. encoder_sees_class: q(z | x, y) as in M2 (needs ``enumerate_classes``;
+    costs n_classes encoder and decoder passes per sample); ``encode`` then conditions on q(y | x).
     """
 
     n_classes: int = 10
@@ -57,6 +60,7 @@ class SSVAEConfig(VAEConfig):
     enumerate_classes: bool = True
     temperature: float = 0.67
     canonical_classifier: bool = False
+    encoder_sees_class: bool = False
 
     def __post_init__(self) -> None:
         if self.n_classes < 2:
@@ -80,6 +84,12 @@ class SSVAEConfig(VAEConfig):
         if self.canonical_classifier and not self.has_pose:
             _fail("canonical_classifier", "False without rotation, translation or scale latents",
                   self.canonical_classifier)
+        if self.encoder_sees_class and not self.enumerate_classes:
+            _fail("encoder_sees_class", "False when enumerate_classes is False",
+                  self.encoder_sees_class)
+        if self.encoder_sees_class and self.canonical_classifier:
+            # The canonical view needs the pose from the encoder, which would need the class.
+            _fail("encoder_sees_class", "False with canonical_classifier", self.encoder_sees_class)
 
 
 class SSVAEModule(DiscreteLatentModule):
@@ -90,6 +100,18 @@ class SSVAEModule(DiscreteLatentModule):
 
     def __init__(self, config: SSVAEConfig) -> None:
         super().__init__(config, (config.n_classes,))
+        if config.encoder_sees_class:
+            self.encoder = ENCODERS[config.encoder](
+                config.input_shape, 2 * len(self.names), config.hidden, config.layers,
+                condition_dim=config.n_classes,
+            )
+
+    def encode(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """q(z | x), or with ``encoder_sees_class`` q(z | x, y) for the one-hot y ``condition``;
+        without one, y is the classifier's q(y | x) (its expected one-hot)."""
+        if self.config.encoder_sees_class and condition is None:
+            condition = torch.softmax(self.discrete_logits(x)[0], -1)
+        return super().encode(x, condition)
 
     def discrete_logits(self, x: Tensor) -> list[Tensor]:
         """Logits of q(y | x), (n, K) in a one-element list; see ``canonical_classifier``."""
@@ -119,29 +141,13 @@ class SSVAEModule(DiscreteLatentModule):
         if y is None:
             y = torch.full((n,), -1, dtype=torch.long, device=x.device)
         labelled = y >= 0
-        mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         logits = self.discrete_logits(x)
-        # Labelled samples: reconstruct with the true class. The clamp keeps -1 a valid index;
-        # those rows are masked out below.
-        onehot_true = F.one_hot(y.clamp_min(0), c.n_classes).to(z.dtype)
-        nll_true = reconstruction_nll(x, self.decode(z, onehot_true), c.likelihood, self.log_sigma)
-        if c.enumerate_classes:
-            nll_unl = self.enumerated_nll(x, z, logits)
-        else:
-            onehot = self.sample_discrete(logits, knobs.get("temperature", c.temperature))
-            nll_unl = reconstruction_nll(x, self.decode(z, onehot), c.likelihood, self.log_sigma)
-        kl = self.kl_terms(mu, logvar)
-        kl_z = torch.stack(list(kl.values())).sum(0)
+        terms = self.class_encoder_terms if c.encoder_sees_class else self.shared_encoder_terms
+        nll, kl, reg, z, mu = terms(x, y, logits, knobs)
         kl_y = categorical_kl_uniform(logits[0])
         mask = labelled.to(z.dtype)
-        nll = mask * nll_true + (1 - mask) * nll_unl
         ce = F.cross_entropy(logits[0], y.clamp_min(0), reduction="none") * mask
         classification = knobs.get("alpha", c.alpha) * ce.mean()
-        if "capacity" in knobs:
-            reg = knobs.get("gamma", 1.0) * (kl_z - knobs["capacity"]).abs()
-        else:
-            reg = knobs.get("beta", c.beta) * kl_z
         total = (nll + reg + (1 - mask) * kl_y).mean() + classification
         kl["class"] = (1 - mask) * kl_y
         extras = {"classification": classification}
@@ -155,6 +161,65 @@ class SSVAEModule(DiscreteLatentModule):
             kl={k: v.mean() for k, v in kl.items()},
             extras=extras,
         )
+
+
+    # Each ``*_terms`` gives, per sample (n,): the reconstruction NLL (true class if labelled,
+    # expectation over q(y | x) otherwise), the KL groups, the weighted regulariser; and the
+    # sampled latents and means (n, n_latents) that penalties see.
+    def shared_encoder_terms(
+        self, x: Tensor, y: Tensor, logits: list[Tensor], knobs: Mapping[str, float]
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor, Tensor]:
+        """One q(z | x) for every class."""
+        c = self.config
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        # Labelled samples: reconstruct with the true class. The clamp keeps -1 a valid index;
+        # those rows are masked out.
+        onehot_true = F.one_hot(y.clamp_min(0), c.n_classes).to(z.dtype)
+        nll_true = reconstruction_nll(x, self.decode(z, onehot_true), c.likelihood, self.log_sigma)
+        if c.enumerate_classes:
+            nll_unl = self.enumerated_nll(x, z, logits)
+        else:
+            onehot = self.sample_discrete(logits, knobs.get("temperature", c.temperature))
+            nll_unl = reconstruction_nll(x, self.decode(z, onehot), c.likelihood, self.log_sigma)
+        kl = self.kl_terms(mu, logvar)
+        reg = self.regulariser(torch.stack(list(kl.values())).sum(0), knobs)
+        nll = torch.where(y >= 0, nll_true, nll_unl)
+        return nll, kl, reg, z, mu
+
+    def class_encoder_terms(
+        self, x: Tensor, y: Tensor, logits: list[Tensor], knobs: Mapping[str, float]
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor, Tensor]:
+        """M2's q(z | x, y): every sample encoded and decoded once per class (K n rows).
+        Labelled samples weight their true class by 1, unlabelled ones each class by q(y | x);
+        the gradient of those weights is what the unlabelled data teaches the classifier."""
+        c = self.config
+        n, k = len(x), c.n_classes
+        q = torch.softmax(logits[0], -1)
+        weights = torch.where((y >= 0)[:, None], F.one_hot(y.clamp_min(0), k).to(q.dtype), q).T
+        onehots = torch.eye(k, dtype=x.dtype, device=x.device).repeat_interleave(n, 0)
+        xs = x.repeat(k, *([1] * (x.dim() - 1)))
+        mu, logvar = self.encode(xs, onehots)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        raw = self.decode(z, onehots)
+        nll = reconstruction_nll(xs, raw, c.likelihood, self.log_sigma).view(k, n)
+        kl = {g: v.view(k, n) for g, v in self.kl_terms(mu, logvar).items()}
+        reg = self.regulariser(torch.stack(list(kl.values())).sum(0), knobs)
+        # Penalties see the latents of the most heavily weighted class of each sample.
+        rows = weights.argmax(0) * n + torch.arange(n, device=x.device)
+        return (
+            (weights * nll).sum(0),
+            {g: (weights * v).sum(0) for g, v in kl.items()},
+            (weights * reg).sum(0),
+            z[rows],
+            mu[rows],
+        )
+
+    def regulariser(self, kl_z: Tensor, knobs: Mapping[str, float]) -> Tensor:
+        """beta KL_z, or gamma |KL_z - C| when a ``capacity`` schedule runs; elementwise."""
+        if "capacity" in knobs:
+            return knobs.get("gamma", 1.0) * (kl_z - knobs["capacity"]).abs()
+        return knobs.get("beta", self.config.beta) * kl_z
 
 
 class SSVAE(DiscreteModelMixin, VAEModel):

@@ -1,0 +1,129 @@
+"""MNIST classes on the latents of an unsupervised VAE: Kingma et al. 2014's M1+M2 (issue 4).
+
+    nice python benchmarks/classes_m1m2.py [--parts ssvae,jvae] [--labels 100,600,1000,3000]
+        [--m1-epochs 30] [--m2-epochs 15] [--jvae-epochs 30] [--jvae-options JSON]
+        [--out benchmarks/out/classes_m1m2.json]
+
+M1: a plain VAE (MLP 512 x 2, 50 latents, Bernoulli likelihood) trained without labels on the
+60,000 MNIST training digits; it is saved in benchmarks/out/ and reused by later runs with the
+same settings. Its posterior means on the active latents (``Latents.active``) are the data of
+M2, the semi-supervised VAE with M2's q(z | x, y) (``encoder_sees_class``) and a Gaussian
+likelihood on those vectors; the labelled digits are 10 per class (seed 0). The joint VAE part
+clusters the same vectors without labels. Test: the 10,000 IDX digits in ../shared/data/mnist,
+never seen in training. Results go to the JSON file after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classes_bench import OUT, SHARED_MNIST, mnist_train, save  # benchmarks/ is on sys.path
+from latentatlas.analysis.classes import cluster_accuracy
+from latentatlas.datasets.mnist import load_mnist_idx
+from latentatlas.models import get_model, load_model
+
+RESULT = OUT / "classes_m1m2.json"
+M1 = dict(latent_dim=50, hidden=512, layers=2, likelihood="bernoulli")
+# M2 on M1's means: sigma 0.5 is about the spread of a digit's M1 posterior (std 0.1-0.75 on
+# the active latents), so the decoder cannot demand the exact vector and a small content latent
+# leaves the class to y. A learnt sigma shrinks, z takes the class and accuracy falls (< 50 %).
+M2 = dict(latent_dim=8, hidden=256, layers=2, likelihood="gaussian", sigma=0.5, alpha=50.0,
+          encoder_sees_class=True)
+
+
+def m1_features(results: dict, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Active M1 latent means of the training (60,000) and test (10,000) digits. M1 is trained
+    once per setting and saved; its record (time, ELBO, active latents) goes to results["m1"]."""
+    x, _ = mnist_train()
+    xt, _ = load_mnist_idx(SHARED_MNIST)
+    folder = OUT / f"m1_vae_{M1['latent_dim']}x{M1['hidden']}_{epochs}ep"
+    if folder.exists():
+        m1 = load_model(folder)
+    else:
+        m1 = get_model("vae", (28, 28), **M1)
+        t = time.perf_counter()
+        m1.fit(x, epochs=epochs, batch_size=128, lr=1e-3, progress=False, test_fraction=0.0)
+        results["m1"] = {"config": M1, "epochs": epochs, "train_s": time.perf_counter() - t}
+        m1.save(folder)
+    latents = m1.encode(x)
+    active = latents.active()
+    results.setdefault("m1", {"config": M1, "epochs": epochs}).update(
+        folder=str(folder), final_train_elbo=m1.history["train/elbo"][-1],
+        active_latents=int(active.sum()))
+    return latents.mean[:, active], m1.encode(xt).mean[:, active]
+
+
+def part_ssvae(results: dict, features: tuple, n_labels: int, epochs: int) -> None:
+    f, ft = features
+    _, y = mnist_train()
+    _, yt = load_mnist_idx(SHARED_MNIST)
+    rng = np.random.default_rng(0)
+    labelled = np.concatenate([rng.choice(np.flatnonzero(y == k), n_labels // 10, replace=False)
+                               for k in range(10)])
+    partial = np.full(len(y), -1)
+    partial[labelled] = y[labelled]
+    model = get_model("ssvae", (f.shape[1],), signal_dims=1, n_classes=10, **M2)
+    accuracy: list[float] = []
+    t = time.perf_counter()
+    model.fit(f, partial, epochs=epochs, batch_size=128, lr=1e-3, progress=False,
+              test_fraction=0.0,
+              on_epoch_end=lambda e, h: accuracy.append(float((model.predict(ft) == yt).mean())))
+    results[f"m1m2_ssvae_{n_labels}_labels"] = {
+        "m2": M2, "labels": n_labels, "epochs": epochs,
+        "test_accuracy": accuracy[-1], "test_accuracy_per_epoch": accuracy,
+        "train_s": time.perf_counter() - t}
+    save(results)
+
+
+def part_jvae(results: dict, features: tuple, epochs: int, options: dict) -> None:
+    f, ft = features
+    _, yt = load_mnist_idx(SHARED_MNIST)
+    config = {**dict(discrete=(10,), latent_dim=8, hidden=256, layers=2, likelihood="gaussian",
+                     sigma=0.5, enumerate_classes=True, balance=10.0), **options}
+    model = get_model("jvae", (f.shape[1],), signal_dims=1, **config)
+    accuracy: list[float] = []
+    t = time.perf_counter()
+    model.fit(f, epochs=epochs, batch_size=128, lr=1e-3, progress=False, test_fraction=0.0,
+              on_epoch_end=lambda e, h: accuracy.append(cluster_accuracy(yt, model.predict(ft))))
+    results["m1_jvae"] = {
+        "config": config, "epochs": epochs,
+        "test_accuracy_hungarian": accuracy[-1], "test_accuracy_per_epoch": accuracy,
+        "train_s": time.perf_counter() - t}
+    save(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default="ssvae,jvae")
+    parser.add_argument("--labels", default="100,600,1000,3000")
+    parser.add_argument("--m1-epochs", type=int, default=30)
+    parser.add_argument("--m2-epochs", type=int, default=15)
+    parser.add_argument("--jvae-epochs", type=int, default=30)
+    parser.add_argument("--jvae-options", default="{}", help="JSON of jvae config overrides")
+    parser.add_argument("--out", default=str(RESULT), help="JSON file for the results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["_out"] = str(out)
+    results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": 1,
+                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    features = m1_features(results, args.m1_epochs)
+    parts = args.parts.split(",")
+    if "ssvae" in parts:
+        for n in (int(v) for v in args.labels.split(",")):
+            part_ssvae(results, features, n, args.m2_epochs)
+    if "jvae" in parts:
+        part_jvae(results, features, args.jvae_epochs, json.loads(args.jvae_options))
+    print(json.dumps({k: v for k, v in results.items() if k != "_out"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
