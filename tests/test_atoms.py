@@ -267,10 +267,10 @@ def test_dcnn_scale_maps_back_to_full_resolution() -> None:
         find_atoms(lat.image, "dcnn", scale=0)
 
 
-def _real_scores(name: str, radius: float, model: str) -> float:
+def _real_scores(name: str, radius: float, model: str, tta: bool = False) -> float:
     path = shared_data("stem_graphene_aicrystallographer", "AtomNet", "exp_data", f"{name}.npy")
     image, ref = load_graphene(path.parents[3], name)
-    atoms = find_atoms(image, "dcnn", model=model)
+    atoms = find_atoms(image, "dcnn", model=model, tta=tta)
     return match_points(atoms.positions, ref, radius, shape=image.shape, border=REFERENCE_BORDER).f1
 
 
@@ -286,5 +286,6 @@ def test_general_dcnn_finds_real_graphene_columns() -> None:
 @pytest.mark.parametrize("name", IMAGES)
 def test_graphene_dcnn_meets_target_on_real_graphene(name: str) -> None:
     # The target: F1 >= 0.95 at 1.5 px against the AtomNet coordinates, on every frame,
-    # with a network that never saw these frames (trained on generated graphene only).
-    assert _real_scores(name, 1.5, "graphene") >= 0.95
+    # with a network that never saw these frames (trained on generated graphene only). Without
+    # test-time augmentation the scores are 0.952-0.969; with it the margin is wider.
+    assert _real_scores(name, 1.5, "graphene", tta=True) >= 0.95

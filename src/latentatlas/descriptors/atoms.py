@@ -549,14 +549,15 @@ def find_atoms(
             scale = automatic_scale(spacing if spacing is not None else estimate_spacing(stack[0]))
         if not scale > 0 or min(h, w) * scale < 8:
             raise ValueError(f"scale must be > 0 and leave frames >= 8 x 8 pixels, got {scale!r}")
-        found = _find_dcnn(stack, net, thr, min_area, batch_size, tta, float(scale))
+        found = _find_dcnn(stack, net, thr, min_area, batch_size, tta and not guessed, float(scale))
         if guessed:
             # The autocorrelation guess is off by up to ~15 % on noisy frames with several
-            # grains; the atoms the network found give the spacing far better, so a second
-            # pass runs at the scale they imply when the two disagree by more than 5 %.
+            # grains; the atoms a first (plain) pass found give the spacing far better, so the
+            # final pass runs at the scale they imply when the two disagree by more than 5 %.
             better = automatic_scale(_nn_spacing(found[0], 8.0 / scale))
-            if abs(better / scale - 1) > 0.05 and min(h, w) * better >= 8:
-                scale = better
+            rescaled = abs(better / scale - 1) > 0.05 and min(h, w) * better >= 8
+            scale = better if rescaled else scale
+            if rescaled or tta:
                 found = _find_dcnn(stack, net, thr, min_area, batch_size, tta, float(scale))
     if method == "dcnn" and spacing is None:
         spacings = [_nn_spacing(p, 8.0) for p in found]
