@@ -100,7 +100,8 @@ class GrapheneConfig:
     tta: the class probabilities of ssvae and jvae are averaged over the 12 symmetry copies
         of each patch (test-time augmentation with the same symmetries).
     epochs, batch_size, lr, latent_dim, hidden, encoder, decoder: model and training.
-    atoms: atom finder when no coordinates are given (``peaks``, ``log``, ``dcnn``).
+    atoms: atom finder when no coordinates are given (``dcnn``, the DCNN trained on low-dose
+        graphene; ``peaks``; ``log``).
     cutoff: bond cut-off in input pixels (None: estimated). border_rings: see ``find_rings``.
     normalize: patch normalisation (``image``, ``patch``, ``none``).
     seed: for the labelled subset, the model and training.
@@ -122,7 +123,7 @@ class GrapheneConfig:
     hidden: int = 128
     encoder: str = "conv"
     decoder: str = "transform"
-    atoms: str = "peaks"
+    atoms: str = "dcnn"
     cutoff: float | None = None
     border_rings: str = "keep"
     normalize: str = "image"
@@ -386,7 +387,8 @@ def analyze_graphene(
     elif coords is None:
         from latentatlas.descriptors.atoms import find_atoms
 
-        xyc = find_atoms(img, method=cfg.atoms).as_array()
+        graphene_model = {"model": "graphene"} if cfg.atoms == "dcnn" else {}
+        xyc = find_atoms(img, method=cfg.atoms, **graphene_model).as_array()
         if len(xyc) < 10:
             raise ValueError(f"the atom finder {cfg.atoms!r} found {len(xyc)} atoms; pass "
                              "coords= or try another atoms= method")

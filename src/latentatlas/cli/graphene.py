@@ -28,7 +28,8 @@ def graphene(
     labelled_fraction: float = typer.Option(0.1, help="fraction of ring labels the ssvae sees"),
     epochs: int = typer.Option(20, help="training epochs"),
     latent_dim: int = typer.Option(2, help="number of content latents"),
-    atoms: str = typer.Option("peaks", help="atom finder without --coords: peaks, log, dcnn"),
+    atoms: str = typer.Option("dcnn", help="atom finder without --coords: dcnn (trained on "
+                              "low-dose graphene), peaks, log"),
     seed: int = typer.Option(0, help="random seed"),
     out: str = typer.Option("results/graphene", help="output folder (replaced)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
