@@ -387,8 +387,7 @@ def analyze_graphene(
     elif coords is None:
         from latentatlas.descriptors.atoms import find_atoms
 
-        graphene_model = {"model": "graphene"} if cfg.atoms == "dcnn" else {}
-        xyc = find_atoms(img, method=cfg.atoms, **graphene_model).as_array()
+        xyc = find_atoms(img, method=cfg.atoms, model="graphene" if cfg.atoms == "dcnn" else None).as_array()
         if len(xyc) < 10:
             raise ValueError(f"the atom finder {cfg.atoms!r} found {len(xyc)} atoms; pass "
                              "coords= or try another atoms= method")
