@@ -65,7 +65,8 @@ def m1_features(results: dict, epochs: int) -> tuple[np.ndarray, np.ndarray]:
     return latents.mean[:, active], m1.encode(xt).mean[:, active]
 
 
-def part_ssvae(results: dict, features: tuple, n_labels: int, epochs: int) -> None:
+def part_ssvae(results: dict, features: tuple, n_labels: int, epochs: int,
+               labelled_fraction: float = 0.1) -> None:
     f, ft = features
     _, y = mnist_train()
     _, yt = load_mnist_idx(SHARED_MNIST)
@@ -78,7 +79,7 @@ def part_ssvae(results: dict, features: tuple, n_labels: int, epochs: int) -> No
     accuracy: list[float] = []
     t = time.perf_counter()
     model.fit(f, partial, epochs=epochs, batch_size=128, lr=1e-3, progress=False,
-              test_fraction=0.0,
+              test_fraction=0.0, labelled_fraction=labelled_fraction,
               on_epoch_end=lambda e, h: accuracy.append(float((model.predict(ft) == yt).mean())))
     results[f"m1m2_ssvae_{n_labels}_labels"] = {
         "m2": M2, "labels": n_labels, "epochs": epochs,
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--labels", default="100,600,1000,3000")
     parser.add_argument("--m1-epochs", type=int, default=30)
     parser.add_argument("--m2-epochs", type=int, default=15)
+    parser.add_argument("--labelled-fraction", type=float, default=0.1,
+                        help="M2: labels repeated until they are this fraction of the data")
     parser.add_argument("--jvae-inputs", default="m1,umap", help="jvae on M1 latents, their UMAP")
     parser.add_argument("--jvae-epochs", type=int, default=20)
     parser.add_argument("--jvae-options", default="{}", help="JSON of jvae config overrides")
@@ -147,7 +150,7 @@ def main() -> None:
     parts = args.parts.split(",")
     if "ssvae" in parts:
         for n in (int(v) for v in args.labels.split(",")):
-            part_ssvae(results, features, n, args.m2_epochs)
+            part_ssvae(results, features, n, args.m2_epochs, args.labelled_fraction)
     if "jvae" in parts:
         for source in args.jvae_inputs.split(","):
             part_jvae(results, features, source, args.jvae_epochs, json.loads(args.jvae_options))
