@@ -54,6 +54,16 @@ def mnist_train() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def open_results(out: Path) -> dict:
+    """Earlier results in ``out`` (or none), stamped with this machine and run; ``save`` writes
+    them back to ``out`` after every part."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["_out"] = str(out)
+    results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": 1,
+                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    return results
+
+
 def save(results: dict) -> None:
     OUT.mkdir(exist_ok=True)
     target = Path(results.get("_out", RESULT))
@@ -158,11 +168,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULT), help="JSON file for the results")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results["_out"] = str(out)
-    results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": 1,
-                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    results = open_results(Path(args.out))
     parts = args.parts.split(",")
     if "ensemble" in parts:
         part_ensemble(results, args.scale)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from classes_bench import OUT, SHARED_MNIST, mnist_train, save  # benchmarks/ is on sys.path
+from classes_bench import OUT, SHARED_MNIST, mnist_train, open_results, save  # benchmarks/ is on sys.path
 from latentatlas.analysis.classes import cluster_accuracy
 from latentatlas.datasets.mnist import load_mnist_idx
 from latentatlas.models import get_model, load_model
@@ -141,11 +140,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULT), help="JSON file for the results")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results["_out"] = str(out)
-    results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": 1,
-                          "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    results = open_results(Path(args.out))
     features = m1_features(results, args.m1_epochs)
     parts = args.parts.split(",")
     if "ssvae" in parts:

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 
+from latentatlas.datasets.lattices import generate_lattice
 from latentatlas.datasets.render import add_microscope_noise, render_columns
 from latentatlas.descriptors.rings import (
     DEFAULT_RING_CLASSES,
@@ -771,8 +772,6 @@ def random_graphene(
     (30 %) and white noise at a per-pixel contrast-to-noise of 0.45-1.6, the range of 60 kV
     HAADF graphene once resampled to about 11 pixels per bond.
     """
-    from latentatlas.datasets.lattices import generate_lattice
-
     if rng.random() < 0.4:
         sp = rng.uniform(*bond_range)
         lat = generate_lattice(

@@ -307,7 +307,7 @@ def load_atom_finder(path: str | Path | None = None) -> Any:
     Cached per path, so repeated calls do not reload the weights.
     """
     name = "general" if path is None else str(path)
-    p = SHIPPED_ATOM_FINDERS[name] if name in SHIPPED_ATOM_FINDERS else Path(path)  # type: ignore[arg-type]
+    p = SHIPPED_ATOM_FINDERS.get(name, Path(name))
     if not p.with_suffix(".safetensors").exists():
         raise FileNotFoundError(
             f"atom finder weights {p} not found; reinstall latentatlas or train them with "
