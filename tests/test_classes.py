@@ -109,6 +109,30 @@ def test_class_encoder_loss_of_an_unlabelled_sample_is_the_q_weighted_labelled_l
                   enumerate_classes=False)
 
 
+def test_consistency_term_is_zero_for_unmoved_views_and_invariant_classifiers() -> None:
+    model = get_model("jvae", (12, 12), discrete=(3,), hidden=16, consistency=5.0)
+    module = model.module
+    x = torch.from_numpy(rotated_classes(32, size=12, seed=0).images)
+    logits = module.discrete_logits(x)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert float(module.consistency_term(x, logits, 0.4, 0.15, 0.1)) > 1e-4
+        unmoved = module.consistency_term(x, logits, 0.0, 0.0, 0.0)
+    assert float(unmoved) == pytest.approx(0, abs=1e-6)
+    # only the moved view learns: the original prediction gets no gradient from the term
+    logits[0].retain_grad()
+    moved = module.consistency_term(x, logits, 0.4, 0.15, 0.1)
+    moved.backward()
+    assert logits[0].grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.classifier.parameters())
+    with torch.no_grad():
+        assert float(module({"x": x}, {}).extras["consistency"]) > 0
+        assert "consistency" not in module({"x": x}, {"consistency": 0.0}).extras
+        module.classifier.net[-1].weight.zero_()  # a classifier that ignores its input
+        invariant = module.consistency_term(x, module.discrete_logits(x), 0.4, 0.15, 0.1)
+    assert float(invariant) == pytest.approx(0, abs=1e-6)
+
+
 def test_cvae_decodes_one_content_latent_as_each_class() -> None:
     data = rotated_classes(600, size=16, max_angle=0.05, max_shift=0.02, seed=3)
     model = get_model("cvae", (16, 16), n_classes=3, latent_dim=2, hidden=64)
@@ -274,6 +298,10 @@ def test_bad_input_gets_clear_errors() -> None:
         get_model("cvae", (8, 8))
     with pytest.raises(ValueError, match="discrete"):
         get_model("jvae", (8, 8), discrete=(1,))
+    with pytest.raises(ValueError, match="consistency"):
+        get_model("jvae", (8, 8), consistency=-1.0)
+    with pytest.raises(ValueError, match="augment_angle"):
+        get_model("jvae", (8, 8), augment_shift=-0.1)
     model = get_model("ssvae", (8, 8), n_classes=3, hidden=8)
     x = np.zeros((4, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"\[0, 3\)"):

@@ -12,7 +12,8 @@ a schedule can anneal it) or, with ``enumerate_classes``, sums the reconstructio
 every class combination weighted by q(c | x).
 
 Knobs the training plan may pass (schedules): ``capacity_z``, ``capacity_d``, ``gamma_z``,
-``gamma_d``, ``temperature``. Missing knobs take the config's values (the final capacities).
+``gamma_d``, ``temperature``, ``balance``, ``consistency``. Missing knobs take the config's values
+(the final capacities).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from latentatlas.models.config import VAEConfig, _fail
 from latentatlas.models.losses import LossRecord, PenaltyInput, reconstruction_nll
 from latentatlas.models.vae import VAEModule
 from latentatlas.nn.encoders import ENCODERS
+from latentatlas.nn.pose import random_pose_matrix, warp
 from latentatlas.train.plan import TrainConfig, train
 from latentatlas.train.schedules import Constant, Linear, Schedule
 
@@ -59,6 +61,10 @@ class JointConfig(VAEConfig):
     gamma_z, gamma_d: weights of the |KL - C| terms. condition_dim is set to sum(discrete).
     balance: weight of KL(batch-mean q(c|x) || uniform), a guard against classes left unused
     (not in Dupont 2018; 0 turns it off).
+    consistency: weight of KL(q(c|x) || q(c|T x)) for a random small affine T per sample
+    (rotation within +-augment_angle radians, 2-D only; shift within +-augment_shift
+    half-widths; log-scale within +-augment_scale): the class must not change when the object
+    moves a little (not in Dupont 2018; 0 turns it off).
     """
 
     discrete: tuple[int, ...] = (10,)
@@ -69,6 +75,10 @@ class JointConfig(VAEConfig):
     gamma_z: float = 30.0
     gamma_d: float = 30.0
     balance: float = 0.0
+    consistency: float = 0.0
+    augment_angle: float = 0.25
+    augment_shift: float = 0.1
+    augment_scale: float = 0.1
 
     def __post_init__(self) -> None:
         discrete = tuple(int(k) for k in self.discrete)
@@ -87,10 +97,12 @@ class JointConfig(VAEConfig):
             _fail("temperature", "> 0", self.temperature)
         if self.capacity_z < 0:
             _fail("capacity_z", ">= 0 nats", self.capacity_z)
-        if self.gamma_z < 0 or self.gamma_d < 0 or self.balance < 0:
-            _fail(
-                "gamma_z, gamma_d and balance", ">= 0", (self.gamma_z, self.gamma_d, self.balance)
-            )
+        weights = (self.gamma_z, self.gamma_d, self.balance, self.consistency)
+        if min(weights) < 0:
+            _fail("gamma_z, gamma_d, balance and consistency", ">= 0", weights)
+        augment = (self.augment_angle, self.augment_shift, self.augment_scale)
+        if min(augment) < 0:
+            _fail("augment_angle, augment_shift and augment_scale", ">= 0", augment)
         if self.enumerate_classes and math.prod(discrete) > MAX_ENUMERATED:
             _fail(
                 "enumerate_classes",
@@ -162,6 +174,21 @@ class DiscreteLatentModule(VAEModule):
             out = out + (marginal * marginal.clamp_min(1e-12).log()).sum() + math.log(lg.shape[-1])
         return out
 
+    def consistency_term(
+        self, x: Tensor, logits: list[Tensor], max_angle: float, max_shift: float,
+        max_log_scale: float,
+    ) -> Tensor:
+        """Mean over samples of KL(q(c|x) || q(c|T x)) summed over discrete variables, with T a
+        random affine map per sample (``nn.pose.random_pose_matrix``). q(c|x) is held fixed (no
+        gradient), so the moved view learns to agree with the original, not the reverse."""
+        matrix = random_pose_matrix(len(x), x.dim() - 2, max_angle, max_shift, max_log_scale, x)
+        moved = self.discrete_logits(warp(x, matrix))
+        out = x.new_zeros(())
+        for lg, lg_moved in zip(logits, moved, strict=True):
+            log_p = F.log_softmax(lg.detach(), -1)
+            out = out + (log_p.exp() * (log_p - F.log_softmax(lg_moved, -1))).sum(-1).mean()
+        return out
+
     def penalty_extras(
         self, x: Tensor, raw: Tensor | None, z: Tensor, mu: Tensor, logits: list[Tensor]
     ) -> dict[str, Tensor]:
@@ -223,6 +250,11 @@ class JointVAEModule(DiscreteLatentModule):
         weight = knobs.get("balance", c.balance)
         if weight:
             extras["balance"] = weight * self.balance_term(logits)
+        weight = knobs.get("consistency", c.consistency)
+        if weight:
+            extras["consistency"] = weight * self.consistency_term(
+                x, logits, c.augment_angle, c.augment_shift, c.augment_scale
+            )
         for value in extras.values():
             total = total + value
         return LossRecord(

@@ -56,6 +56,21 @@ def inverse_pose_matrix(
     return torch.cat([linear, offset], dim=-1)
 
 
+def random_pose_matrix(
+    n: int, dims: int, max_angle: float, max_shift: float, max_log_scale: float, like: Tensor
+) -> Tensor:
+    """Inverse pose matrices (n, D, D + 1) of poses drawn uniformly: angle in +-max_angle (2-D
+    only), shift in +-max_shift per axis, log-scale in +-max_log_scale; for ``warp``."""
+
+    def uniform(*shape: int) -> Tensor:
+        return (torch.rand(*shape, dtype=like.dtype, device=like.device) * 2 - 1)
+
+    angle = uniform(n) * max_angle if dims == 2 and max_angle > 0 else None
+    shift = uniform(n, dims) * max_shift if max_shift > 0 else None
+    log_scale = uniform(n) * max_log_scale if max_log_scale > 0 else None
+    return inverse_pose_matrix(n, dims, angle, shift, log_scale, like)
+
+
 def transform_coordinates(grid: Tensor, matrix: Tensor) -> Tensor:
     """Apply (n, D, D + 1) affine matrices to a (P, D) grid -> (n, P, D)."""
     return grid @ matrix[:, :, :-1].transpose(1, 2) + matrix[:, None, :, -1]
