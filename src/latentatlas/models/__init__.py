@@ -7,9 +7,9 @@ from latentatlas.models.losses import LossRecord, PenaltyInput
 from latentatlas.models.registry import get_model, list_models, register_model
 
 register_model("vae", VAEModel, "plain VAE: content latents only", decoder="mlp")
-# Pose-aware families default to the transform decoder: on CPU it trains >10x faster than the
-# spatial (coordinate MLP) decoder at equal ELBO (benchmarks/RESULTS.md); decoder="spatial" is one
-# argument away.
+# Pose-aware families (here and the class-aware ones below) default to the transform decoder: on
+# CPU it trains >10x faster than the spatial (coordinate MLP) decoder at equal ELBO
+# (benchmarks/RESULTS.md); decoder="spatial" is one argument away.
 register_model("shiftvae", VAEModel, "shift-invariant VAE: translation + content latents (1-D or 2-D)",
                translation=True, decoder="transform")
 register_model("rvae", VAEModel, "rotation- and translation-invariant VAE (rVAE)",
@@ -29,12 +29,12 @@ register_model("cvae", ConditionalVAE, "conditional VAE: a known class (n_classe
 register_model("jvae", JointVAE, "joint VAE (Dupont 2018): continuous + discrete latents, "
                "no labels", decoder="mlp")
 register_model("jrvae", JointVAE, "joint rVAE: discrete classes + rotation, translation, content",
-               rotation=True, translation=True, decoder="spatial")
+               rotation=True, translation=True, decoder="transform")
 register_model("ssvae", SSVAE, "semi-supervised VAE (Kingma M2): classifier q(y|x) + labelled and "
                "unlabelled data", decoder="mlp")
 # The canonical classifier made the cards benchmark robust over seeds (0.989-1.000 where the plain
 # classifier gave 0.844-0.990; benchmarks/RESULTS.md).
 register_model("ssrvae", SSVAE, "rotation- and translation-invariant semi-supervised VAE",
-               rotation=True, translation=True, decoder="spatial", canonical_classifier=True)
+               rotation=True, translation=True, decoder="transform", canonical_classifier=True)
 register_model("ensemble", Ensemble, "N members of one family (member=..., n_members=8) trained "
                "in one vectorised pass; aligned classes and their dispersion")
