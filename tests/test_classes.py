@@ -369,10 +369,11 @@ def test_vectorised_ensemble_trains_with_pose_decoders(decoder: str, signal: str
     else:
         x, shape, pose = shifted_peaks(32, length=24).images, (24,), dict(rotation=False)
     ens = get_model("ensemble", shape, member="jvae", n_members=2, discrete=(2,), hidden=8,
-                    translation=True, decoder=decoder, **pose)
+                    translation=True, decoder=decoder, consistency=1.0, **pose)
     before = [{k: v.clone() for k, v in m.module.decoder.state_dict().items()} for m in ens.members]
     ens.fit(x, epochs=1, batch_size=16, progress=False, test_fraction=0.0)
     assert np.isfinite(ens.history["train/total"]).all()
+    assert ens.history["train/consistency"][0] > 0  # the random moves run under vmap too
     for m, old in zip(ens.members, before, strict=True):  # every member's weights moved
         new = m.module.decoder.state_dict()
         assert any(not torch.equal(old[k], new[k]) for k in old)
