@@ -133,6 +133,24 @@ def test_consistency_term_is_zero_for_unmoved_views_and_invariant_classifiers() 
     assert float(invariant) == pytest.approx(0, abs=1e-6)
 
 
+def test_pose_kl_leaves_the_capacity_term_when_the_capacity_covers_content_only() -> None:
+    x = {"x": torch.from_numpy(rotated_classes(16, size=12, seed=0).images)}
+    records = []
+    for covers in (True, False):
+        model = get_model("jrvae", (12, 12), seed=0, discrete=(3,), hidden=16, capacity_z=5.0,
+                          capacity_covers_pose=covers)
+        torch.manual_seed(1)  # the same posterior samples for both
+        with torch.no_grad():
+            records.append(model.module(x, {}))
+    pose_kl = float(records[0].kl["rotation"] + records[0].kl["translation"])
+    assert pose_kl > 0
+    # every sample's KL is far below C = 5: |KL_c + KL_p - C| = C - KL_c - KL_p, so moving the
+    # pose KL out of the capacity term (weight gamma_z = 30) to the plain KL (beta = 1) changes
+    # the loss by -(30 + 1) KL_p
+    change = float(records[0].total - records[1].total)
+    assert change == pytest.approx(-31 * pose_kl, rel=1e-4)
+
+
 def test_cvae_decodes_one_content_latent_as_each_class() -> None:
     data = rotated_classes(600, size=16, max_angle=0.05, max_shift=0.02, seed=3)
     model = get_model("cvae", (16, 16), n_classes=3, latent_dim=2, hidden=64)

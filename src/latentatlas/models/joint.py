@@ -61,6 +61,8 @@ class JointConfig(VAEConfig):
     gamma_z, gamma_d: weights of the |KL - C| terms. condition_dim is set to sum(discrete).
     balance: weight of KL(batch-mean q(c|x) || uniform), a guard against classes left unused
     (not in Dupont 2018; 0 turns it off).
+    capacity_covers_pose: the continuous capacity bounds the KL of the pose latents too (True)
+    or only that of the content latents, the pose KL then entering with weight ``beta``.
     consistency: weight of KL(q(c|x) || q(c|T x)) for a random small affine T per sample
     (rotation within +-augment_angle radians, 2-D only; shift within +-augment_shift
     half-widths; log-scale within +-augment_scale): the class must not change when the object
@@ -75,6 +77,7 @@ class JointConfig(VAEConfig):
     gamma_z: float = 30.0
     gamma_d: float = 30.0
     balance: float = 0.0
+    capacity_covers_pose: bool = True
     consistency: float = 0.0
     augment_angle: float = 0.25
     augment_shift: float = 0.1
@@ -234,7 +237,10 @@ class JointVAEModule(DiscreteLatentModule):
             raw = self.decode(z, onehot)
             nll = reconstruction_nll(x, raw, c.likelihood, self.log_sigma)
         kl = self.kl_terms(mu, logvar)
-        kl_cont = torch.stack(list(kl.values())).sum(0)
+        capped = [v for k, v in kl.items() if c.capacity_covers_pose or k == "content"]
+        kl_cont = torch.stack(capped).sum(0)
+        kl_pose = sum((v for k, v in kl.items() if not c.capacity_covers_pose and k != "content"),
+                      torch.zeros_like(kl_cont))
         kl_disc = [categorical_kl_uniform(lg) for lg in logits]
         for i, value in enumerate(kl_disc):
             kl[f"discrete{i if len(kl_disc) > 1 else ''}"] = value
@@ -243,6 +249,7 @@ class JointVAEModule(DiscreteLatentModule):
         loss = (
             nll
             + knobs.get("gamma_z", c.gamma_z) * (kl_cont - cap_z).abs()
+            + knobs.get("beta", c.beta) * kl_pose
             + knobs.get("gamma_d", c.gamma_d) * (torch.stack(kl_disc).sum(0) - cap_d).abs()
         )
         total = loss.mean()
