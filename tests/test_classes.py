@@ -19,7 +19,7 @@ from latentatlas.analysis.classes import (
 from latentatlas.datasets.cards import blend, cards, rotated_classes, suit_glyphs
 from latentatlas.datasets.shapes import shifted_peaks
 from latentatlas.models import get_model, load_model
-from latentatlas.models.ensemble import EnsembleModule, align_to_reference, summarise
+from latentatlas.models.ensemble import Ensemble, EnsembleModule, align_to_reference, summarise
 
 FAST = dict(batch_size=64, lr=3e-3, progress=False, test_fraction=0.0)
 
@@ -200,6 +200,47 @@ def test_alignment_recovers_members_permuted_classes() -> None:
     # Without alignment the same members would disagree; with it they agree.
     assert summarise(members).disagreement.mean() > 0.3
     assert summary.disagreement.mean() < 0.05
+
+
+def test_consensus_alignment_outvotes_a_reference_that_merged_two_classes() -> None:
+    truth = np.repeat(np.arange(4), 50)
+
+    def member(labels: np.ndarray, confidence: np.ndarray, perm: list[int]) -> np.ndarray:
+        p = np.eye(4)[labels] * confidence[:, None] + (1 - confidence[:, None]) / 4
+        return p[:, perm]
+
+    # member 0 put the 0s and 1s together and split the 2s by some other factor
+    merged = np.array([0, 0, 1, 3])[truth]
+    merged[(truth == 2) & (np.arange(len(truth)) % 2 == 0)] = 2
+    # two right members, one surer of its 1s, the other of its 0s: aligned to member 0, each
+    # maps a different one of its classes onto member 0's merged class
+    sure_of = [np.where(truth == 1, 0.95, 0.6), np.where(truth == 0, 0.95, 0.6)]
+    probas = np.stack([member(merged, np.full(len(truth), 0.9), [0, 1, 2, 3]),
+                       member(truth, sure_of[0], [2, 0, 3, 1]),
+                       member(truth, sure_of[1], [1, 3, 0, 2])])
+    by_reference = summarise(align_to_reference(probas, reference=0)[0])
+    by_consensus = summarise(align_to_reference(probas, reference=None)[0])
+    assert cluster_accuracy(truth, by_reference.labels) <= 0.8
+    assert cluster_accuracy(truth, by_consensus.labels) == 1.0
+    # one member in three disagrees on the digits member 0 confused, none on the 3s
+    assert np.allclose(by_consensus.disagreement[truth == 3], 0)
+    assert np.allclose(by_consensus.disagreement[(truth == 2) & (merged == 2)], 1 / 3) or \
+        np.allclose(by_consensus.disagreement[(truth == 2) & (merged == 1)], 1 / 3)
+
+
+def test_an_ensemble_of_separately_trained_models_predicts_as_its_members_agree(tmp_path) -> None:
+    data = rotated_classes(60, size=10, seed=0)
+    models = [get_model("jvae", (10, 10), seed=s, discrete=(3,), hidden=8) for s in (0, 1)]
+    for m in models:
+        m.fit(data.images, epochs=1, progress=False, test_fraction=0.0)
+    ens = Ensemble.from_members(models)
+    aligned, _ = align_to_reference(np.stack([m.predict_proba(data.images) for m in models]), None)
+    np.testing.assert_allclose(ens.predict_proba(data.images), aligned.mean(0), atol=1e-6)
+    loaded = load_model(ens.save(tmp_path / "ens"))
+    np.testing.assert_array_equal(loaded.predict_proba(data.images), ens.predict_proba(data.images))
+    other = get_model("jvae", (10, 10), discrete=(4,), hidden=8)
+    with pytest.raises(ValueError, match="share family and config"):
+        Ensemble.from_members([models[0], other])
 
 
 def test_confusion_and_hungarian_accuracy_ignore_class_names() -> None:

@@ -122,25 +122,52 @@ class EnsembleModule(nn.Module):
         )
 
 
-def align_to_reference(probas: np.ndarray, reference: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber each member's classes to agree with member ``reference``.
+def _align_to(target: np.ndarray, probas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's classes renumbered to best overlap ``target`` (n, K) (Hungarian)."""
+    perms = np.zeros((len(probas), probas.shape[2]), np.int64)
+    aligned = np.empty_like(probas)
+    for j in range(len(probas)):
+        overlap = target.T @ probas[j]  # (K_target, K_j)
+        rows, cols = linear_sum_assignment(-overlap)
+        perms[j, rows] = cols
+        aligned[j] = probas[j][:, perms[j]]
+    return aligned, perms
+
+
+def align_to_reference(
+    probas: np.ndarray, reference: int | None = 0, max_rounds: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber each member's classes to agree with member ``reference`` or, with None, with
+    the consensus of all members.
 
     probas: (m, n, K) class probabilities of m members on the same n samples. The permutation
-    of member j maximises the soft overlap sum_i p_ref[i, a] p_j[i, perm[a]] (Hungarian).
+    of member j maximises the soft overlap sum_i t[i, a] p_j[i, perm[a]] with the target t
+    (Hungarian). Consensus: from each member in turn, align every member to the mean of the
+    aligned members until no permutation changes (at most ``max_rounds`` rounds); keep the
+    start whose members overlap their mean most. A member that merged two classes then cannot
+    impose its split on the others, as it can when it is the reference.
     Returns the aligned probabilities (m, n, K) and permutations (m, K) with
     aligned[j][:, a] = probas[j][:, perms[j, a]].
     """
     p = check_array(probas, "probas", ndim=3, dtype=np.float64)
-    if not 0 <= reference < len(p):
-        raise ValueError(f"reference must be a member index in [0, {len(p)}), got {reference}")
-    perms = np.zeros((len(p), p.shape[2]), np.int64)
-    aligned = np.empty_like(p)
-    for j in range(len(p)):
-        overlap = p[reference].T @ p[j]  # (K_ref, K_j)
-        rows, cols = linear_sum_assignment(-overlap)
-        perms[j, rows] = cols
-        aligned[j] = p[j][:, perms[j]]
-    return aligned, perms
+    if reference is not None:
+        if not 0 <= reference < len(p):
+            raise ValueError(f"reference must be a member index in [0, {len(p)}) or None, "
+                             f"got {reference}")
+        return _align_to(p[reference], p)
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for start in range(len(p)):
+        aligned, perms = _align_to(p[start], p)
+        for _ in range(max_rounds):
+            aligned, new = _align_to(aligned.mean(0), p)
+            if np.array_equal(new, perms):
+                break
+            perms = new
+        agreement = float((aligned * aligned.mean(0)).sum())
+        if best is None or agreement > best[0]:
+            best = (agreement, aligned, perms)
+    assert best is not None
+    return best[1], best[2]
 
 
 @dataclass
@@ -217,6 +244,24 @@ class Ensemble:
         )
         return cls(name, member, one.config, n_members=n_members, seed=seed)
 
+    @classmethod
+    def from_members(cls, models: list[Any], name: str = "ensemble") -> Ensemble:
+        """An ensemble of models trained separately (in other processes or on other machines):
+        same family and config, different seeds. Its predictions are those of an ensemble
+        trained in one pass."""
+        if not models:
+            raise ValueError("from_members needs at least one model")
+        first = models[0]
+        for m in models[1:]:
+            if m.name != first.name or m.config != first.config:
+                raise ValueError(
+                    f"members must share family and config; {m.name!r} (seed {m.seed}) differs "
+                    f"from {first.name!r} (seed {first.seed})")
+        ens = cls(name, first.name, first.config, n_members=len(models), seed=first.seed)
+        ens.members = list(models)
+        ens.train_config = first.train_config
+        return ens
+
     @property
     def n_members(self) -> int:
         return len(self.members)
@@ -265,8 +310,11 @@ class Ensemble:
             raise ValueError(f"members of {self.member!r} have no classes to predict")
         return np.stack([m.predict_proba(X, **kwargs) for m in self.members])
 
-    def uncertainty(self, X: object, reference: int = 0, **kwargs: Any) -> EnsemblePrediction:
-        """Aligned mean prediction and its dispersion over members (see EnsemblePrediction)."""
+    def uncertainty(
+        self, X: object, reference: int | None = None, **kwargs: Any
+    ) -> EnsemblePrediction:
+        """Aligned mean prediction and its dispersion over members (see EnsemblePrediction);
+        classes aligned to the members' consensus, or to member ``reference``."""
         aligned, _ = align_to_reference(self.member_proba(X, **kwargs), reference)
         return summarise(aligned)
 
