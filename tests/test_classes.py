@@ -20,6 +20,7 @@ from latentatlas.datasets.cards import blend, cards, rotated_classes, suit_glyph
 from latentatlas.datasets.shapes import shifted_peaks
 from latentatlas.models import get_model, load_model
 from latentatlas.models.ensemble import Ensemble, EnsembleModule, align_to_reference, summarise
+from latentatlas.nn.pose import inverse_pose_matrix, warp
 
 FAST = dict(batch_size=64, lr=3e-3, progress=False, test_fraction=0.0)
 
@@ -131,6 +132,28 @@ def test_consistency_term_is_zero_for_unmoved_views_and_invariant_classifiers() 
         module.classifier.net[-1].weight.zero_()  # a classifier that ignores its input
         invariant = module.consistency_term(x, module.discrete_logits(x), 0.4, 0.15, 0.1)
     assert float(invariant) == pytest.approx(0, abs=1e-6)
+
+
+def test_consistency_makes_the_classes_keep_still_when_the_shapes_turn() -> None:
+    data = rotated_classes(600, size=16, seed=0, max_angle=np.pi / 4)
+    x = torch.from_numpy(data.images)
+    turned = warp(x, inverse_pose_matrix(len(x), 2, torch.full((len(x),), 0.4), None, None, x))
+    changed, accuracy = {}, {}
+    for weight in (0.0, 20.0):
+        # a plain joint VAE (no pose latents) may split a class by angle; the consistency term
+        # forbids that. Averaged over seeds: single runs of either kind can land either way.
+        runs = []
+        for seed in range(4):
+            model = get_model("jvae", (16, 16), seed=seed, discrete=(3,), latent_dim=2, hidden=64,
+                              balance=100.0, enumerate_classes=True, consistency=weight,
+                              augment_angle=0.8, augment_scale=0.0)
+            model.fit(data.images, epochs=20, seed=seed, **FAST)
+            pred = model.predict(data.images)
+            runs.append(((pred != model.predict(turned.numpy())).mean(),
+                         cluster_accuracy(data.labels, pred)))
+        changed[weight], accuracy[weight] = np.mean(runs, axis=0)
+    assert changed[20.0] < 0.6 * changed[0.0]
+    assert accuracy[20.0] > accuracy[0.0] + 0.05
 
 
 def test_pose_kl_leaves_the_capacity_term_when_the_capacity_covers_content_only() -> None:
