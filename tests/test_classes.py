@@ -156,6 +156,18 @@ def test_consistency_makes_the_classes_keep_still_when_the_shapes_turn() -> None
     assert accuracy[20.0] > accuracy[0.0] + 0.05
 
 
+def test_default_joint_schedules_fill_both_capacities_at_one_rate() -> None:
+    from latentatlas.models.joint import JointConfig, default_joint_schedules
+
+    s = default_joint_schedules(JointConfig(input_shape=(1, 8, 8), capacity_z=5.0), 1000)
+    rate = 5.0 / 800  # nats per step: C_z over 80% of the run
+    for step in (0, 100, 300):
+        assert s["capacity_z"](step) == pytest.approx(rate * step)
+        assert s["capacity_d"](step) == pytest.approx(rate * step, abs=rate)
+    assert s["capacity_d"](500) == pytest.approx(np.log(10))  # full (log K) before C_z
+    assert s["capacity_z"](500) < 5.0 == s["capacity_z"](800)
+
+
 def test_pose_kl_leaves_the_capacity_term_when_the_capacity_covers_content_only() -> None:
     x = {"x": torch.from_numpy(rotated_classes(16, size=12, seed=0).images)}
     records = []

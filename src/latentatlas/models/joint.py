@@ -384,12 +384,17 @@ class DiscreteModelMixin:
 
 
 def default_joint_schedules(config: JointConfig, total_steps: int) -> dict[str, Schedule]:
-    """Capacities ramped linearly from 0 over the first 80% of training (Dupont's recipe, scaled
-    to the run length), constant gammas and temperature."""
+    """Dupont's capacities, scaled to the run length: the continuous one ramps linearly from 0
+    to ``capacity_z`` over the first 80% of training and the discrete one grows at the same
+    rate in nats per step until its final value, so it fills first (it is the smaller, at most
+    sum log K). Constant gammas and temperature."""
     ramp = max(int(0.8 * total_steps), 1)
+    final_d = config.final_capacity_d
+    rate = config.capacity_z / ramp
+    ramp_d = ramp if rate == 0 else min(ramp, max(round(final_d / rate), 1))
     return {
         "capacity_z": Linear(0.0, config.capacity_z, ramp),
-        "capacity_d": Linear(0.0, config.final_capacity_d, ramp),
+        "capacity_d": Linear(0.0, final_d, ramp_d),
         "gamma_z": Constant(config.gamma_z),
         "gamma_d": Constant(config.gamma_d),
         "temperature": Constant(config.temperature),
@@ -434,8 +439,9 @@ class JointVAE(DiscreteModelMixin, VAEModel):
         self, X: object, schedules: dict[str, Schedule] | None = None, **kwargs: Any
     ) -> JointVAE:
         """Train on X (n, *input_shape) without labels. Schedules not given default to
-        ``default_joint_schedules`` (capacities ramped over 80% of the run). Further keyword
-        arguments are TrainConfig fields and checkpoint options, as in ``VAEModel.fit``."""
+        ``default_joint_schedules`` (capacities growing over 80% of the run at Dupont's equal
+        rate). Further keyword arguments are TrainConfig fields and checkpoint options, as in
+        ``VAEModel.fit``."""
         data, merged = self.prepare_fit(X, schedules, **kwargs)
         self._fit_data(data, merged, **kwargs)
         return self
