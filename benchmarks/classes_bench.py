@@ -191,6 +191,7 @@ def part_jvae_ensemble(results: dict, family: str, options: dict, seeds: list[in
         "members": [f.name for f in folders],
         "test_accuracy_hungarian": cluster_accuracy(yt, prediction.labels),
         "member_accuracies": [cluster_accuracy(yt, m.predict(xt)) for m in ensemble.members],
+        "member_agreement_with_ensemble": prediction.member_agreement.tolist(),
         "uncertainty_right": float(prediction.uncertainty[right].mean()),
         "uncertainty_wrong": float(prediction.uncertainty[~right].mean()),
         "confusion": confusion_matrix(yt, prediction.labels).tolist()}

@@ -261,6 +261,9 @@ def test_consensus_alignment_outvotes_a_reference_that_merged_two_classes() -> N
     assert np.allclose(by_consensus.disagreement[truth == 3], 0)
     assert np.allclose(by_consensus.disagreement[(truth == 2) & (merged == 2)], 1 / 3) or \
         np.allclose(by_consensus.disagreement[(truth == 2) & (merged == 1)], 1 / 3)
+    # the merging member is the one that agrees least with the consensus: 3s, half the 2s and
+    # one of the two classes it merged
+    np.testing.assert_allclose(by_consensus.member_agreement, [0.625, 1.0, 1.0])
 
 
 def test_an_ensemble_of_separately_trained_models_predicts_as_its_members_agree(tmp_path) -> None:

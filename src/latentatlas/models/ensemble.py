@@ -186,6 +186,12 @@ class EnsemblePrediction:
     per_class: np.ndarray
     members: np.ndarray
 
+    @property
+    def member_agreement(self) -> np.ndarray:
+        """(m,) fraction of samples on which each member's class is the ensemble's: a member
+        far below the others settled on a different partition of the data."""
+        return (self.members.argmax(2) == self.labels[None]).mean(1)
+
 
 def summarise(aligned: np.ndarray) -> EnsemblePrediction:
     """Mean, dispersion and disagreement of aligned member probabilities (m, n, K)."""
