@@ -1,4 +1,5 @@
-"""Benchmarks for the class-aware models (issue 4), at a reduced size for a shared 2-core CPU.
+"""Benchmarks for the class-aware models (issue 4) on a 2-core CPU: ssvae at a reduced size,
+the joint VAE on all 60,000 MNIST training digits.
 
     nice python benchmarks/classes_bench.py [--parts ensemble,ssvae,jvae,jvae_ensemble,cards,ssvae_more]
         [--scale 1.0 (x 20,000 digits for ssvae, x 60,000 for jvae)] [--epochs 10] [--cards-epochs 15]

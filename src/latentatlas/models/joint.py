@@ -237,10 +237,9 @@ class JointVAEModule(DiscreteLatentModule):
             raw = self.decode(z, onehot)
             nll = reconstruction_nll(x, raw, c.likelihood, self.log_sigma)
         kl = self.kl_terms(mu, logvar)
-        capped = [v for k, v in kl.items() if c.capacity_covers_pose or k == "content"]
-        kl_cont = torch.stack(capped).sum(0)
-        kl_pose = sum((v for k, v in kl.items() if not c.capacity_covers_pose and k != "content"),
-                      torch.zeros_like(kl_cont))
+        capped = kl if c.capacity_covers_pose else {k: v for k, v in kl.items() if k == "content"}
+        kl_cont = torch.stack(list(capped.values())).sum(0)
+        kl_pose = sum((v for k, v in kl.items() if k not in capped), torch.zeros_like(kl_cont))
         kl_disc = [categorical_kl_uniform(lg) for lg in logits]
         for i, value in enumerate(kl_disc):
             kl[f"discrete{i if len(kl_disc) > 1 else ''}"] = value

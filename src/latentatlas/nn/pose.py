@@ -63,7 +63,7 @@ def random_pose_matrix(
     only), shift in +-max_shift per axis, log-scale in +-max_log_scale; for ``warp``."""
 
     def uniform(*shape: int) -> Tensor:
-        return (torch.rand(*shape, dtype=like.dtype, device=like.device) * 2 - 1)
+        return torch.rand(*shape, dtype=like.dtype, device=like.device) * 2 - 1
 
     angle = uniform(n) * max_angle if dims == 2 and max_angle > 0 else None
     shift = uniform(n, dims) * max_shift if max_shift > 0 else None
