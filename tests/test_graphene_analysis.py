@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from latentatlas.analysis.graphene import (
+from latentatlas.pipelines.graphene import (
     analyze_graphene,
     example_graphene,
     load_coords,

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load": "latentatlas.io",
     "load_all": "latentatlas.io",
-    "analyze": "latentatlas.analysis.pipeline",
+    "analyze": "latentatlas.pipelines.analyze",
     "unmix": "latentatlas.spectral",
     "get_model": "latentatlas.models",
     "load_model": "latentatlas.models",

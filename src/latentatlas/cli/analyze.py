@@ -1,4 +1,4 @@
-"""``latentatlas analyze IMAGE``: the main job, a thin shell over latentatlas.analysis.pipeline."""
+"""``latentatlas analyze IMAGE``: the main job, a thin shell over latentatlas.pipelines.analyze."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def analyze(
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """Find atoms (or slide windows), train a VAE on the patches, map latents and classes."""
-    from latentatlas.analysis.pipeline import analyze as run
+    from latentatlas.pipelines.analyze import analyze as run
 
     chans: list[int | str] = [int(c) if c.lstrip("-").isdigit() else c
                               for c in channel.split(",") if c]

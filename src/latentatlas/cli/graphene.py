@@ -1,5 +1,5 @@
 """``latentatlas graphene IMAGE``: ring-labelled class-aware VAEs on graphene, a thin shell over
-``latentatlas.analysis.graphene.analyze_graphene``."""
+``latentatlas.pipelines.graphene.analyze_graphene``."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def graphene(
 ) -> None:
     """Atoms -> rings -> ring labels -> sub-images -> class-aware VAE; scores against the
     ring labels, figures, results.npz and index.html in OUT."""
-    from latentatlas.analysis.graphene import analyze_graphene
+    from latentatlas.pipelines.graphene import analyze_graphene
 
     try:
         result = analyze_graphene(

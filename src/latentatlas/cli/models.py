@@ -42,7 +42,7 @@ def train_command(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train a model on a samples file; write the model, latents and figures to a run folder."""
-    from latentatlas.analysis.train_run import train_run
+    from latentatlas.pipelines.train import train_run
 
     options = {"latent_dim": latent_dim, "likelihood": likelihood}
     if decoder:
@@ -68,7 +68,7 @@ def encode_command(
     out: Path = typer.Option(Path("latents.npz"), help="output .npz with names, mean, std"),
 ) -> None:
     """Encode samples with a trained model; write their latent means and standard deviations."""
-    from latentatlas.analysis.train_run import encode_file
+    from latentatlas.pipelines.train import encode_file
 
     try:
         latents = encode_file(run, data, out)
