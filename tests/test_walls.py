@@ -232,7 +232,11 @@ def test_walls_cli_writes_mask_overlay_and_table(tmp_path) -> None:  # noqa: ANN
     assert wall_f1(mask, movie.walls).f1 > 0.8
     assert (out / "walls_000.png").stat().st_size > 0 and (out / "walls_001.png").exists()
     lines = (out / "walls.csv").read_text().splitlines()
-    assert lines[0].startswith("frame,wall_pixels,wall_count") and len(lines) == 3
+    assert lines[0].startswith("frame,source,wall_pixels,wall_count") and len(lines) == 3
+    # counts are written as integers, and every frame names its source file
+    assert lines[1].split(",")[0] == "0" and lines[1].split(",")[2].isdigit()
+    assert "movie.npy" in lines[2]
+    assert (out / "index.html").exists()
     bad = CliRunner().invoke(app, ["walls", str(src), "--method", "sobel", "--out", str(out)])
     assert bad.exit_code == 2 and "canny, gaussian, dcnn" in bad.output
 

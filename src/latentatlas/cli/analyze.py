@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from latentatlas.cli.app import app
+from latentatlas.cli.app import OVERWRITE_HELP, app, set_quiet, user_errors
 
 
 @app.command()
@@ -37,17 +37,21 @@ def analyze(
     normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
     invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
     seed: int = typer.Option(0, help="random seed"),
-    out: str = typer.Option("results/analyze", help="output folder (replaced)"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    out: str = typer.Option("results/analyze", help="results folder (a previous latentatlas "
+                            "results folder there is replaced; anything else is refused)"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    quiet: bool = typer.Option(False, help="no progress bars, warnings and errors only"),
 ) -> None:
     """Find atoms (or slide windows), train a VAE on the patches, map latents and classes."""
     from latentatlas.pipelines.analyze import analyze as run
+
+    set_quiet(quiet)
 
     chans: list[int | str] = [int(c) if c.lstrip("-").isdigit() else c
                               for c in channel.split(",") if c]
     chan: int | str | list[int | str] | None = (
         None if not chans else chans[0] if len(chans) == 1 else chans)
-    try:
+    with user_errors():
         result = run(
             image[0] if len(image) == 1 else image, atoms=atoms, window=window or None, model=model,
             out=Path(out),
@@ -56,10 +60,8 @@ def analyze(
             atom_options={**({"spacing": spacing} if spacing > 0 else {}),
                           **({"model": atom_model} if atoms == "dcnn" else {})},
             train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
+            overwrite=overwrite,
         )
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     lab = result.labels
     typer.echo(f"{len(result.patches)} patches, {lab.n_components} classes "
                f"{lab.summary()['counts']}; results in {result.out}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from latentatlas.cli.app import app
+from latentatlas.cli.app import OVERWRITE_HELP, app, set_quiet, user_errors
 
 
 @app.command()
@@ -31,23 +31,23 @@ def graphene(
     atoms: str = typer.Option("dcnn", help="atom finder without --coords: dcnn (trained on "
                               "low-dose graphene), peaks, log"),
     seed: int = typer.Option(0, help="random seed"),
-    out: str = typer.Option("results/graphene", help="output folder (replaced)"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    out: str = typer.Option("results/graphene", help="results folder (a previous latentatlas "
+                            "results folder there is replaced; anything else is refused)"),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    quiet: bool = typer.Option(False, help="no progress bars, warnings and errors only"),
 ) -> None:
     """Atoms -> rings -> ring labels -> sub-images -> class-aware VAE; scores against the
     ring labels, figures, results.npz and index.html in OUT."""
     from latentatlas.pipelines.graphene import analyze_graphene
 
-    try:
+    set_quiet(quiet)
+    with user_errors():
         result = analyze_graphene(
             image, coords=coords or None, model=model, window=window or None,
             labelled_fraction=labelled_fraction, epochs=epochs, out=Path(out), seed=seed,
             progress=not quiet, bond_pixels=bond_pixels or None, latent_dim=latent_dim,
-            atoms=atoms,
+            atoms=atoms, overwrite=overwrite,
         )
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     s = result.scores
     typer.echo(f"{len(result.coords)} atoms, {len(result.rings.rings)} rings "
                f"{result.rings.size_counts()}; {len(result.patches)} patches")

@@ -8,7 +8,8 @@ own modules.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
-from latentatlas._files import atomic_directory
+from latentatlas._files import atomic_directory, safe_text
 from latentatlas.models.config import VAEConfig, normalise_shape
 from latentatlas.models.latents import Latents
 from latentatlas.models.losses import Penalty
@@ -30,6 +31,25 @@ from latentatlas.train.schedules import Schedule
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 HISTORY_FILE = "history.json"
+MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE})
+
+
+@contextmanager
+def model_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary folder to write a saved model into, swapped in as ``path`` when complete.
+
+    An existing ``path`` is replaced only when it is empty or a saved model (nothing but
+    config.json, model.safetensors, history.json): saving never deletes other files.
+    """
+    path = Path(path)
+    if path.exists():
+        entries = {e.name for e in path.iterdir()} if path.is_dir() else None
+        if entries is None or not entries <= MODEL_FILES:
+            raise ValueError(
+                f"cannot save a model to {safe_text(path)}: it exists and is not a saved model "
+                f"(it holds {', '.join(sorted(entries or {path.name})[:5])}); choose a new folder")
+    with atomic_directory(path) as tmp:
+        yield tmp
 
 
 class VAEModel:
@@ -226,7 +246,7 @@ class VAEModel:
         renamed.
         """
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with model_folder(path) as tmp:
             meta = {
                 "model": self.name,
                 "latentatlas_version": __version__,

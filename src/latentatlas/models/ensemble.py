@@ -30,8 +30,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
-from latentatlas._files import atomic_directory
-from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE
+from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, model_folder
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
 from latentatlas.models.registry import registered
@@ -341,7 +340,7 @@ class Ensemble:
         """config.json (family, member, seeds, member config) and model.safetensors with every
         member's tensors under '<i>.<name>'; written to a temporary folder and renamed."""
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with model_folder(path) as tmp:
             meta = {
                 "model": self.name,
                 "member": self.member,

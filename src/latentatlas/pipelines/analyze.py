@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from latentatlas._files import atomic_directory
+from latentatlas._files import safe_text, write_atomic, write_text_atomic
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
 from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
 from latentatlas.descriptors.timedelay import time_delay_stack
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.io import Dataset, load
+from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,13 @@ def _as_points(found: Any) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"cannot read atom coordinates from a {type(found).__name__}")
 
 
+def _input_paths(source: Any) -> list[str]:
+    """The files a run reads (a results folder must never replace one)."""
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    return [os.fspath(s) for s in sources if isinstance(s, (str, os.PathLike))
+            and not str(s).startswith("example:")]
+
+
 def _find_atoms(
     stack: np.ndarray, method: str, options: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,6 +246,7 @@ def analyze(
     *,
     frames: Any = None,
     progress: bool = True,
+    overwrite: bool = False,
     **options: Any,
 ) -> AnalysisResult:
     """Run the whole analysis on an image, a stack, a file or ``"example:lattice"``.
@@ -252,8 +260,11 @@ def analyze(
         ``frames=`` with it for stacks.
     window : patch side in pixels (default: twice the typical atom spacing, or 32).
     model : registered model name.
-    out : folder for results.h5, config.json, figures, model and index.html; written under a
-        temporary name and renamed when complete (an existing folder is replaced).
+    out : folder for results.h5, config.json, figures, model and index.html; built under a
+        temporary name and swapped in when complete. An existing latentatlas results folder
+        is replaced; any other existing folder is refused before the work starts, unless
+        ``overwrite`` (then only latentatlas's own files in it are replaced; see
+        :mod:`latentatlas.pipelines.outputs`).
     options : further :class:`AnalysisConfig` fields (epochs, latent_dim, n_components, ...).
     """
     t_all = time.perf_counter()
@@ -261,6 +272,8 @@ def analyze(
     given = None if isinstance(atoms, str) else np.asarray(atoms, dtype=np.float64)
     cfg = AnalysisConfig(atoms=atoms if isinstance(atoms, str) else "given", window=window,
                          model=model, **options)
+    inputs = _input_paths(source)
+    plan = None if out is None else check_output(out, inputs, overwrite)
     truth = None
     from tqdm.auto import tqdm
 
@@ -358,9 +371,9 @@ def analyze(
                             model=vae, timings=timings, truth=truth)
     if truth is not None:
         result.scores = _score_against_truth(result, truth)
-    if out is not None:
+    if plan is not None:
         t = time.perf_counter()
-        result.out = _write_run(result, data, Path(out))
+        result.out = _write_run(result, data, plan, inputs)
         timings["write"] = time.perf_counter() - t
         step("written")
     bar.close()
@@ -397,33 +410,25 @@ def save_results(path: Path, result: AnalysisResult) -> Path:
     config = json.dumps({"analysis": result.config.to_dict(), "patches": p.summary(),
                          "labels": lab.summary(), "latent_names": m.names,
                          "timings": result.timings, "scores": result.scores})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd_tmp = tempfile.NamedTemporaryFile(prefix=f".{path.stem}.", suffix=path.suffix,
-                                         dir=path.parent, delete=False)
-    fd_tmp.close()
-    tmp = Path(fd_tmp.name)
-    try:
+
+    def write(tmp: Path) -> None:
         if path.suffix == ".npz":
             payload = {"config": np.asarray(config), "latent_names": np.asarray(m.names),
                        **arrays}
-            np.savez_compressed(tmp, **payload)  # type: ignore[arg-type]  # numpy stub quirk
-        else:
-            import h5py
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **payload)  # type: ignore[arg-type]  # numpy stub quirk
+            return
+        import h5py
 
-            with h5py.File(tmp, "w") as f:
-                for k, v in arrays.items():
-                    f.create_dataset(k, data=v, compression="gzip" if v.size > 4096 else None)
-                f.attrs["config"] = config
-                f.attrs["latent_names"] = json.dumps(m.names)
-                if p.grid_shape is not None:
-                    f.attrs["grid_shape"] = list(p.grid_shape)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with h5py.File(tmp, "w") as f:
+            for k, v in arrays.items():
+                f.create_dataset(k, data=v, compression="gzip" if v.size > 4096 else None)
+            f.attrs["config"] = config
+            f.attrs["latent_names"] = json.dumps(m.names)
+            if p.grid_shape is not None:
+                f.attrs["grid_shape"] = list(p.grid_shape)
+
+    write_atomic(path, write)
     return path
 
 
@@ -488,20 +493,21 @@ def _figures(result: AnalysisResult, folder: Path) -> list[tuple[str, Path]]:
     return figs
 
 
-def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
+def _write_run(result: AnalysisResult, data: Dataset, plan: OutputPlan,
+               inputs: list[str]) -> Path:
     from latentatlas.report import write_report
 
-    out = out.expanduser().resolve()
-    with atomic_directory(out) as tmp:
+    source = safe_text(data.source or data.name)
+    with results_folder(plan, "analyze", result.config.to_dict(), inputs) as tmp:
         save_results(tmp / "results.h5", result)
-        config = {"analysis": result.config.to_dict(), "source": str(data.source or data.name),
+        config = {"analysis": result.config.to_dict(), "source": source,
                   "patches": result.patches.summary(), "labels": result.labels.summary(),
                   "latent_names": result.maps.names, "scores": result.scores}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        write_text_atomic(tmp / "config.json", json.dumps(config, indent=2, default=safe_text))
         result.model.save(tmp / "model")
         figs = _figures(result, tmp)
         tables: dict[str, dict[str, Any]] = {
-            "Input": {"source": str(data.source or data.name), "shape": list(data.shape),
+            "Input": {"source": source, "shape": list(data.shape),
                       "quantity": data.quantity, "units": data.units},
             "Parameters": result.config.to_dict(),
             "Patches": result.patches.summary(),
@@ -510,7 +516,6 @@ def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
         }
         if result.scores:
             tables["Score against ground truth"] = result.scores
-        write_report(tmp / "index.html", f"latentatlas analyze: {data.name or data.source}",
+        write_report(tmp / "index.html", f"latentatlas analyze: {safe_text(data.name or source)}",
                      figs, tables)
-    log.info("wrote %s", out)
-    return out
+    return plan.path

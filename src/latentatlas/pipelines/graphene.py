@@ -35,7 +35,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +44,13 @@ import numpy as np
 from scipy import ndimage
 
 from latentatlas._checks import check_array
-from latentatlas._files import atomic_directory, default_mode
-from latentatlas.analysis.classes import confusion_matrix, match_labels
+from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas.analysis.classes import (
+    confusion_matrix,
+    match_labels,
+    score_predictions,
+    stratified_labels,
+)
 from latentatlas.analysis.labels import label_image
 from latentatlas.descriptors.patches import Patches
 from latentatlas.descriptors.rings import (
@@ -57,6 +61,7 @@ from latentatlas.descriptors.rings import (
     estimate_bond_length,
     ring_labelled_patches,
 )
+from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder
 
 log = logging.getLogger(__name__)
 
@@ -306,41 +311,6 @@ def _load_image(source: Any) -> tuple[np.ndarray, str, Any]:
     return img, name, None
 
 
-def stratified_labels(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-    """Mask ``(n,)`` of a seeded ``fraction`` of each class (round half up), at least one atom
-    of every class with two or more atoms, never all atoms of a class."""
-    lab = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(lab), bool)
-    for k in np.unique(lab):
-        idx = np.flatnonzero(lab == k)
-        if len(idx) < 2:
-            continue
-        take = int(np.clip(np.floor(fraction * len(idx) + 0.5), 1, len(idx) - 1))
-        mask[rng.choice(idx, take, replace=False)] = True
-    return mask
-
-
-def score_predictions(true: np.ndarray, pred: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean recall over the true classes present), the majority
-    baseline (accuracy of always answering the most frequent class) and per-class recall."""
-    t, p = np.asarray(true), np.asarray(pred)
-    if len(t) == 0:
-        return {"n_scored": 0}
-    present = np.unique(t)
-    recall = {names[int(k)]: float((p[t == k] == k).mean()) for k in present}
-    counts = np.bincount(t)
-    return {
-        "n_scored": len(t),
-        "accuracy": float((t == p).mean()),
-        "balanced_accuracy": float(np.mean(list(recall.values()))),
-        "majority_baseline": float(counts.max() / len(t)),
-        "majority_class": names[int(counts.argmax())],
-        "recall": recall,
-        "support": {names[int(k)]: int(counts[k]) for k in present},
-    }
-
-
 # ----------------------------------------------------------------------------------- run
 
 
@@ -356,6 +326,7 @@ def analyze_graphene(
     *,
     table: RingClassTable = DEFAULT_RING_CLASSES,
     progress: bool = False,
+    overwrite: bool = False,
     **options: Any,
 ) -> GrapheneResult:
     """Ring-labelled class-aware VAE analysis of a graphene image.
@@ -371,8 +342,9 @@ def analyze_graphene(
     window : patch side in resampled pixels (None: about 4.8 bond lengths).
     labelled_fraction : fraction of ring labels the semi-supervised VAE sees.
     epochs : training epochs.
-    out : folder for results.npz, config.json, figures, model and index.html; written under a
-        temporary name and renamed when complete (an existing folder is replaced).
+    out : folder for results.npz, config.json, figures, model and index.html; built under a
+        temporary name and swapped in when complete (see :mod:`latentatlas.pipelines.outputs`:
+        an existing folder that is not latentatlas's is refused unless ``overwrite``).
     table : the ring class table (labels 0 .. table.n_labels - 1).
     options : further :class:`GrapheneConfig` fields (bond_pixels, latent_dim, atoms, ...).
     """
@@ -380,6 +352,9 @@ def analyze_graphene(
     timings: dict[str, float] = {}
     cfg = GrapheneConfig(model=model, window=window, labelled_fraction=labelled_fraction,
                          epochs=epochs, seed=seed, **options)
+    inputs = [os.fspath(p) for p in (image_or_path, coords) if isinstance(p, (str, os.PathLike))
+              and not str(p).startswith("example:")]
+    plan = None if out is None else check_output(out, inputs, overwrite)
     t = time.perf_counter()
     img, name, sample = _load_image(image_or_path)
     if coords is None and sample is not None:
@@ -463,9 +438,9 @@ def analyze_graphene(
     log.info("accuracy %.3f (balanced %.3f, majority baseline %.3f) on %d atoms",
              result.scores.get("accuracy", np.nan), result.scores.get("balanced_accuracy", np.nan),
              result.scores.get("majority_baseline", np.nan), int(scored.sum()))
-    if out is not None:
+    if plan is not None:
         t = time.perf_counter()
-        result.out = _write_run(result, name, Path(out))
+        result.out = _write_run(result, name, plan, inputs)
         timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     return result
@@ -591,16 +566,12 @@ def save_results(path: Path, result: GrapheneResult) -> Path:
     }
     if result.probabilities is not None:
         arrays["probabilities"] = result.probabilities
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy stub quirk
-        default_mode(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stub quirk
+
+    write_atomic(path, write)
     return path
 
 
@@ -689,14 +660,14 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
     return figs
 
 
-def _write_run(result: GrapheneResult, name: str, out: Path) -> Path:
+def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list[str]) -> Path:
     from latentatlas.report import write_report
 
-    out = out.expanduser().resolve()
-    with atomic_directory(out) as tmp:
+    name = safe_text(name)
+    with results_folder(plan, "graphene", result.config.to_dict(), inputs) as tmp:
         save_results(tmp / "results.npz", result)
         record = {"source": name, **_config_record(result)}
-        (tmp / "config.json").write_text(json.dumps(record, indent=2, default=str))
+        write_text_atomic(tmp / "config.json", json.dumps(record, indent=2, default=safe_text))
         result.model.save(tmp / "model")
         figs = _figures(result, tmp)
         tables: dict[str, dict[str, Any]] = {
@@ -709,5 +680,4 @@ def _write_run(result: GrapheneResult, name: str, out: Path) -> Path:
             "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
         }
         write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
-    log.info("wrote %s", out)
-    return out
+    return plan.path

@@ -7,7 +7,7 @@ or Figure to draw on, and returns it.
 from __future__ import annotations
 
 import os
-import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
+
+from latentatlas._files import write_atomic
 
 if TYPE_CHECKING:
     from latentatlas.spectral.result import UnmixResult
@@ -195,13 +197,6 @@ def save_figures(result: UnmixResult, out_dir: str | os.PathLike[str], dpi: int 
     paths = []
     for name, fig in plot_result(result, pixel_size, spatial_units).items():
         path = out / f"{result.method}_{name}.png"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=dpi)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, partial(fig.savefig, dpi=dpi, format="png"))
         paths.append(path)
     return paths

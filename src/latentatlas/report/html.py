@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from latentatlas._files import default_mode
+from latentatlas._files import write_text_atomic
 
 __all__ = ["flatten", "write_report"]
 
@@ -78,14 +76,5 @@ def write_report(
         parts.append("<h2>Figures</h2>")
         parts += [_figure(c, Path(p)) for c, p in figures]
     parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".html", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(parts))
-        default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "\n".join(parts))
     return path

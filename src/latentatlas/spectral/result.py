@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from latentatlas._files import write_atomic, write_text_atomic
 
 __all__ = ["UnmixResult"]
 
@@ -77,10 +78,8 @@ class UnmixResult:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to HDF5 atomically (temporary file in the same folder, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+
+        def write(tmp: Path) -> None:
             with h5py.File(tmp, "w") as f:
                 f.attrs["format"] = _FORMAT
                 f.attrs["method"] = self.method
@@ -100,11 +99,8 @@ class UnmixResult:
                 grp = f.create_group("extras")
                 for key, value in self.extras.items():
                     grp.create_dataset(key, data=np.asarray(value))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        write_atomic(path, write)
         return path
 
     def save_params(self, path: str | os.PathLike[str]) -> Path:
@@ -123,7 +119,7 @@ class UnmixResult:
             "explained_variance_ratio": None if self.explained_variance_ratio is None
             else [float(v) for v in self.explained_variance_ratio],
         }
-        _atomic_write_text(path, json.dumps(doc, indent=2, default=_json_default))
+        write_text_atomic(path, json.dumps(doc, indent=2, default=_json_default))
         return path
 
     @classmethod
@@ -162,18 +158,6 @@ class UnmixResult:
                 spatial_units=str(f.attrs.get("spatial_units", "px")),
                 **arrays,
             )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_default(obj: object) -> object:
