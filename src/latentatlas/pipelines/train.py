@@ -93,14 +93,23 @@ def train_run(
 
     labels: a file of integer classes (n,), -1 where unknown, for the models that learn from
     labels (``fit(X, y)``: cvae, ssvae, ...); ``n_classes`` defaults to the largest label + 1.
-    resume_from: a run folder; training continues from its ``checkpoints/`` (a run folder
-    killed before its first checkpoint starts again from the beginning, with a warning).
+    resume_from: a run folder; training continues from its ``checkpoints/`` (a run killed
+    before its first checkpoint, or before it made its folder, starts again from the
+    beginning, with a warning).
     overwrite: see :func:`latentatlas.pipelines.outputs.check_output`.
     """
     inputs = [os.fspath(p) for p in (source, labels) if p is not None
               and not str(p).startswith("example:")]
     plan = check_output(out, inputs, overwrite)
     resume = _resume_checkpoint(resume_from)
+    record = {"model": model, "model_options": dict(model_options or {}),
+              "signal_dims": signal_dims, "train": train_options,
+              "resume_from": None if resume_from is None else os.fspath(resume_from)}
+    checkpoints = None
+    if train_options.get("checkpoint_every"):
+        # claimed before any work, so a run killed at any moment leaves a folder to resume
+        plan = add_own_entry(plan, CHECKPOINTS, "train", record, inputs)
+        checkpoints = plan.path / CHECKPOINTS
     x, truth = read_samples(source, signal_dims)
     dims = x.ndim - 2
     options = dict(model_options or {})
@@ -120,13 +129,6 @@ def train_run(
     if fit_labels and "y" not in inspect.signature(net.fit).parameters:
         raise ValueError(f"model {model!r} does not learn from labels; use one that does "
                          "(e.g. cvae, ssvae) or leave out the labels")
-    record = {"model": model, "model_options": options, "signal_dims": signal_dims,
-              "train": train_options, "resume_from": None if resume_from is None
-              else os.fspath(resume_from)}
-    checkpoints = None
-    if train_options.get("checkpoint_every"):
-        plan = add_own_entry(plan, CHECKPOINTS, "train", record, inputs)
-        checkpoints = plan.path / CHECKPOINTS
     net.fit(x, **fit_labels, checkpoint_dir=checkpoints, resume_from=resume, **train_options)
     with results_folder(plan, "train", record, inputs) as tmp:
         if checkpoints is not None and checkpoints.is_dir():
@@ -184,6 +186,10 @@ def _resume_checkpoint(resume_from: str | Path | None) -> Path | None:
     folder = run / CHECKPOINTS
     if (folder / CHECKPOINT_FILE).is_file():
         return folder
+    if not run.exists():
+        log.warning("%s does not exist (the run was stopped before it wrote anything): "
+                    "training from the start", run)
+        return None
     marker = read_marker(run) if run.is_dir() else None
     if marker is not None and marker.get("command") == "train":
         log.warning("%s holds no checkpoint yet (the run stopped before its first one): "

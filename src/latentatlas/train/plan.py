@@ -175,6 +175,7 @@ def train(
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        log.warning("resuming from %s at epoch %d (step %d)", resume_from, start_epoch, step)
         if start_epoch >= config.epochs:
             log.info("checkpoint is already at epoch %d of %d", start_epoch, config.epochs)
     rank, world = fabric.global_rank, fabric.world_size
