@@ -21,7 +21,7 @@ import pytest
 
 from latentatlas.analysis.pipeline import analyze
 from latentatlas.datasets.spectral import make_spectral_cube
-from latentatlas.report.explorer import write_explorer
+from latentatlas.report.explorer import ExplorerData, write_explorer
 from latentatlas.report.explorer_adapters import from_analysis, from_unmix
 from latentatlas.spectral import unmix
 
@@ -39,6 +39,12 @@ TO_PAGE = """([name, x, y]) => {
   return [box.left + view.frame.x_scale.compute(x), box.top + view.frame.y_scale.compute(y)]
 }"""
 READY = "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
+# samples drawn highlighted on the image: selected in its renderer's source and shown by its view
+# (the current frame)
+IMAGE_HIGHLIGHTED = """() => {
+  const r = Bokeh.documents[0].get_model_by_name('image_points'), shown = r.view.indices
+  return Array.from(r.data_source.selected.indices).filter((i) => shown.get(i)).sort((a, b) => a - b)
+}"""
 
 
 def _chromium() -> str:
@@ -133,7 +139,8 @@ def test_box_selection_and_tooltip_match_the_results_file(browser: Any,
     selected = page.page.evaluate(
         "() => Array.from(Bokeh.documents[0].get_model_by_name('points').selected.indices)")
     assert sorted(selected) == np.flatnonzero(inside).tolist()
-    # the image view shows the same samples highlighted: its count is the results file's
+    # the image view highlights the same samples, and says how many
+    assert page.page.evaluate(IMAGE_HIGHLIGHTED) == np.flatnonzero(inside).tolist()
     count_text = page.page.locator(".la-count").inner_text()
     assert count_text == f"{int(inside.sum())} selected, {int(inside.sum())} on frame 0"
     means = page.page.locator(".la-means").inner_text()
@@ -189,5 +196,38 @@ def test_spectral_click_shows_spectrum_reconstruction_and_contributions(
         np.testing.assert_allclose(shown[f"contribution_{q}"],
                                    data.loadings[row, col, q] * data.components[q],
                                    rtol=1e-4, atol=1e-3)
+    # the map selector shows another loading map, with its own colour range
+    page.page.locator("select").select_option("PC2")
+    shown_map = page.page.evaluate("() => { const d = Bokeh.documents[0]; return [Array.from("
+                                   "d.get_model_by_name('map_image').view.filter.indices), "
+                                   "d.get_model_by_name('color_mapper').low, "
+                                   "d.get_model_by_name('color_mapper').high] }")
+    assert shown_map[0] == [list(data.maps).index("PC2")]
+    assert shown_map[1:] == pytest.approx([data.maps["PC2"].min(), data.maps["PC2"].max()],
+                                          rel=1e-5)
     page.screenshot("explorer_unmix.png")
+    assert page.errors == []
+
+
+def test_stack_frames_show_their_share_of_a_selection(browser: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = rng.integers(0, 3, n)
+    z = rng.normal(size=(n, 2))
+    data = ExplorerData(frames=rng.normal(size=(3, 64, 80)), positions=rng.uniform(4, 60, (n, 2)),
+                        frame_index=frame, values={"z1": z[:, 0], "z2": z[:, 1]}, window=8)
+    page = Page(browser, write_explorer(tmp_path / "stack.html", data))
+    x0, x1 = _edge_in_gap(z[:, 0], 0.3), _edge_in_gap(z[:, 0], 0.9)
+    y0, y1 = _edge_in_gap(z[:, 1], 0.1), _edge_in_gap(z[:, 1], 0.6)
+    inside = (z[:, 0] > x0) & (z[:, 0] < x1) & (z[:, 1] > y0) & (z[:, 1] < y1)
+    page.drag("scatter_figure", x0, y0, x1, y1)
+    page.page.wait_for_function(
+        "() => Bokeh.documents[0].get_model_by_name('points').selected.indices.length > 0")
+    for f in (0, 2):
+        page.page.evaluate(f"() => {{ Bokeh.documents[0].get_model_by_name('frame_slider')"
+                           f".value = {f} }}")
+        expected = np.flatnonzero(inside & (frame == f)).tolist()
+        assert page.page.evaluate(IMAGE_HIGHLIGHTED) == expected
+        assert page.page.locator(".la-count").inner_text() == \
+            f"{int(inside.sum())} selected, {len(expected)} on frame {f}"
     assert page.errors == []

@@ -441,11 +441,10 @@ update_histogram(src, hsrc, color_select.value, categorical)
 
 _JS_FRAME = """
 const f = slider.value
-frame_view.indices = [f]
+frame_filter.indices = [f]
 const fr = src.data._frame, keep = new Array(fr.length)
 for (let i = 0; i < fr.length; i++) keep[i] = fr[i] == f
 points_view.booleans = keep
-src.selected.change.emit()
 """
 
 _JS_TAP = """
@@ -473,7 +472,7 @@ spec_fig.title.text = `pixel (row ${row}, col ${col}) at (${(col * px).toPrecisi
 """
 
 _JS_MAP = """
-map_view.indices = [names.indexOf(select.value)]
+map_filter.indices = [names.indexOf(select.value)]
 const v = map_src.data.image[names.indexOf(select.value)]
 const r = finite_range(v)
 if (categorical.includes(select.value)) {
@@ -683,8 +682,9 @@ def explorer_layout(data: ExplorerData) -> Any:
     src.selected.js_on_change("indices", sel_cb)
     if slider is not None:
         slider.js_on_change("value", CustomJS(
-            args=dict(slider=slider, frame_view=frame_view, points_view=points_view.filter,
+            args=dict(slider=slider, frame_filter=frame_view.filter, points_view=points_view.filter,
                       src=src), code=_JS_FRAME))
+        slider.js_on_change("value", sel_cb)  # the count on the frame shown
         slider.js_on_change("value", CustomJS(args=dict(fig=img_fig, slider=slider),
                                               code="fig.title.text = `image (frame ${slider.value})`"))
 
@@ -751,14 +751,15 @@ def spectral_layout(data: SpectralExplorerData) -> Any:
                                                                    "LassoSelectTool")]
     fig.toolbar.active_drag = fig.select_one({"type": PanTool})
     fig.image("image", source=map_src, view=map_view, x=-0.5 * px, y=-0.5 * px, dw="dw",
-              dh="dh", color_mapper=mapper)
+              dh="dh", color_mapper=mapper, name="map_image")
     colorbar = ColorBar(color_mapper=mapper, title=names[0], width=10)
     fig.add_layout(colorbar, "right")
     marker = ColumnDataSource({"x": [], "y": []}, name="marker")
     fig.scatter("x", "y", source=marker, marker="square", size=10, fill_color=None,
                 line_color="red", line_width=2)
     select = Select(title="map", value=names[0], options=names, width=200, name="map_select")
-    map_cb = CustomJS(args=dict(select=select, names=names, map_view=map_view, map_src=map_src,
+    map_cb = CustomJS(args=dict(select=select, names=names, map_filter=map_view.filter,
+                                map_src=map_src,
                                 mapper=mapper, ramp=ramp, class_colors=list(_CLASS_COLORS),
                                 colorbar=colorbar, categorical=list(data.categorical)),
                       code=_JS_HELPERS + _JS_MAP)
