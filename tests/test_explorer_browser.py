@@ -7,6 +7,7 @@ Screenshots go to ``$LATENTATLAS_TEST_ARTIFACTS`` (default ``test-artifacts/`` i
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import pytest
 
 from latentatlas.analysis.pipeline import analyze
 from latentatlas.datasets.spectral import make_spectral_cube
-from latentatlas.report.explorer import ExplorerData, write_explorer
+from latentatlas.report.explorer import THUMBNAIL_ZOOM, ExplorerData, write_explorer
 from latentatlas.report.explorer_adapters import from_analysis, from_unmix
 from latentatlas.spectral import unmix
 
@@ -110,18 +111,30 @@ def _edge_in_gap(values: np.ndarray, q: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def analysis_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small analysis written to disk (results.h5) and its explorer file."""
+def analysis_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+    """A small analysis written to disk (results.h5), its explorer file and the patches."""
     folder = tmp_path_factory.mktemp("explorer")
     result = analyze("example:lattice-small", out=folder / "run", epochs=2, progress=False)
-    html = write_explorer(folder / "explorer.html",
-                          from_analysis(result, pixel_size=PIXEL_NM, units="nm"))
-    return folder / "run" / "results.h5", html
+    data = from_analysis(result, pixel_size=PIXEL_NM, units="nm")
+    html = write_explorer(folder / "explorer.html", data)
+    assert data.patches is not None
+    return folder / "run" / "results.h5", html, data.patches
 
 
-def test_box_selection_and_tooltip_match_the_results_file(browser: Any,
-                                                          analysis_run: tuple[Path, Path]) -> None:
-    results, html = analysis_run
+def _thumbnail(png: bytes, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` tile drawn in a tooltip thumbnail (a screenshot of the element:
+    a 1 px border around ``side`` blocks of THUMBNAIL_ZOOM screen pixels)."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+    zoom = THUMBNAIL_ZOOM
+    centres = 1 + zoom // 2 + zoom * np.arange(side)
+    return rgb[np.ix_(centres, centres)]
+
+
+def test_box_selection_and_tooltip_match_the_results_file(
+        browser: Any, analysis_run: tuple[Path, Path, np.ndarray]) -> None:
+    results, html, patches = analysis_run
     with h5py.File(results, "r") as f:
         names = json.loads(f.attrs["latent_names"])
         mean, std = f["latents_mean"][()], f["latents_std"][()]
@@ -167,6 +180,11 @@ def test_box_selection_and_tooltip_match_the_results_file(browser: Any,
         assert float(row.group(2)) == pytest.approx(std[i, j], abs=1e-4)
     assert re.search(rf"^class\s+{labels[i]}$", text, re.M), text
     assert page.page.locator(".la-thumb").count() == 2  # patch and reconstruction
+    # the patch thumbnail shows this atom's patch (its tile of the sprite sheet)
+    shown = _thumbnail(page.page.locator(".la-thumb").first.screenshot(), patches.shape[-1])
+    r = np.corrcoef(shown.ravel(), patches[i].ravel())[0, 1]
+    others = [np.corrcoef(shown.ravel(), patches[k].ravel())[0, 1] for k in (i - 1, i + 1)]
+    assert r > 0.9 and max(others) < r - 0.2, (r, others)
     page.screenshot("explorer_analyze.png")
     assert page.errors == []
 

@@ -19,7 +19,7 @@ with WebGL, shares one data source between plots (so selections are linked witho
 renders the same models in Jupyter. The few JavaScript callbacks below only copy columns and
 compute means and histograms.
 
-Thumbnails are stored once as two PNG sprite sheets (patches, reconstructions) referenced from
+Thumbnails are stored once as two JPEG sprite sheets (patches, reconstructions) referenced from
 CSS variables; a tooltip shows one tile of each by its offset, so 40,000 thumbnails cost two
 compressed images, not 80,000 data URLs.
 """
@@ -55,9 +55,13 @@ __all__ = [
 MAX_THUMBNAIL = 32
 #: Screen pixels per thumbnail pixel in the tooltip.
 THUMBNAIL_ZOOM = 3
+#: How the points are drawn (see :func:`write_explorer`).
+BACKENDS = ("webgl", "canvas")
 #: Largest spectrum image (ny * nx * channels values) written into one file (~43 MB of text).
 MAX_CUBE_VALUES = 8_000_000
-_INTERNAL = ("_x", "_y", "_frame", "_sx", "_sy", "_c", "_tx", "_ty", "_i")
+#: JPEG quality of the thumbnail sheets: patches are mostly noise, which PNG cannot compress
+#: (40,000 22-px patches: 15 MB as PNG, 7 MB as JPEG at 80); thumbnails only need to look right.
+SPRITE_QUALITY = 85
 _CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -278,26 +282,30 @@ def _shrink(tiles: np.ndarray) -> np.ndarray:
     return t.reshape(len(t), q, f, q, f).mean(axis=(2, 4))
 
 
-def sprite_sheet(tiles: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[bytes, int]:
-    """Grey ``(n, p, p)`` tiles -> one PNG sheet of ``cols`` tiles per row, and ``cols``.
+def sprite_sheet(tiles: np.ndarray, low: np.ndarray, high: np.ndarray,
+                 quality: int = SPRITE_QUALITY) -> tuple[bytes, int, int]:
+    """Grey ``(n, p, p)`` tiles -> one JPEG sheet, its tiles per row ``cols`` and ``stride``.
 
-    Tile ``i`` sits at column ``i % cols``, row ``i // cols``; it is scaled from ``[low[i],
-    high[i]]`` to 0-255 (so a patch and its reconstruction can share one scale).
+    Tile ``i`` starts at pixel ``(stride * (i // cols), stride * (i % cols))``; ``stride`` is
+    ``p`` rounded up to JPEG's 8-pixel blocks, the margin filled by repeating the tile's edge,
+    so no block mixes two tiles. Each tile is scaled from ``[low[i], high[i]]`` to 0-255 (a
+    patch and its reconstruction can share one scale).
     """
     from PIL import Image
 
     n, p, _ = tiles.shape
+    stride = 8 * int(np.ceil(p / 8))
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     span = np.where(high > low, high - low, 1.0)
     scaled = (tiles - low[:, None, None]) / span[:, None, None]
     grey = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
-    sheet = np.zeros((rows * cols, p, p), np.uint8)
-    sheet[:n] = grey
-    sheet = sheet.reshape(rows, cols, p, p).transpose(0, 2, 1, 3).reshape(rows * p, cols * p)
+    grey = np.pad(grey, ((0, rows * cols - n), (0, stride - p), (0, stride - p)), mode="edge")
+    sheet = grey.reshape(rows, cols, stride, stride).transpose(0, 2, 1, 3)
     buf = io.BytesIO()
-    Image.fromarray(sheet, mode="L").save(buf, format="PNG", compress_level=6)
-    return buf.getvalue(), cols
+    Image.fromarray(sheet.reshape(rows * stride, cols * stride), mode="L").save(
+        buf, format="JPEG", quality=quality)
+    return buf.getvalue(), cols, stride
 
 
 def _quantize(frames: np.ndarray) -> np.ndarray:
@@ -488,7 +496,7 @@ colorbar.title = select.value
 
 
 def _image_figure(h: int, w: int, px: float, units: str, title: str, name: str,
-                  size: int = 540) -> Any:
+                  backend: str = "webgl", size: int = 540) -> Any:
     from bokeh.models import Range1d
     from bokeh.plotting import figure
 
@@ -498,7 +506,7 @@ def _image_figure(h: int, w: int, px: float, units: str, title: str, name: str,
                  height=max(200, int(h * scale)) + 40,
                  x_range=Range1d(-0.5 * px, (w - 0.5) * px, bounds="auto"),
                  y_range=Range1d((h - 0.5) * px, -0.5 * px, bounds="auto"),
-                 match_aspect=True, output_backend="webgl", name=name,
+                 match_aspect=True, output_backend=backend, name=name,
                  tools="pan,wheel_zoom,box_select,lasso_select,reset,save",
                  active_scroll="wheel_zoom", active_drag="box_select",
                  x_axis_label=f"x ({units})",
@@ -513,12 +521,12 @@ def _ramp() -> list[str]:
     return list(Viridis256)
 
 
-def _tooltip(data: ExplorerData, zoom_px: int, sheets: dict[str, int]) -> str:
+def _tooltip(data: ExplorerData, size_px: int, sheet_px: int, kinds: list[str]) -> str:
     thumbs = []
-    for kind, cols in sheets.items():
+    for kind in kinds:
         thumbs.append(
-            f'<div class="la-thumb" title="{kind}" style="width:{zoom_px}px;height:{zoom_px}px;'
-            f"background-image:var(--la-{kind});background-size:{cols * zoom_px}px auto;"
+            f'<div class="la-thumb" title="{kind}" style="width:{size_px}px;height:{size_px}px;'
+            f"background-image:var(--la-{kind});background-size:{sheet_px}px auto;"
             f"background-position:-@{{_tx}}{{0}}px -@{{_ty}}{{0}}px;image-rendering:pixelated;"
             f'border:1px solid #999"></div>'
         )
@@ -535,9 +543,9 @@ def _tooltip(data: ExplorerData, zoom_px: int, sheets: dict[str, int]) -> str:
             f'<table style="font-size:11px">{"".join(rows)}</table></div>')
 
 
-def explorer_layout(data: ExplorerData) -> Any:
+def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     """The Bokeh layout of the linked views for ``data`` (what both the HTML file and
-    Jupyter show)."""
+    Jupyter show). backend: ``webgl`` or ``canvas`` (see :func:`write_explorer`)."""
     from bokeh.layouts import column, row
     from bokeh.models import (
         BooleanFilter,
@@ -571,26 +579,21 @@ def explorer_layout(data: ExplorerData) -> Any:
     cols["_sy"] = cols[data.scatter[1]].copy()
     cols["_c"] = cols[data.color].copy()
 
-    sheets: dict[str, int] = {}
     css = []
     tiles = {k: getattr(data, k) for k in ("patches", "reconstructions")
              if getattr(data, k) is not None}
-    zoom_px = 0
+    size_px = sheet_px = 0
     if tiles:
-        ref = data.patches if data.patches is not None else next(iter(tiles.values()))
-        small = {k: _shrink(t) for k, t in tiles.items()}
-        low = _shrink(ref).min(axis=(1, 2))
-        high = _shrink(ref).max(axis=(1, 2))
-        p = next(iter(small.values())).shape[-1]
-        zoom_px = p * THUMBNAIL_ZOOM
-        for kind, t in small.items():
-            png, ncols = sprite_sheet(t, low, high)
-            sheets[kind] = ncols
-            css.append(f"--la-{kind}:url(data:image/png;base64,"
-                       f"{base64.b64encode(png).decode('ascii')});")
-        ncols = next(iter(sheets.values()))
-        cols["_tx"] = ((cols["_i"] % ncols) * zoom_px).astype(np.int32)
-        cols["_ty"] = ((cols["_i"] // ncols) * zoom_px).astype(np.int32)
+        ref = _shrink(data.patches if data.patches is not None else next(iter(tiles.values())))
+        low, high = ref.min(axis=(1, 2)), ref.max(axis=(1, 2))
+        for kind, t in tiles.items():
+            jpeg, ncols, stride = sprite_sheet(_shrink(t), low, high)
+            css.append(f"--la-{kind}:url(data:image/jpeg;base64,"
+                       f"{base64.b64encode(jpeg).decode('ascii')});")
+        size_px = ref.shape[-1] * THUMBNAIL_ZOOM
+        sheet_px = ncols * stride * THUMBNAIL_ZOOM
+        cols["_tx"] = ((cols["_i"] % ncols) * stride * THUMBNAIL_ZOOM).astype(np.int32)
+        cols["_ty"] = ((cols["_i"] // ncols) * stride * THUMBNAIL_ZOOM).astype(np.int32)
     src = ColumnDataSource(cols, name="points")
 
     categorical = list(data.categorical)
@@ -605,20 +608,20 @@ def explorer_layout(data: ExplorerData) -> Any:
 
     # -- image with the points
     img_fig = _image_figure(h, w, px, units, "image (frame 0)" if n_frames > 1 else "image",
-                            "image_figure")
+                            "image_figure", backend)
     img_fig.image("image", source=frame_src, view=frame_view, x=-0.5 * px, y=-0.5 * px,
                   dw="dw", dh="dh", color_mapper=LinearColorMapper(Greys256, low=0,
                                                                   high=255))
     points_view = CDSView(filter=BooleanFilter((data.frame_index == 0).tolist())) \
         if n_frames > 1 else CDSView()
-    tip = _tooltip(data, zoom_px, sheets)
+    tip = _tooltip(data, size_px, sheet_px, list(tiles))
     img_pts = img_fig.scatter("_x", "_y", source=src, view=points_view, size=5,
                               fill_color={"field": "_c", "transform": mapper}, line_color=None,
                               nonselection_fill_alpha=0.15, name="image_points")
     img_fig.add_tools(HoverTool(renderers=[img_pts], tooltips=tip, limit=1))
 
     # -- latent scatter
-    sc_fig = figure(title="latent space", width=520, height=520, output_backend="webgl",
+    sc_fig = figure(title="latent space", width=520, height=520, output_backend=backend,
                     tools="pan,wheel_zoom,box_select,lasso_select,reset,save",
                     active_scroll="wheel_zoom", active_drag="box_select",
                     x_axis_label=data.scatter[0],
@@ -834,25 +837,32 @@ def _as_data(obj: Any, **kwargs: Any) -> ExplorerData | SpectralExplorerData:
     return explorer_data(obj, **kwargs)
 
 
-def _layout(data: ExplorerData | SpectralExplorerData) -> Any:
+def _layout(data: ExplorerData | SpectralExplorerData, backend: str) -> Any:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return spectral_layout(data) if isinstance(data, SpectralExplorerData) \
-        else explorer_layout(data)
+        else explorer_layout(data, backend)
 
 
-def write_explorer(path: str | os.PathLike[str], data: Any, **kwargs: Any) -> Path:
+def write_explorer(path: str | os.PathLike[str], data: Any, *, backend: str = "webgl",
+                   **kwargs: Any) -> Path:
     """Write the explorer as one self-contained HTML file (Bokeh's JavaScript inlined) and
     return its path.
 
     data : :class:`ExplorerData`, :class:`SpectralExplorerData`, or a result object the
         adapters know (``AnalysisResult``, ``GrapheneResult``, ``UnmixResult`` with
         ``cube=``, ...; ``kwargs`` go to :func:`~latentatlas.report.explorer_adapters.explorer_data`).
+    backend : ``webgl`` draws the points on the GPU (fast to pan and zoom through 40,000
+        points; browsers without WebGL fall back to canvas by themselves); ``canvas`` is
+        faster to open where WebGL is emulated on the CPU (headless browsers without a GPU
+        spend most of the first render copying the WebGL canvas: benchmarks/RESULTS.md).
     The file is written to a temporary name and renamed: it is complete or absent.
     """
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
     d = _as_data(data, **kwargs)
-    page = file_html(_layout(d), resources=INLINE, title=d.title)
+    page = file_html(_layout(d, backend), resources=INLINE, title=d.title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".html", dir=path.parent)
@@ -868,23 +878,14 @@ def write_explorer(path: str | os.PathLike[str], data: Any, **kwargs: Any) -> Pa
     return path
 
 
-def explore(data: Any, **kwargs: Any) -> Any:
+def explore(data: Any, *, backend: str = "webgl", **kwargs: Any) -> Any:
     """Show the explorer in a Jupyter notebook (the same layout as :func:`write_explorer`).
 
-    data : as for :func:`write_explorer`. Returns the Bokeh layout shown.
+    data, backend, kwargs : as for :func:`write_explorer`. Returns the Bokeh layout shown.
     """
     from bokeh.io import output_notebook, show
 
-    layout = _layout(_as_data(data, **kwargs))
+    layout = _layout(_as_data(data, **kwargs), backend)
     output_notebook(hide_banner=True)
     show(layout)
     return layout
-
-
-def summary(data: ExplorerData) -> dict[str, Any]:
-    """What a file of ``data`` holds, JSON-friendly (for logs and benchmark records)."""
-    return {"samples": data.n, "frames": int(data.frames.shape[0]),
-            "frame_shape": list(data.frames.shape[1:]), "values": list(data.values),
-            "categorical": list(data.categorical),
-            "thumbnails": [k for k in ("patches", "reconstructions")
-                           if getattr(data, k) is not None]}
