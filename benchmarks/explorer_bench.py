@@ -6,7 +6,8 @@
    image of the analyze-stages benchmark) with an rVAE (few epochs on a 5,000-patch subset:
    the numbers measured here do not depend on how well it is trained).
 2. Build the explorer inputs (``from_analysis``: every patch reconstructed, baselines) and
-   write the file; the baseline is the same explorer without thumbnails.
+   write the file with each backend (webgl, canvas); the baseline is the same explorer
+   without thumbnails.
 3. Open each file in headless Chromium (the system package, driven by Playwright) ``--loads``
    times: time to first render = ``performance.now()`` (ms since navigation start) when the
    Bokeh document is idle (every view drawn); then one box selection over about half of the
@@ -109,17 +110,10 @@ def main() -> None:
     data = from_analysis(result, pixel_size=0.02, units="nm")
     t_adapt = time.perf_counter() - t
     OUT.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    full = write_explorer(OUT / "explorer_2048.html", data)
-    t_write = time.perf_counter() - t
     bare = ExplorerData(frames=data.frames, positions=data.positions, values=data.values,
                         std=data.std, categorical=data.categorical, window=data.window,
                         pixel_size=data.pixel_size, units=data.units, manifold=data.manifold,
                         title=data.title)
-    t = time.perf_counter()
-    plain = write_explorer(OUT / "explorer_2048_no_thumbnails.html", bare)
-    t_write_bare = time.perf_counter() - t
-
     assert data.patches is not None and data.reconstructions is not None
     small = _shrink(data.patches)
     low, high = small.min(axis=(1, 2)), small.max(axis=(1, 2))
@@ -130,12 +124,16 @@ def main() -> None:
     box = (float(np.percentile(z1, 5)), float(np.percentile(z2, 5)),
            float(np.percentile(z1, 70)), float(np.percentile(z2, 70)))
     rows = []
-    for label, path, t_w in (("explorer (thumbnails of every patch)", full, t_write),
-                             ("baseline: same explorer without thumbnails", plain,
-                              t_write_bare)):
+    for label, d, backend in (("explorer", data, "webgl"), ("explorer", data, "canvas"),
+                              ("baseline: no thumbnails", bare, "webgl"),
+                              ("baseline: no thumbnails", bare, "canvas")):
+        t = time.perf_counter()
+        path = write_explorer(OUT / f"explorer_2048_{backend}_{d is data}.html", d,
+                              backend=backend)
+        t_write = time.perf_counter() - t
         times = browser_times(path, args.loads, box)
-        rows.append({"file": label, "size_mb": path.stat().st_size / 1e6, "write_s": t_w,
-                     **times})
+        rows.append({"file": label, "backend": backend, "size_mb": path.stat().st_size / 1e6,
+                     "write_s": t_write, **times})
     record = {
         "benchmark": "explorer_bench", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{_cpu_name()}, {torch.get_num_threads()} torch thread",
@@ -148,11 +146,11 @@ def main() -> None:
     (RESULTS / "explorer_bench.json").write_text(json.dumps(record, indent=2))
     print(f"{n} samples, window {result.patches.window}; analyze {t_analyze:.0f} s, "
           f"adapter {t_adapt:.1f} s; sprites (base64 MB) {sprite_mb}")
-    print("| file | size (MB) | write (s) | first render (ms, median of loads) | "
+    print("| file | backend | size (MB) | write (s) | first render (ms, median of loads) | "
           "box selection (ms) |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['file']} | {r['size_mb']:.1f} | {r['write_s']:.1f} | "
+        print(f"| {r['file']} | {r['backend']} | {r['size_mb']:.1f} | {r['write_s']:.1f} | "
               f"{r['first_render_ms_median']:.0f} ({', '.join(f'{v:.0f}' for v in r['first_render_ms'])})"
               f" | {r['box_selection_ms']:.0f} ({r['box_selected']} selected) |")
 

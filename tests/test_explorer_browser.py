@@ -249,3 +249,26 @@ def test_stack_frames_show_their_share_of_a_selection(browser: Any, tmp_path: Pa
         assert page.page.locator(".la-count").inner_text() == \
             f"{int(inside.sum())} selected, {len(expected)} on frame {f}"
     assert page.errors == []
+
+
+def test_tooltip_shows_the_point_nearest_the_pointer_where_many_overlap(
+        browser: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n = 3000
+    z = rng.normal(scale=0.05, size=(n, 2))  # a dense cluster: dozens of markers under the pointer
+    z[0] = [3.0, 3.0]  # stretches the axes so the cluster is a few screen pixels wide
+    data = ExplorerData(frames=np.zeros((32, 32)), positions=rng.uniform(2, 30, (n, 2)),
+                        values={"z1": z[:, 0], "z2": z[:, 1]})
+    page = Page(browser, write_explorer(tmp_path / "dense.html", data))
+    for k in (5, 77, 1234):
+        page.page.mouse.move(*page.to_page("scatter_figure", z[k, 0], z[k, 1]))
+        where = page.page.locator(".la-where")
+        where.first.wait_for(state="visible")
+        text = where.first.inner_text()
+        shown = int(re.search(r"#(\d+)", text).group(1))  # type: ignore[union-attr]
+        # the one tooltip is for the point under the pointer (or one drawn at the same pixel)
+        d = np.hypot(*(np.array(page.to_page("scatter_figure", *z[shown]))
+                       - np.array(page.to_page("scatter_figure", *z[k]))))
+        assert d < 0.5, (k, shown, d)
+        assert where.count() == 1
+    assert page.errors == []

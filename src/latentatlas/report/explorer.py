@@ -399,6 +399,25 @@ src.change.emit()
 update_histogram(src, hsrc, name, categorical)
 """
 
+# HoverTool keeps the first `limit` hits in hit-test order after formatting every hit's
+# tooltip, which takes seconds where thousands of points overlap; this filter keeps only the
+# hit nearest to the pointer (computed once per pointer position), before any formatting.
+_JS_NEAREST = """
+const v = cb_data.vars, gv = v.glyph_view
+const key = `${v.sx},${v.sy},${gv.model.id}`
+if (cb_obj._la_key !== key) {
+  let best = Infinity
+  for (const j of v.indices) {
+    const dx = gv.sx[j] - v.sx, dy = gv.sy[j] - v.sy
+    if (dx * dx + dy * dy < best) best = dx * dx + dy * dy
+  }
+  cb_obj._la_key = key
+  cb_obj._la_best = best
+}
+const dx = v.snap_sx - v.sx, dy = v.snap_sy - v.sy
+return dx * dx + dy * dy <= cb_obj._la_best
+"""
+
 _JS_AXES = """
 const xs = src.data[xsel.value], ys = src.data[ysel.value]
 const sx = src.data._sx, sy = src.data._sy
@@ -521,6 +540,14 @@ def _ramp() -> list[str]:
     return list(Viridis256)
 
 
+def _hover(renderer: Any, tooltip: str) -> Any:
+    """A hover tool showing ``tooltip`` for the one point nearest to the pointer."""
+    from bokeh.models import CustomJS, HoverTool
+
+    return HoverTool(renderers=[renderer], tooltips=tooltip, limit=1,
+                     point_policy="snap_to_data", filters={"@_i": CustomJS(code=_JS_NEAREST)})
+
+
 def _tooltip(data: ExplorerData, size_px: int, sheet_px: int, kinds: list[str]) -> str:
     thumbs = []
     for kind in kinds:
@@ -554,9 +581,8 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
         ColumnDataSource,
         CustomJS,
         Div,
-        HoverTool,
-        IndexFilter,
         GlobalInlineStyleSheet,
+        IndexFilter,
         LinearColorMapper,
         Select,
         Slider,
@@ -618,7 +644,7 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     img_pts = img_fig.scatter("_x", "_y", source=src, view=points_view, size=5,
                               fill_color={"field": "_c", "transform": mapper}, line_color=None,
                               nonselection_fill_alpha=0.15, name="image_points")
-    img_fig.add_tools(HoverTool(renderers=[img_pts], tooltips=tip, limit=1))
+    img_fig.add_tools(_hover(img_pts, tip))
 
     # -- latent scatter
     sc_fig = figure(title="latent space", width=520, height=520, output_backend=backend,
@@ -629,7 +655,7 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     sc_pts = sc_fig.scatter("_sx", "_sy", source=src, size=4,
                             fill_color={"field": "_c", "transform": mapper}, line_color=None,
                             nonselection_fill_alpha=0.15, name="scatter_points")
-    sc_fig.add_tools(HoverTool(renderers=[sc_pts], tooltips=tip, limit=1))
+    sc_fig.add_tools(_hover(sc_pts, tip))
     colorbar = ColorBar(color_mapper=mapper, title=data.color, width=10)
     sc_fig.add_layout(colorbar, "right")
 
