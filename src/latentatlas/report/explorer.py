@@ -691,7 +691,7 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     y_select.js_on_change("value", axes_cb)
 
     # -- selection summary: count, mean values, mean patch
-    info = Div(text=f'<p class="la-count">0 selected, 0 on frame 0</p>', width=260,
+    info = Div(text='<p class="la-count">0 selected, 0 on frame 0</p>', width=260,
                name="selection_info")
     window_px = int(data.window) if data.window is not None else 0
     side_px = 2 * (window_px // 2) + 1
