@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -99,6 +100,7 @@ def main() -> None:
     from latentatlas.report.explorer import ExplorerData, _shrink, sprite_sheet, write_explorer
     from latentatlas.report.explorer_adapters import from_analysis
 
+    load_before = os.getloadavg()[0]
     lat = two_site_lattice(shape=(args.size, args.size), spacing=args.spacing)
     t = time.perf_counter()
     result = analyze(lat.image, atoms="peaks", epochs=args.epochs, train_samples=5000,
@@ -139,7 +141,7 @@ def main() -> None:
         "machine": f"{_cpu_name()}, {torch.get_num_threads()} torch thread",
         "image": [args.size, args.size], "atoms_generated": int(len(lat.positions)),
         "samples": n, "window": int(result.patches.window), "epochs": args.epochs,
-        "analyze_s": t_analyze, "adapter_s": t_adapt, "sprite_base64_mb": sprite_mb,
+        "load_average": [load_before, os.getloadavg()[0]], "analyze_s": t_analyze, "adapter_s": t_adapt, "sprite_base64_mb": sprite_mb,
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ def test_written_file_is_self_contained_and_complete(tmp_path: Path) -> None:
     assert not re.search(r"<script[^>]+src=", text)  # BokehJS is inlined: opens offline
     assert not re.search(r"<link[^>]+href=\"http", text)
     for kind in ("patches", "reconstructions"):  # one sprite sheet each
-        assert text.count(f"--la-{kind}:url(data:image/jpeg;base64,") == 1
+        assert text.count(f'"--la-{kind}","url(data:image/jpeg;base64,') == 1
     assert "scatter_figure" in text and "image_points" in text
     assert [p.name for p in path.parent.iterdir()] == ["explorer.html"]  # no temporary left
 

@@ -180,8 +180,13 @@ def test_box_selection_and_tooltip_match_the_results_file(
         assert float(row.group(2)) == pytest.approx(std[i, j], abs=1e-4)
     assert re.search(rf"^class\s+{labels[i]}$", text, re.M), text
     assert page.page.locator(".la-thumb").count() == 2  # patch and reconstruction
-    # the patch thumbnail shows this atom's patch (its tile of the sprite sheet)
-    shown = _thumbnail(page.page.locator(".la-thumb").first.screenshot(), patches.shape[-1])
+    # the patch thumbnail shows this atom's patch (its tile of the sprite sheet, which the
+    # browser decodes after the first hover)
+    for _ in range(50):
+        shown = _thumbnail(page.page.locator(".la-thumb").first.screenshot(), patches.shape[-1])
+        if shown.std() > 1:
+            break
+        page.page.wait_for_timeout(100)
     r = np.corrcoef(shown.ravel(), patches[i].ravel())[0, 1]
     others = [np.corrcoef(shown.ravel(), patches[k].ravel())[0, 1] for k in (i - 1, i + 1)]
     assert r > 0.9 and max(others) < r - 0.2, (r, others)

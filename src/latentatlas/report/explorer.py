@@ -418,6 +418,13 @@ const dx = v.snap_sx - v.sx, dy = v.snap_sy - v.sy
 return dx * dx + dy * dy <= cb_obj._la_best
 """
 
+_JS_SPRITES = """
+const root = document.documentElement.style
+for (const [name, url] of Object.entries(sprites)) {
+  if (root.getPropertyValue(name) === '') root.setProperty(name, url)
+}
+"""
+
 _JS_AXES = """
 const xs = src.data[xsel.value], ys = src.data[ysel.value]
 const sx = src.data._sx, sy = src.data._sy
@@ -540,11 +547,12 @@ def _ramp() -> list[str]:
     return list(Viridis256)
 
 
-def _hover(renderer: Any, tooltip: str) -> Any:
-    """A hover tool showing ``tooltip`` for the one point nearest to the pointer."""
+def _hover(renderer: Any, tooltip: str, install: Any) -> Any:
+    """A hover tool showing ``tooltip`` for the one point nearest to the pointer; ``install``
+    (a CustomJS or None) runs at every hover."""
     from bokeh.models import CustomJS, HoverTool
 
-    return HoverTool(renderers=[renderer], tooltips=tooltip, limit=1,
+    return HoverTool(renderers=[renderer], tooltips=tooltip, limit=1, callback=install,
                      point_policy="snap_to_data", filters={"@_i": CustomJS(code=_JS_NEAREST)})
 
 
@@ -581,7 +589,6 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
         ColumnDataSource,
         CustomJS,
         Div,
-        GlobalInlineStyleSheet,
         IndexFilter,
         LinearColorMapper,
         Select,
@@ -605,7 +612,7 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     cols["_sy"] = cols[data.scatter[1]].copy()
     cols["_c"] = cols[data.color].copy()
 
-    css = []
+    sprites: dict[str, str] = {}
     tiles = {k: getattr(data, k) for k in ("patches", "reconstructions")
              if getattr(data, k) is not None}
     size_px = sheet_px = 0
@@ -614,8 +621,8 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
         low, high = ref.min(axis=(1, 2)), ref.max(axis=(1, 2))
         for kind, t in tiles.items():
             jpeg, ncols, stride = sprite_sheet(_shrink(t), low, high)
-            css.append(f"--la-{kind}:url(data:image/jpeg;base64,"
-                       f"{base64.b64encode(jpeg).decode('ascii')});")
+            sprites[f"--la-{kind}"] = ("url(data:image/jpeg;base64,"
+                                       f"{base64.b64encode(jpeg).decode('ascii')})")
         size_px = ref.shape[-1] * THUMBNAIL_ZOOM
         sheet_px = ncols * stride * THUMBNAIL_ZOOM
         cols["_tx"] = ((cols["_i"] % ncols) * stride * THUMBNAIL_ZOOM).astype(np.int32)
@@ -644,7 +651,12 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     img_pts = img_fig.scatter("_x", "_y", source=src, view=points_view, size=5,
                               fill_color={"field": "_c", "transform": mapper}, line_color=None,
                               nonselection_fill_alpha=0.15, name="image_points")
-    img_fig.add_tools(_hover(img_pts, tip))
+    # the thumbnail sheets (CSS variable -> url) are set on the page's root element at the
+    # first hover, not at load: parsing tens of MB of CSS would delay the first render, and
+    # tooltips hang off the page body, outside the layout's own styles. One callback model,
+    # so the sheets are written once.
+    install = CustomJS(args=dict(sprites=sprites), code=_JS_SPRITES) if sprites else None
+    img_fig.add_tools(_hover(img_pts, tip, install))
 
     # -- latent scatter
     sc_fig = figure(title="latent space", width=520, height=520, output_backend=backend,
@@ -655,7 +667,7 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     sc_pts = sc_fig.scatter("_sx", "_sy", source=src, size=4,
                             fill_color={"field": "_c", "transform": mapper}, line_color=None,
                             nonselection_fill_alpha=0.15, name="scatter_points")
-    sc_fig.add_tools(_hover(sc_pts, tip))
+    sc_fig.add_tools(_hover(sc_pts, tip, install))
     colorbar = ColorBar(color_mapper=mapper, title=data.color, width=10)
     sc_fig.add_layout(colorbar, "right")
 
@@ -734,15 +746,12 @@ def explorer_layout(data: ExplorerData, backend: str = "webgl") -> Any:
     controls: list[Any] = [color_select, x_select, y_select]
     if slider is not None:
         controls.append(slider)
-    # tooltips are attached to the page body, outside the layout: the sprites go on :root
-    style = GlobalInlineStyleSheet(css=":root{" + "".join(css) + "}") if css else None
     title = Div(text=f"<h2 style='margin:4px 0'>{_escape(data.title)}</h2><p style='margin:0'>"
                      f"{data.n} samples on {n_frames} frame(s) of {h} x {w} px; drag a box "
                      "or lasso in either view to select, hover a point to inspect it</p>")
     root = column(title, row(*controls), row(img_fig, sc_fig),
                   row(h_fig if len(side) == 1 else column(*side[:1]), column(info, mp_fig),
-                      *side[1:]),
-                  stylesheets=[style] if style is not None else [], name="explorer")
+                      *side[1:]), name="explorer")
     return root
 
 
