@@ -444,7 +444,8 @@ for (const name of names) {
   const v = src.data[name]
   let s = 0, m = 0
   for (const i of sel) if (Number.isFinite(v[i])) { s += v[i]; m += 1 }
-  rows.push(`<tr><th>${name}</th><td>${m ? (s / m).toPrecision(4) : '-'}</td></tr>`)
+  const label = name.replace(/&/g, '&amp;').replace(/</g, '&lt;')
+  rows.push(`<tr><th>${label}</th><td>${m ? (s / m).toPrecision(4) : '-'}</td></tr>`)
 }
 const header = `<p class="la-count">${sel.length} selected, ${here} on frame ${frame}</p>`
 info.text = header + (sel.length ? `<table class="la-means">${rows.join('')}</table>` : '')
@@ -557,6 +558,8 @@ def _hover(renderer: Any, tooltip: str, install: Any) -> Any:
 
 
 def _tooltip(data: ExplorerData, size_px: int, sheet_px: int, kinds: list[str]) -> str:
+    """The tooltip template: thumbnails (tiles of the sheets at the point's offset), where the
+    point is, and its values (with their standard deviations)."""
     thumbs = []
     for kind in kinds:
         thumbs.append(
@@ -569,9 +572,8 @@ def _tooltip(data: ExplorerData, size_px: int, sheet_px: int, kinds: list[str]) 
     for name in data.values:
         fmt = "{0}" if name in data.categorical else "{0.0000}"
         std = f" &plusmn; @{{{name}__std}}{{0.0000}}" if name in data.std else ""
-        rows.append(f'<tr><th>{name}</th><td class="la-v" data-name="{name}">'
-                    f"@{{{name}}}{fmt}{std}</td></tr>")
-    u = data.units
+        rows.append(f'<tr><th>{_escape(name)}</th><td>@{{{name}}}{fmt}{std}</td></tr>')
+    u = _escape(data.units)
     return (f'<div class="la-tip"><div style="display:flex;gap:4px">{"".join(thumbs)}</div>'
             f'<div class="la-where">#@{{_i}}{{0}}, frame @{{_frame}}{{0}}, '
             f"x = @{{_x}}{{0.000}} {u}, y = @{{_y}}{{0.000}} {u}</div>"
