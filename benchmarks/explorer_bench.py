@@ -118,8 +118,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from latentatlas.analysis.pipeline import analyze
     from latentatlas.datasets.lattices import two_site_lattice
+    from latentatlas.pipelines.analyze import analyze
     from latentatlas.report.explorer import ExplorerData, _shrink, sprite_sheet, write_explorer
     from latentatlas.report.explorer_adapters import from_analysis
 

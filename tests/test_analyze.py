@@ -107,7 +107,7 @@ def test_end_to_end_two_kinds_of_sites(tmp_path: Path) -> None:
     assert _labels_at_truth(res, lat.positions, lat.classes) >= 0.9
     # the run folder is complete and nothing temporary is left beside it
     names = {p.name for p in out.iterdir()}
-    assert {"results.h5", "config.json", "index.html", "labels.png", "latent_maps.png",
+    assert {"results.h5", "config.json", "index.html", "explorer.html", "labels.png", "latent_maps.png",
             "manifold.png", "model"} <= names
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # before the NPZ below
     with h5py.File(out / "results.h5") as f:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentatlas.analysis.graphene import analyze_graphene, example_graphene
-from latentatlas.analysis.pipeline import analyze
 from latentatlas.datasets.domains import domain_pattern, render_pfm
 from latentatlas.datasets.spectral import make_spectral_cube
 from latentatlas.descriptors.walls import find_walls, wall_patches
 from latentatlas.models import get_model
+from latentatlas.pipelines.analyze import analyze
+from latentatlas.pipelines.graphene import analyze_graphene, example_graphene
 from latentatlas.report import explorer as ex
 from latentatlas.report.explorer import ExplorerData, SpectralExplorerData, sprite_sheet, write_explorer
 from latentatlas.report.explorer_adapters import (

@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
-from latentatlas.analysis.pipeline import analyze
 from latentatlas.datasets.spectral import make_spectral_cube
+from latentatlas.pipelines.analyze import analyze
 from latentatlas.report.explorer import THUMBNAIL_ZOOM, ExplorerData, write_explorer
 from latentatlas.report.explorer_adapters import from_analysis, from_unmix
 from latentatlas.spectral import unmix

@@ -54,6 +54,7 @@ def test_cli_writes_result_figures_and_params(cube_file: Path, tmp_path: Path,
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ([f"{method}_components.png"] if method == "nmf"
                     else [f"{method}_clusters.png"])
+    assert (out / "index.html").exists() and (out / "explorer.html").exists()
     assert not list(out.glob(".*"))  # no temporary files left
 
 

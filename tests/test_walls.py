@@ -236,7 +236,7 @@ def test_walls_cli_writes_mask_overlay_and_table(tmp_path) -> None:  # noqa: ANN
     # counts are written as integers, and every frame names its source file
     assert lines[1].split(",")[0] == "0" and lines[1].split(",")[2].isdigit()
     assert "movie.npy" in lines[2]
-    assert (out / "index.html").exists()
+    assert (out / "index.html").exists() and (out / "explorer.html").exists()
     bad = CliRunner().invoke(app, ["walls", str(src), "--method", "sobel", "--out", str(out)])
     assert bad.exit_code == 2 and "canny, gaussian, dcnn" in bad.output
 

@@ -124,6 +124,13 @@ class AnalysisResult:
     truth: dict[str, np.ndarray] | None = None
     scores: dict[str, float] = field(default_factory=dict)
 
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer of this result in a Jupyter notebook (the same views as
+        ``explorer.html`` in the results folder)."""
+        from latentatlas.report import explore
+
+        return explore(self, **options)
+
     @property
     def label_image(self) -> np.ndarray:
         """Classes of frame 0 painted at the patch centres, ``(h, w)``, NaN elsewhere."""
@@ -493,9 +500,19 @@ def _figures(result: AnalysisResult, folder: Path) -> list[tuple[str, Path]]:
     return figs
 
 
+def image_calibration(data: Dataset) -> dict[str, Any]:
+    """``pixel_size`` and ``units`` of the image axes of ``data`` for the explorer (pixels
+    when the file carries no calibration, or rows and columns differ)."""
+    axes = [a for a in data.axes if a.kind == "spatial"][-2:]
+    if len(axes) == 2 and axes[0].units and axes[0].units == axes[1].units \
+            and np.isclose(axes[0].scale, axes[1].scale) and axes[0].scale > 0:
+        return {"pixel_size": float(axes[0].scale), "units": axes[0].units}
+    return {}
+
+
 def _write_run(result: AnalysisResult, data: Dataset, plan: OutputPlan,
                inputs: list[str]) -> Path:
-    from latentatlas.report import write_report
+    from latentatlas.report import write_explorer, write_report
 
     source = safe_text(data.source or data.name)
     with results_folder(plan, "analyze", result.config.to_dict(), inputs) as tmp:
@@ -518,4 +535,5 @@ def _write_run(result: AnalysisResult, data: Dataset, plan: OutputPlan,
             tables["Score against ground truth"] = result.scores
         write_report(tmp / "index.html", f"latentatlas analyze: {safe_text(data.name or source)}",
                      figs, tables)
+        write_explorer(tmp / "explorer.html", result, **image_calibration(data))
     return plan.path

@@ -218,6 +218,12 @@ class GrapheneResult:
         """``(m, 2)`` patch centres (row, col) in input pixels."""
         return self.coords[self.patches.index]
 
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer of this result in a Jupyter notebook."""
+        from latentatlas.report import explore
+
+        return explore(self, **options)
+
     def label_image(self, which: str = "predictions") -> np.ndarray:
         """``predictions`` or ``ring_labels`` painted as discs on the input image ``(h, w)``
         (NaN off the atoms)."""
@@ -661,7 +667,7 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
 
 
 def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list[str]) -> Path:
-    from latentatlas.report import write_report
+    from latentatlas.report import write_explorer, write_report
 
     name = safe_text(name)
     with results_folder(plan, "graphene", result.config.to_dict(), inputs) as tmp:
@@ -680,4 +686,5 @@ def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list
             "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
         }
         write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
+        write_explorer(tmp / "explorer.html", result)
     return plan.path

@@ -32,6 +32,13 @@ class UnmixRun:
     out: Path | None = None
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    cube: Any = None
+
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer (maps, spectra, reconstruction) in a Jupyter notebook."""
+        from latentatlas.report import explore
+
+        return explore(self.result, cube=self.cube, **options)
 
 
 def run_unmix(
@@ -69,7 +76,7 @@ def run_unmix(
     result = unmix(data, method, n_components, crop=crop, bin=bin, poisson=poisson, scale=scale,
                    offset=offset, random_state=random_state, device=device, progress=progress,
                    **options)
-    run = UnmixRun(result, seconds=time.perf_counter() - t0)
+    run = UnmixRun(result, seconds=time.perf_counter() - t0, cube=data)
     if plan is None:
         return run
     config = {"method": method, "n_components": n_components, "channel": channel, "crop": crop,
@@ -96,4 +103,17 @@ def _write(run: UnmixRun, folder: Path, source: str, config: dict[str, Any]) -> 
     write_report(folder / "index.html", f"latentatlas unmix: {source}",
                  [(p.stem.replace("_", " "), p) for p in figs],
                  {"Summary": summary, "Parameters": config, "Method parameters": result.params})
-    return [h5, params, *figs, folder / "index.html"]
+    explorer = _write_spectral_explorer(run, folder)
+    return [h5, params, *figs, folder / "index.html", *explorer]
+
+
+def _write_spectral_explorer(run: UnmixRun, folder: Path) -> list[Path]:
+    """explorer.html, or nothing (with the reason logged) for cubes the explorer cannot
+    hold in one page."""
+    from latentatlas.report import write_explorer
+
+    try:
+        return [write_explorer(folder / "explorer.html", run.result, cube=run.cube)]
+    except ValueError as exc:
+        log.warning("no explorer.html: %s", exc)
+        return []

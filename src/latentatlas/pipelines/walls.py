@@ -154,3 +154,28 @@ def _write(run: WallsRun, image: np.ndarray, folder: Path, config: dict[str, Any
     tables = {f"Frame {r['frame']}": r for r in run.table}
     write_report(folder / "index.html", f"latentatlas walls: {run.sources[0]}", figs,
                  {"Parameters": {**config, "params": dict(run.walls.params)}, **tables})
+    _write_explorer(run, image, folder)
+
+
+def _write_explorer(run: WallsRun, image: np.ndarray, folder: Path) -> None:
+    """explorer.html: patches cut at wall pixels, placed by their first two principal
+    components (no model is trained here) and coloured by their local wall descriptors."""
+    from latentatlas.descriptors.walls import wall_patches
+    from latentatlas.models.latents import Latents
+    from latentatlas.report import write_explorer
+    from latentatlas.report.explorer_adapters import from_walls
+
+    if not run.walls.mask.any():
+        log.info("no walls found: no explorer.html")
+        return
+    h, w = image.shape[-2:]
+    window = int(np.clip(min(h, w) // 8, 8, 48))
+    patches = wall_patches(image, run.walls, window)
+    if len(patches) < 3:
+        return
+    flat = patches.data.reshape(len(patches), -1).astype(np.float64)
+    flat -= flat.mean(0)
+    _, _, vt = np.linalg.svd(flat, full_matrices=False)
+    scores = flat @ vt[:2].T
+    latents = Latents(["pc1", "pc2"][: scores.shape[1]], scores, np.zeros_like(scores))
+    write_explorer(folder / "explorer.html", from_walls(image, run.walls, patches, latents))

@@ -30,7 +30,6 @@ import base64
 import io
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._checks import check_array
-from latentatlas._files import default_mode
+from latentatlas._files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -900,19 +899,8 @@ def write_explorer(path: str | os.PathLike[str], data: Any, *, backend: str = "w
 
     d = _as_data(data, **kwargs)
     page = file_html(_layout(d, backend), resources=INLINE, title=d.title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".html", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info("wrote the explorer %s (%.1f MB)", path, path.stat().st_size / 1e6)
-    return path
+    return write_text_atomic(Path(path), page)
+
 
 
 def explore(data: Any, *, backend: str = "webgl", **kwargs: Any) -> Any:

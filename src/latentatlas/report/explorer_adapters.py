@@ -74,7 +74,7 @@ def _tile_manifold(model: Any) -> np.ndarray | None:
 
 def from_analysis(result: Any, *, pixel_size: float | None = None, units: str = "px",
                   reconstructions: bool = True, title: str | None = None) -> ExplorerData:
-    """Explorer inputs from an ``AnalysisResult`` (``latentatlas.analysis.pipeline.analyze``).
+    """Explorer inputs from an ``AnalysisResult`` (``latentatlas.pipelines.analyze.analyze``).
 
     Values: every latent (with its posterior std), the GMM ``class`` and its uncertainty
     ``class_uncertainty`` (1 - the largest class probability), the atom finder's classes when
