@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import shared_data
 from latentatlas.io import LoadError, list_channels, load
 from latentatlas.io.hyperspy import save_hspy, signal_dict, to_signal
-
-from conftest import shared_data
 
 hs = pytest.importorskip("hyperspy.api")
 
@@ -110,3 +109,71 @@ def test_signal_dict_round_trips_through_hspy(tmp_path: Path) -> None:
     same = to_signal(doc)
     assert same.axes_manager.navigation_shape == (5, 3)  # HyperSpy order: x first
     assert load(path).shape == d.shape  # our reader opens it too
+
+
+def test_unmix_of_a_signal_keeps_energy_axis_and_calibration(tmp_path: Path) -> None:
+    from latentatlas.spectral import UnmixResult, unmix
+
+    sig = _spectrum_image()
+    sig.data = np.random.default_rng(0).random(sig.data.shape).astype(np.float32)
+    res = unmix(sig, "nmf", 2)
+    assert res.energy_name == "Energy loss" and res.energy_units == "eV"
+    np.testing.assert_allclose(res.energy, 100.0 + 0.5 * np.arange(7))
+    assert res.calibration.units == "nm" and res.calibration.scale == (2.0, 1.0)
+    assert res.calibration.offset == (-4.0, 10.0)
+    out = res.to_signals()
+    loadings, factors = out["loadings"], out["factors"]
+    assert isinstance(loadings, hs.signals.Signal2D) and isinstance(factors, hs.signals.Signal1D)
+    x, y = loadings.axes_manager.signal_axes
+    assert (x.size, x.scale, x.offset, x.units) == (5, 1.0, 10.0, "nm")
+    assert (y.size, y.scale, y.offset, y.units) == (3, 2.0, -4.0, "nm")
+    assert loadings.axes_manager.navigation_shape == (2,)
+    e = factors.axes_manager.signal_axes[0]
+    assert (e.name, e.size, e.scale, e.offset, e.units) == ("Energy loss", 7, 0.5, 100.0, "eV")
+    assert res.loadings is not None and res.components is not None
+    np.testing.assert_allclose(loadings.data[1], res.loadings[..., 1])
+    np.testing.assert_allclose(factors.data, res.components)
+    # written as .hspy, read back by HyperSpy with the same axes
+    paths = res.save_hspy(tmp_path)
+    back = hs.load(tmp_path / "nmf_loadings.hspy")
+    assert [p.name for p in paths] == ["nmf_loadings.hspy", "nmf_factors.hspy"]
+    assert back.axes_manager.signal_axes[1].offset == -4.0
+    np.testing.assert_allclose(back.data, loadings.data)
+    # and the calibration survives our own HDF5 round trip
+    again = UnmixResult.load(res.save(tmp_path / "r.h5"))
+    assert again.calibration == res.calibration
+
+
+def test_line_scan_and_4d_signals(tmp_path: Path) -> None:
+    from latentatlas.spectral import unmix
+
+    rng = np.random.default_rng(1)
+    line = hs.signals.Signal1D(rng.random((9, 6)))
+    line.axes_manager.navigation_axes[0].scale = 0.5
+    line.axes_manager.navigation_axes[0].units = "nm"
+    res = unmix(line, "pca", 2)
+    loadings = res.to_signals()["loadings"]
+    assert isinstance(loadings, hs.signals.Signal1D)
+    assert loadings.axes_manager.signal_axes[0].scale == 0.5
+    assert loadings.axes_manager.signal_axes[0].units == "nm"
+    movie = hs.signals.Signal1D(rng.random((2, 3, 4, 6)))
+    res4 = unmix(movie, "kmeans", 2)
+    assert res4.navigation_shape == (2, 3, 4)
+    labels = res4.to_signals()["labels"]
+    assert labels.data.shape == (2, 3, 4)
+    assert labels.axes_manager.navigation_shape == (2,)
+
+
+def test_unmix_pipeline_writes_hspy_and_survives_mathtext_labels(tmp_path: Path) -> None:
+    """bfo_iv_final.hf5's axis is named ``$\\sqrt E$``: invalid mathtext that made every
+    figure (and the command) fail."""
+    from latentatlas.pipelines.unmix import run_unmix
+
+    path = shared_data("spm_spectroscopy", "bfo_iv_final.hf5")
+    for method in ("pca", "nmf", "kmeans"):
+        run = run_unmix(path, method, 3, tmp_path / method, offset="min" if method == "nmf"
+                        else None)
+        names = {p.name for p in run.files}
+        assert f"{method}_loadings.hspy" in names and "index.html" in names
+        back = hs.load(tmp_path / method / f"{method}_loadings.hspy")
+        assert back.axes_manager.signal_axes[0].units == "m"
