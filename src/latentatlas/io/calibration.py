@@ -33,8 +33,7 @@ _DISPLAY = (("m", 1.0), ("mm", 1e-3), ("µm", 1e-6), ("nm", 1e-9), ("pm", 1e-12)
 
 def length_factor(units: str) -> float | None:
     """Metres per ``units`` (``"nm"`` -> 1e-9), or None when ``units`` is not a length."""
-    key = units.strip()
-    return _METRES.get(key if key == "Å" else key.lower(), _METRES.get(key))
+    return _METRES.get(units.strip().lower())
 
 
 def nice_length_unit(metres: float) -> tuple[str, float]:

@@ -101,6 +101,8 @@ def show_image(
     cal = calibration or Calibration()
     imshow.setdefault("interpolation", "nearest")
     artist = ax.imshow(img, extent=cal.extent(img.shape[:2]), aspect="equal", **imshow)
+    # points drawn over the image later (atoms at its edge) must not widen the frame
+    ax.set_autoscale_on(False)
     if scalebar:
         add_scalebar(ax, cal)
     return artist
