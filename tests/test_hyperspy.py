@@ -177,3 +177,33 @@ def test_unmix_pipeline_writes_hspy_and_survives_mathtext_labels(tmp_path: Path)
         assert f"{method}_loadings.hspy" in names and "index.html" in names
         back = hs.load(tmp_path / method / f"{method}_loadings.hspy")
         assert back.axes_manager.signal_axes[0].units == "m"
+
+
+def test_analysis_and_walls_maps_as_signals(tmp_path: Path) -> None:
+    from latentatlas.datasets.lattices import two_site_lattice
+    from latentatlas.io import Axis, Dataset
+    from latentatlas.pipelines.analyze import analyze
+    from latentatlas.pipelines.walls import run_walls
+
+    img = two_site_lattice(shape=(96, 128)).image
+    data = Dataset(img, [Axis("y", 0.02, 1.0, "nm"), Axis("x", 0.01, 2.0, "nm")])
+    res = analyze(data, epochs=1, train_samples=64, progress=False, out=tmp_path / "a")
+    sig = res.to_signals()
+    latents, labels = sig["latents"], sig["labels"]
+    assert latents.axes_manager.navigation_shape == (len(res.maps.names),)
+    x, y = latents.axes_manager.signal_axes
+    assert (x.size, x.scale, x.offset, x.units) == (128, 0.01, 2.0, "nm")
+    assert (y.size, y.scale, y.offset, y.units) == (96, 0.02, 1.0, "nm")
+    # the class map holds the classes at the atoms (NaN between them)
+    found = np.unique(labels.data[np.isfinite(labels.data)]).astype(int)
+    assert set(found) == set(range(res.labels.n_components))
+    back = hs.load(tmp_path / "a" / "latents.hspy")
+    assert back.axes_manager.signal_axes[1].scale == 0.02
+    np.testing.assert_allclose(back.data, latents.data)
+
+    np.save(tmp_path / "phase.npy", np.where(np.arange(40)[:, None] < 20, 90.0, -90.0)
+            * np.ones((40, 30)))
+    run = run_walls(tmp_path / "phase.npy", "canny", tmp_path / "w", phase=True)
+    walls = hs.load(tmp_path / "w" / "walls.hspy")
+    np.testing.assert_array_equal(walls.data.astype(bool), run.walls.mask)
+    assert run.to_signals()["walls"].axes_manager.signal_shape == (30, 40)
