@@ -46,7 +46,7 @@ def test_cli_writes_result_figures_and_params(cube_file: Path, tmp_path: Path,
                                               method: str) -> None:
     out = tmp_path / "run"
     res = CliRunner().invoke(_app(), ["unmix", str(cube_file), "--method", method, "-k", "3",
-                                      "--out", str(out), "-o", "max_iter=50", "--quiet"])
+                                      "--out", str(out), "-p", "max_iter=50", "--quiet"])
     assert res.exit_code == 0, res.output
     result = UnmixResult.load(out / f"{method}.h5")
     assert result.method == method and result.spatial_shape == (16, 16)
