@@ -44,6 +44,8 @@ def analyze(
     normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
     invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
     seed: int = typer.Option(0, "--seed", "-s", help="random seed"),
+    model_from: str = typer.Option("", "--model-from", help="reuse the trained model of this "
+                                   "analyze results folder (no training; its patch size)"),
     out: str = typer.Option("results/analyze", "--out", "-o", help="results folder (a previous latentatlas "
                             "results folder there is replaced; anything else is refused)"),
     figure_format: list[str] = typer.Option([], "--figure-format", "-F",  # noqa: B006
@@ -70,7 +72,7 @@ def analyze(
             atom_options={**({"spacing": spacing} if spacing > 0 else {}),
                           **({"model": atom_model} if atoms == "dcnn" else {})},
             train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
-            overwrite=overwrite, figure_formats=figure_format,
+            overwrite=overwrite, figure_formats=figure_format, model_from=model_from or None,
         )
     lab = result.labels
     typer.echo(f"{len(result.patches)} patches, {lab.n_components} classes "

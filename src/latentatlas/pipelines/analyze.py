@@ -65,6 +65,9 @@ class AnalysisConfig:
         t+(time_delay-1)*lag become the channels of one patch, in time order (time-delay
         descriptors); atoms or windows are taken from frame t.
     seed: for training and the GMM.
+    model_from: reuse a trained model instead of training one: a previous ``analyze``
+        results folder or a saved model folder (``model.save``). The patch side is the
+        model's; ``model``, ``latent_dim`` and the training settings are then unused.
     atom_options: keyword arguments for ``descriptors.atoms.find_atoms`` (spacing,
         threshold, n_classes, ...); atoms are found on the first channel.
     """
@@ -88,6 +91,7 @@ class AnalysisConfig:
     lag: int = 1
     invert: bool = False
     seed: int = 0
+    model_from: str | None = None
     atom_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -301,8 +305,14 @@ def analyze(
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     given = None if isinstance(atoms, str) else np.asarray(atoms, dtype=np.float64)
+    if options.get("model_from") is not None:
+        options["model_from"] = os.fspath(options["model_from"])
     cfg = AnalysisConfig(atoms=atoms if isinstance(atoms, str) else "given", window=window,
                          model=model, **options)
+    pretrained = None if cfg.model_from is None else _pretrained(cfg)
+    if pretrained is not None:
+        cfg = dataclasses.replace(cfg, model=pretrained.name,
+                                  window=int(pretrained.config.input_shape[-1]))
     inputs = _input_paths(source)
     plan = None if out is None else check_output(out, inputs, overwrite)
     truth = None
@@ -368,17 +378,27 @@ def analyze(
 
     X = patches.as_model_input()
     shape = X.shape[1:]
-    vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
-    train_x = X
-    if cfg.train_samples is not None and len(X) > cfg.train_samples:
-        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(X), cfg.train_samples,
-                                                              replace=False))
-        train_x = X[pick]
-        log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
-    t = time.perf_counter()
-    vae.fit(train_x, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(train_x)), lr=cfg.lr,
-            seed=cfg.seed, progress=progress)
-    timings["train"] = time.perf_counter() - t
+    if pretrained is not None:
+        expected = tuple(pretrained.config.input_shape)  # (channels, h, w)
+        got = tuple(shape) if len(shape) == len(expected) else (1, *shape)
+        if got != expected:
+            raise ValueError(
+                f"the model from {cfg.model_from} takes patches {expected} but these are {got}: "
+                "use the same channels (and time_delay) as its run")
+        vae = pretrained
+        log.info("reusing the trained %s from %s (no training)", vae.name, cfg.model_from)
+    else:
+        vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
+        train_x = X
+        if cfg.train_samples is not None and len(X) > cfg.train_samples:
+            pick = np.sort(np.random.default_rng(cfg.seed).choice(len(X), cfg.train_samples,
+                                                                  replace=False))
+            train_x = X[pick]
+            log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
+        t = time.perf_counter()
+        vae.fit(train_x, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(train_x)),
+                lr=cfg.lr, seed=cfg.seed, progress=progress)
+        timings["train"] = time.perf_counter() - t
     step("trained")
     t = time.perf_counter()
     lat = vae.encode(X)
@@ -411,6 +431,19 @@ def analyze(
     bar.close()
     timings["total"] = time.perf_counter() - t_all
     return result
+
+
+def _pretrained(cfg: AnalysisConfig) -> Any:
+    """The model of ``cfg.model_from``: an analyze results folder (its ``model``) or a saved
+    model folder."""
+    from latentatlas.models import load_model
+
+    path = Path(str(cfg.model_from))
+    folder = path / "model" if (path / "model").is_dir() else path
+    if not folder.is_dir():
+        raise ValueError(f"model_from {path} is neither an analyze results folder nor a saved "
+                         "model folder")
+    return load_model(folder)
 
 
 def _score_against_truth(result: AnalysisResult, truth: dict[str, np.ndarray]) -> dict[str, float]:
