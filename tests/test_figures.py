@@ -139,7 +139,8 @@ def test_scree_plot_is_not_clipped(tmp_path: Path) -> None:
     assert (tmp_path / "scree.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_analyze_figures_are_calibrated(tmp_path: Path) -> None:
+def test_analyze_figures_are_calibrated(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                        ) -> None:
     from latentatlas.datasets.lattices import two_site_lattice
     from latentatlas.pipelines.analyze import analyze
 
@@ -148,6 +149,7 @@ def test_analyze_figures_are_calibrated(tmp_path: Path) -> None:
     res = analyze(data, atoms="peaks", epochs=1, train_samples=64, progress=False,
                   out=tmp_path / "run", figure_formats=("svg",))
     assert res.calibration.scale == (ROW_NM, COL_NM)
+    assert "pixels are not square (7.9 (y) x 3.9 (x) nm" in caplog.text  # said, not silent
     figs = res.plot()
     for name, fig in figs.items():
         check_figure(fig, maps=name in ("image", "latent_maps", "labels"))

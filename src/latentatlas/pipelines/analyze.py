@@ -501,7 +501,13 @@ def _calibration(data: Dataset) -> Calibration:
     """The pixel size of the analysed images: the last two axes longer than one (files often
     carry singleton batch/channel axes)."""
     axes = [a for a in data.axes if a.size > 1 and a.kind != "spectral"]
-    return Calibration.from_axes(axes[-2:])
+    cal = Calibration.from_axes(axes[-2:])
+    if cal.calibrated and not cal.square:
+        log.warning("the pixels are not square (%s): atoms and patches are found in pixels, so "
+                    "shapes look stretched by %.2f along x; the maps are drawn at the true size. "
+                    "Resample the image to square pixels first for a rotation-invariant model",
+                    cal.describe(), cal.scale[0] / cal.scale[1])
+    return cal
 
 
 def _figure_set(result: AnalysisResult) -> dict[str, Any]:
