@@ -47,8 +47,9 @@ def _parse_crop(text: str) -> tuple[float | None, float | None] | None:
 @app.command("unmix")
 def unmix_command(
     cube: Annotated[Path, typer.Argument(
-        help="spectrum image (ny, nx, channels): .npy or any file latentatlas.io.load reads "
-             "(.h5/.hf5, .3ds, .emd/.zip, .dm4 ...)")],
+        help="spectrum image (ny, nx, channels), line scan (n, channels) or (..., ny, nx, "
+             "channels): .npy or any file latentatlas.io.load reads (.h5/.hf5, .3ds, .emd/.zip, "
+             ".dm4, .hspy ...)")],
     method: Annotated[str, typer.Option(
         "--method", "-m", help="pca, nmf, blu, kmeans, gmm, dbscan, hdbscan, isomap, umap, "
                                "tsne, som, autoencoder, vae, shiftvae")] = "pca",
