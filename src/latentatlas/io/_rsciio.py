@@ -88,6 +88,32 @@ def _to_dataset(sig: dict[str, Any]) -> Dataset:
     )
 
 
+def _signal_range(sig: dict[str, Any]) -> str:
+    """``"800-1146 eV"``: the span of a signal's last axis, which tells apart the windows of
+    one detector (three Velox EELS spectrum images differ only there)."""
+    a = sig["axes"][-1]
+    if a.get("axis") is not None:
+        values = np.asarray(a["axis"], dtype=np.float64)
+        lo, hi = float(values[0]), float(values[-1])
+    else:
+        lo = float(a.get("offset", 0.0))
+        hi = lo + float(a.get("scale", 1.0)) * (int(a["size"]) - 1)
+    units = str(a.get("units") or "")
+    return f"{lo:.4g}-{hi:.4g}" + (f" {units}" if units and units != "<undefined>" else "")
+
+
+def _unique_names(signals: list[dict[str, Any]]) -> list[str]:
+    """``"title (shape)"`` for every signal, with the last axis' range added where that
+    name is shared, and ``#index`` where even that is."""
+    names = []
+    for i, s in enumerate(signals):
+        title = str(s.get("metadata", {}).get("General", {}).get("title", "") or f"signal_{i}")
+        names.append(f"{title} {tuple(int(a['size']) for a in s['axes'])}")
+    names = [f"{n} {_signal_range(s)}" if names.count(n) > 1 and s["axes"] else n
+             for n, s in zip(names, signals, strict=True)]
+    return [n if names.count(n) == 1 else f"{n} #{i}" for i, n in enumerate(names)]
+
+
 def read_rsciio(path: Path, pick: Picker) -> list[Dataset]:
     ext = path.suffix.lstrip(".")
     api = _plugin_for(ext)
@@ -101,15 +127,14 @@ def read_rsciio(path: Path, pick: Picker) -> list[Dataset]:
     signals = module.file_reader(str(path))
     if not signals:
         raise LoadError(f"{path}: rosettasciio found no signal in the file")
+    displays = _unique_names(signals)
     aliases = []
     for i, s in enumerate(signals):
         md = s.get("metadata", {})
         title = str(md.get("General", {}).get("title", "") or f"signal_{i}")
         stype = str(md.get("Signal", {}).get("signal_type", "") or "")
-        shape = tuple(int(a["size"]) for a in s["axes"])
-        display = f"{title} {shape}"
-        aliases.append([display, title, stype, f"signal_{i}"] if stype else
-                       [display, title, f"signal_{i}"])
+        aliases.append([displays[i], title, stype, f"signal_{i}"] if stype else
+                       [displays[i], title, f"signal_{i}"])
     ndims = [len(s["axes"]) for s in signals]
     default = ndims.index(max(ndims))
     if len(signals) > 1 and pick.key is None and pick.mode == "one":

@@ -24,7 +24,8 @@ from latentatlas.io._hdf5 import read_hdf5
 from latentatlas.io._nanonis import read_3ds
 from latentatlas.io._rsciio import read_rsciio, rsciio_can_read
 from latentatlas.io._simple import read_npy, read_npz, read_tiff
-from latentatlas.io.dataset import Axis, Dataset
+from latentatlas.io.dataset import Dataset
+from latentatlas.io.hyperspy import dataset_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -109,44 +110,6 @@ def _read_zip(path: Path, pick: Picker) -> list[Dataset]:
             return out
 
 
-def _from_hyperspy(sig: Any) -> Dataset:
-    """Duck-typed HyperSpy signal: ``.data`` and ``.axes_manager``."""
-    am = sig.axes_manager
-    if hasattr(am, "_get_axes_in_natural_order"):
-        hs_axes = list(am._get_axes_in_natural_order())
-    else:
-        hs_axes = list(getattr(am, "_axes", []))
-    data = np.asarray(sig.data)
-    axes = []
-    for i, a in enumerate(hs_axes):
-        units = str(getattr(a, "units", "") or "")
-        if units == "<undefined>":
-            units = ""
-        axis_values = getattr(a, "axis", None)
-        is_uniform = getattr(a, "is_uniform", True)
-        axes.append(Axis(
-            name=str(getattr(a, "name", "") or f"axis_{i}"),
-            scale=float(getattr(a, "scale", 1.0) or 1.0),
-            offset=float(getattr(a, "offset", 0.0) or 0.0),
-            units=units,
-            kind="" if getattr(a, "navigate", None) is None else
-            ("spatial" if a.navigate else "signal"),
-            values=None if is_uniform or axis_values is None else np.asarray(axis_values),
-        ))
-    if len(axes) != data.ndim:
-        axes = default_axes(data.shape)
-    meta: dict[str, Any] = {}
-    md = getattr(sig, "metadata", None)
-    if md is not None and hasattr(md, "as_dictionary"):
-        meta = {"metadata": md.as_dictionary()}
-    signal = meta.get("metadata", {}).get("Signal", {})
-    general = meta.get("metadata", {}).get("General", {})
-    return Dataset(data=data, axes=axes, metadata=meta,
-                   signal_type=str(signal.get("signal_type", "") or ""),
-                   quantity=str(signal.get("quantity", "") or ""),
-                   name=str(general.get("title", "") or ""))
-
-
 def _run(source: Any, pick: Picker) -> list[Dataset]:
     if isinstance(source, Dataset):
         pick.choose([[source.name or "data"]], 0)
@@ -156,7 +119,7 @@ def _run(source: Any, pick: Picker) -> list[Dataset]:
         return [Dataset(data=source, axes=default_axes(source.shape))]
     if hasattr(source, "data") and hasattr(source, "axes_manager"):
         pick.choose([["signal"]], 0)
-        return [_from_hyperspy(source)]
+        return [dataset_from_signal(source)]
     if not isinstance(source, (str, os.PathLike)):
         raise LoadError(
             f"load() takes a file path, a NumPy array or a HyperSpy signal, got "

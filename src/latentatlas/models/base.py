@@ -21,6 +21,7 @@ from torch import Tensor
 from latentatlas import __version__
 from latentatlas._checks import check_array
 from latentatlas._files import atomic_directory, safe_text
+from latentatlas._repr import html_summary, text_summary
 from latentatlas.models.config import VAEConfig, normalise_shape
 from latentatlas.models.latents import Latents
 from latentatlas.models.losses import Penalty
@@ -78,6 +79,20 @@ class VAEModel:
             raise ValueError(f"signal_dims must be 1 (spectra) or 2 (images), got {signal_dims}")
         shape = normalise_shape(input_shape, image=None if signal_dims is None else signal_dims == 2)
         return cls(name, cls.config_class(input_shape=shape, **config), seed=seed)
+
+    # -- display ----------------------------------------------------------------------------
+    def _summary(self) -> dict[str, Any]:
+        epochs = len(next(iter(self.history.values()), []))
+        return {"name": self.name, "input_shape": self.config.input_shape,
+                "latents": self.config.latent_names,
+                "parameters": sum(p.numel() for p in self.module.parameters()),
+                "trained_epochs": epochs, "seed": self.seed}
+
+    def __repr__(self) -> str:
+        return text_summary(type(self).__name__, self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary(type(self).__name__, self._summary())
 
     # -- data -----------------------------------------------------------------------------
     @property

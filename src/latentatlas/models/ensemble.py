@@ -30,6 +30,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
+from latentatlas._repr import html_summary, text_summary
 from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, model_folder
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
@@ -228,6 +229,18 @@ class Ensemble:
         self.members = [entry.model_class(member, config, seed=seed + i) for i in range(n_members)]
         self.history: dict[str, list[float]] = {}
         self.train_config: TrainConfig | None = None
+
+    def _summary(self) -> dict[str, Any]:
+        return {"name": self.name, "member": self.member, "n_members": len(self.members),
+                "input_shape": self.config.input_shape, "latents": self.config.latent_names,
+                "trained_epochs": len(next(iter(self.history.values()), [])),
+                "seed": self.seed}
+
+    def __repr__(self) -> str:
+        return text_summary("Ensemble", self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary("Ensemble", self._summary())
 
     @classmethod
     def create(
