@@ -201,6 +201,7 @@ def generated_seeds(fmt: str, folder: Path) -> list[Path]:
                       "navigate": False}],
             "metadata": {"General": {"title": "img"}, "Signal": {"signal_type": ""}},
             "original_metadata": {},
+            "tmp_parameters": {},
         }
         file_writer(str(folder / "a.hspy"), signal_dict)
         out.append(folder / "a.hspy")
@@ -243,7 +244,7 @@ def serve(reply_fd: int, extra_bytes: int) -> None:
         limit = int(vm.group(1)) * 1024 + extra_bytes
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     reply = os.fdopen(reply_fd, "w", buffering=1)
-    reply.write(json.dumps({"ready": True}) + "\n")
+    reply.write(json.dumps({"ready": True, "baseline": _peak_rss()}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
         _reset_peak()
@@ -280,6 +281,7 @@ class Worker:
         self.time_limit = time_limit
         self.proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
+        self.baseline = 0  # peak RSS of the worker once started, before any load
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -296,8 +298,9 @@ class Worker:
         self._fd = read_fd
         self._buf = b""
         first = self._read_line(120.0)
-        if first is None:
+        if not first:
             raise RuntimeError("the fuzz worker did not start")
+        self.baseline = int(json.loads(first)["baseline"])
 
     def _read_line(self, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
@@ -319,6 +322,11 @@ class Worker:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
+            if self.proc.stdin is not None:
+                try:
+                    self.proc.stdin.close()
+                except BrokenPipeError:
+                    pass
             os.close(self._fd)
             self.proc = None
 
@@ -363,11 +371,13 @@ class Report:
     worst_peak: int = 0
     worst_peak_input: str = ""
     slowest: float = 0.0
+    baseline: int = 0
 
     def summary(self) -> dict[str, object]:
         return {
             "format": self.fmt, "inputs": self.n, "outcomes": dict(self.counts),
             "peak_rss_bytes_worst": self.worst_peak, "worst_peak_input": self.worst_peak_input,
+            "worker_baseline_rss_bytes": self.baseline,
             "slowest_call_s": round(self.slowest, 3),
             "failures": [f"{name}: {o.kind}: {o.detail}" for name, o, _ in self.failures[:20]],
         }
@@ -408,6 +418,7 @@ def fuzz(fmt: str, seconds: float, seed: int = 0, worker: Worker | None = None,
                 path = folder / f"mutant{ext}"
                 path.write_bytes(data)
                 outcome = w.load(path)
+                report.baseline = max(report.baseline, w.baseline)
                 report.n += 1
                 report.counts[outcome.kind] += 1
                 report.slowest = max(report.slowest, outcome.seconds)

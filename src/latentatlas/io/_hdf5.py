@@ -49,7 +49,8 @@ def _lengths_size(buf: mmap.mmap | bytes) -> int:
 def _check_global_heaps(path: Path) -> None:
     """Walk every global heap collection ('GCOL') as libhdf5 will, and refuse the file when an
     object's size would stop the walk (zero) or overrun its collection: libhdf5 then spins
-    forever inside the read of a variable-length string, holding the GIL."""
+    forever inside the read of a variable-length string, holding the GIL. A collection that
+    runs past the end of the file is refused too: libhdf5 allocates its declared size first."""
     with open(path, "rb") as f:
         try:
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -63,7 +64,11 @@ def _check_global_heaps(path: Path) -> None:
         while at >= 0:
             if buf[at + 4:at + 8] == b"\x01\x00\x00\x00" and at + head <= len(buf):
                 (total,) = struct.unpack_from(fmt, buf, at + 8)
-                end = min(at + total, len(buf))
+                if total > len(buf) - at:  # libhdf5 would allocate all of it, then fail
+                    raise LoadError(
+                        f"{path}: damaged HDF5 global heap at byte {at}: it declares {total} "
+                        f"bytes, past the end of the file ({len(buf)} bytes)")
+                end = at + total
                 p = at + head
                 while p + obj_head <= end:
                     (index,) = struct.unpack_from("<H", buf, p)
@@ -82,23 +87,24 @@ def check_hdf5(path: Path) -> None:
     links, external storage, virtual datasets) or whose global heap would hang libhdf5."""
     _check_global_heaps(path)
     with h5py.File(path, "r") as f:
+        # A visitor stops the walk by returning something (raising inside it breaks h5py).
 
-        def link(name: str, value: h5py.HLObject) -> None:
+        def link(name: str, value: h5py.HLObject) -> str | None:
             if isinstance(value, h5py.ExternalLink):
-                raise LoadError(
-                    f"{path}: /{name} is an external link to {value.filename}:{value.path}; "
-                    "latentatlas reads only data inside the file (copy the target into it)")
+                return (f"/{name} is an external link to {value.filename}:{value.path}; "
+                        "latentatlas reads only data inside the file (copy the target into it)")
+            return None
 
-        def dataset(name: str, obj: h5py.HLObject) -> None:
-            if not isinstance(obj, h5py.Dataset):
-                return
-            if obj.id.get_create_plist().get_external_count() > 0 or obj.is_virtual:
-                raise LoadError(
-                    f"{path}: dataset /{name} keeps its data in other files (external storage "
-                    "or a virtual dataset); latentatlas reads only data inside the file")
+        def dataset(name: str, obj: h5py.HLObject) -> str | None:
+            if isinstance(obj, h5py.Dataset) and (
+                    obj.id.get_create_plist().get_external_count() > 0 or obj.is_virtual):
+                return (f"dataset /{name} keeps its data in other files (external storage or "
+                        "a virtual dataset); latentatlas reads only data inside the file")
+            return None
 
-        f.visititems_links(link)
-        f.visititems(dataset)
+        problem = f.visititems_links(link) or f.visititems(dataset)
+    if problem:
+        raise LoadError(f"{path}: {problem}")
 
 
 def _attr(obj: h5py.HLObject, key: str, default: Any = None, file_size: int = 0) -> Any:

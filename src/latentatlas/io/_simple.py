@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -108,9 +109,43 @@ _TIFF_AXES = {"Y": ("y", "spatial"), "X": ("x", "spatial"), "Z": ("z", "spatial"
               "C": ("channel", ""), "S": ("sample", "")}
 
 
+def _check_tiff_ifds(path: Path, size: int) -> None:
+    """Follow the chain of image file directories (IFDs) and refuse it when it loops back:
+    tifffile's own loop detection misses some cycles and then never returns."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 16:
+            return  # not a TIFF: tifffile will say so
+        (version,) = struct.unpack(order + "H", head[2:4])
+        if version == 42:
+            (offset,) = struct.unpack(order + "I", head[4:8])
+            count_fmt, tag_size, next_fmt = order + "H", 12, order + "I"
+        elif version == 43:  # BigTIFF
+            (offset,) = struct.unpack(order + "Q", head[8:16])
+            count_fmt, tag_size, next_fmt = order + "Q", 20, order + "Q"
+        else:
+            return
+        count_size, next_size = struct.calcsize(count_fmt), struct.calcsize(next_fmt)
+        seen: set[int] = set()
+        while 0 < offset and offset + count_size <= size:
+            if offset in seen:
+                raise LoadError(f"{path}: the TIFF's chain of image directories loops back to "
+                                f"byte {offset}; the file is damaged")
+            seen.add(offset)
+            f.seek(offset)
+            (n_tags,) = struct.unpack(count_fmt, f.read(count_size))
+            f.seek(offset + count_size + n_tags * tag_size)
+            raw = f.read(next_size)
+            if len(raw) < next_size:
+                return
+            (offset,) = struct.unpack(next_fmt, raw)
+
+
 def read_tiff(path: Path, pick: Picker) -> list[Dataset]:
     import tifffile
 
+    _check_tiff_ifds(path, pick.file_size)
     with tifffile.TiffFile(path) as tf:
         series = tf.series
         if not series:
