@@ -41,15 +41,16 @@ def main() -> None:
     with io_fuzzer.Worker() as worker:
         for fmt in args.formats:
             report = io_fuzzer.fuzz(fmt, args.seconds, seed=args.seed, worker=worker)
-            for name, outcome, data in report.failures:
-                safe = name.replace(":", "_").replace(" ", "_")
-                (failures_dir / safe).write_bytes(data)
-                (failures_dir / (safe + ".txt")).write_text(f"{outcome.kind}: {outcome.detail}\n")
+            for failure in report.failures:
+                safe = failure.name.replace(":", "_").replace(" ", "_")
+                (failures_dir / safe).write_bytes(failure.data)
+                (failures_dir / (safe + ".txt")).write_text(
+                    f"{failure.outcome.kind}: {failure.outcome.detail}\n")
             row = report.summary()
             row["seeds"] = [p.name for p in io_fuzzer.real_seeds(fmt)] + ["(generated)"]
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("format", "inputs", "outcomes",
-                                                  "peak_rss_bytes_worst")}), flush=True)
+                                                  "extra_rss_bytes_worst")}), flush=True)
     meta = {
         "command": " ".join(["python", "benchmarks/io_fuzz.py", *sys.argv[1:]]),
         "started": started,
@@ -63,14 +64,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
-    print("\n| format | inputs | Dataset | LoadError | other | hang | crash | worst peak RSS |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| format | inputs | Dataset | LoadError | other | hang | crash | worst peak RSS | "
+          "worst rise in one call |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["outcomes"]
         assert isinstance(c, dict)
         print(f"| {r['format']} | {r['inputs']} | {c.get('dataset', 0)} | "
               f"{c.get('loaderror', 0)} | {c.get('other', 0)} | {c.get('hang', 0)} | "
-              f"{c.get('crash', 0)} | {int(r['peak_rss_bytes_worst']) / 2**20:.0f} MiB |")
+              f"{c.get('crash', 0)} | {int(r['peak_rss_bytes_worst']) / 2**20:.0f} MiB | "
+              f"{int(r['extra_rss_bytes_worst']) / 2**20:.0f} MiB |")
 
 
 if __name__ == "__main__":

@@ -86,12 +86,30 @@ def hot_offsets(data: bytes) -> list[int]:
     return hot
 
 
-def mutate(data: bytes, rng: np.random.Generator, hot: list[int]) -> bytes:
-    """1-4 random edits of ``data``, most of them near a metadata offset in ``hot``."""
+Edit = tuple[int, int, bytes]  # buf[start:end] = new
+
+
+def apply_edits(data: bytes, edits: list[Edit]) -> bytes:
     buf = bytearray(data)
+    for a, b, new in edits:
+        buf[a:b] = new
+    return bytes(buf)
+
+
+def mutate(data: bytes, rng: np.random.Generator, hot: list[int]) -> list[Edit]:
+    """1-4 random edits of ``data``, most of them near a metadata offset in ``hot``; applied
+    in order by ``apply_edits``."""
+    buf = bytearray(data)
+    edits: list[Edit] = []
+
+    def splice(a: int, b: int, new: bytes) -> None:
+        b = min(b, len(buf))
+        edits.append((a, b, bytes(new)))
+        buf[a:b] = new
+
     for _ in range(int(rng.integers(1, 5))):
         if not buf:
-            buf = bytearray(rng.integers(0, 256, 64, dtype=np.uint8).tobytes())
+            splice(0, 0, rng.integers(0, 256, 64, dtype=np.uint8).tobytes())
         n = len(buf)
         if rng.random() < 0.7 and hot:
             pos = int(np.clip(hot[int(rng.integers(len(hot)))] + int(rng.integers(-64, 512)), 0,
@@ -100,28 +118,27 @@ def mutate(data: bytes, rng: np.random.Generator, hot: list[int]) -> bytes:
             pos = int(rng.integers(n))
         op = int(rng.integers(8))
         if op == 0:  # flip one bit
-            buf[pos] ^= 1 << int(rng.integers(8))
+            splice(pos, pos + 1, bytes([buf[pos] ^ (1 << int(rng.integers(8)))]))
         elif op == 1:  # random bytes
             k = int(rng.integers(1, 9))
-            buf[pos:pos + k] = rng.integers(0, 256, k, dtype=np.uint8).tobytes()
+            splice(pos, pos + k, rng.integers(0, 256, k, dtype=np.uint8).tobytes())
         elif op in (2, 3):  # an interesting integer over a 1/2/4/8-byte field
             width = int(rng.choice([1, 2, 4, 8]))
             value = _INTERESTING[int(rng.integers(len(_INTERESTING)))] % (1 << (8 * width))
             order = "little" if rng.random() < 0.5 else "big"
-            buf[pos:pos + width] = value.to_bytes(width, order)
+            splice(pos, pos + width, value.to_bytes(width, order))
         elif op == 4:  # truncate
-            del buf[pos:]
+            splice(pos, n, b"")
         elif op == 5:  # delete a chunk
-            del buf[pos:pos + int(rng.integers(1, 256))]
+            splice(pos, pos + int(rng.integers(1, 256)), b"")
         elif op == 6:  # duplicate a chunk from elsewhere
             src = int(rng.integers(n))
-            buf[pos:pos] = buf[src:src + int(rng.integers(1, 256))]
+            splice(pos, pos, bytes(buf[src:src + int(rng.integers(1, 256))]))
         else:  # a number in a text header replaced by an extreme one
             m = re.compile(rb"-?\d+(\.\d+)?").search(bytes(buf[pos:pos + 4096]))
             if m is not None:
-                a, b = pos + m.start(), pos + m.end()
-                buf[a:b] = _NUMBERS[int(rng.integers(len(_NUMBERS)))]
-    return bytes(buf)
+                splice(pos + m.start(), pos + m.end(), _NUMBERS[int(rng.integers(len(_NUMBERS)))])
+    return edits
 
 
 # ------------------------------------------------------------------ seed files
@@ -202,6 +219,10 @@ def generated_seeds(fmt: str, folder: Path) -> list[Path]:
             "metadata": {"General": {"title": "img"}, "Signal": {"signal_type": ""}},
             "original_metadata": {},
             "tmp_parameters": {},
+            "attributes": {"_lazy": False},
+            "package_info": {"name": "latentatlas", "version": "0"},
+            "learning_results": {},
+            "models": {},
         }
         file_writer(str(folder / "a.hspy"), signal_dict)
         out.append(folder / "a.hspy")
@@ -221,11 +242,18 @@ def _peak_rss() -> int:
     return int(m.group(1)) * 1024 if m else 0
 
 
-def _reset_peak() -> None:
+def _rss() -> int:
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(m.group(1)) * 1024 if m else 0
+
+
+def _reset_peak() -> int:
+    """Reset the peak RSS to the current RSS (Linux), which is returned."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+    return _rss()
 
 
 def serve(reply_fd: int, extra_bytes: int) -> None:
@@ -247,7 +275,7 @@ def serve(reply_fd: int, extra_bytes: int) -> None:
     reply.write(json.dumps({"ready": True, "baseline": _peak_rss()}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
-        _reset_peak()
+        before = _reset_peak()
         start = time.perf_counter()
         try:
             kwargs = {} if request.get("max_bytes") is None else {"max_bytes": request["max_bytes"]}
@@ -260,16 +288,22 @@ def serve(reply_fd: int, extra_bytes: int) -> None:
             where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb))
             kind, detail = "other", f"{type(exc).__module__}.{type(exc).__name__}: " \
                                     f"{str(exc)[:200]} [{where}]"
-        reply.write(json.dumps({"kind": kind, "detail": detail, "peak": _peak_rss(),
+        peak = _peak_rss()
+        reply.write(json.dumps({"kind": kind, "detail": detail, "peak": peak,
+                                "extra": max(peak - before, 0),
                                 "seconds": time.perf_counter() - start}) + "\n")
 
 
 @dataclass
 class Outcome:
+    """kind and detail (see the module docstring); seconds the call took; peak: the worker's
+    peak RSS during the call; extra: that peak above the RSS before the call."""
+
     kind: str
     detail: str = ""
     seconds: float = 0.0
     peak: int = 0
+    extra: int = 0
 
 
 class Worker:
@@ -286,8 +320,9 @@ class Worker:
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(SRC_DIR), str(TESTS_DIR),
-                                             env.get("PYTHONPATH", "")])
+        # a PYTHONPATH given first wins (to fuzz another checkout of the package)
+        env["PYTHONPATH"] = os.pathsep.join([p for p in (env.get("PYTHONPATH", ""),
+                                                         str(SRC_DIR), str(TESTS_DIR)) if p])
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         code = f"import io_fuzzer; io_fuzzer.serve({write_fd}, {self.extra_bytes})"
         self.proc = subprocess.Popen(
@@ -330,10 +365,13 @@ class Worker:
             os.close(self._fd)
             self.proc = None
 
-    def load(self, path: Path, max_bytes: int | None = None) -> Outcome:
+    def ensure_started(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.stop()
             self._start()
+
+    def load(self, path: Path, max_bytes: int | None = None) -> Outcome:
+        self.ensure_started()
         assert self.proc is not None and self.proc.stdin is not None
         start = time.perf_counter()
         self.proc.stdin.write((json.dumps({"path": str(path), "max_bytes": max_bytes}) + "\n")
@@ -350,7 +388,7 @@ class Worker:
             self.stop()
             return Outcome("crash", name, time.perf_counter() - start)
         r = json.loads(line)
-        return Outcome(r["kind"], r["detail"], r["seconds"], r["peak"])
+        return Outcome(r["kind"], r["detail"], r["seconds"], r["peak"], r["extra"])
 
     def __enter__(self) -> Worker:
         return self
@@ -363,12 +401,22 @@ class Worker:
 
 
 @dataclass
+class Failure:
+    name: str
+    outcome: Outcome
+    data: bytes
+    source: Path
+    edits: list[Edit]
+
+
+@dataclass
 class Report:
     fmt: str
     n: int = 0
     counts: Counter[str] = field(default_factory=Counter)
-    failures: list[tuple[str, Outcome, bytes]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     worst_peak: int = 0
+    worst_extra: int = 0
     worst_peak_input: str = ""
     slowest: float = 0.0
     baseline: int = 0
@@ -376,23 +424,24 @@ class Report:
     def summary(self) -> dict[str, object]:
         return {
             "format": self.fmt, "inputs": self.n, "outcomes": dict(self.counts),
-            "peak_rss_bytes_worst": self.worst_peak, "worst_peak_input": self.worst_peak_input,
+            "peak_rss_bytes_worst": self.worst_peak,
+            "extra_rss_bytes_worst": self.worst_extra, "worst_extra_input": self.worst_peak_input,
             "worker_baseline_rss_bytes": self.baseline,
             "slowest_call_s": round(self.slowest, 3),
-            "failures": [f"{name}: {o.kind}: {o.detail}" for name, o, _ in self.failures[:20]],
+            "failures": [f"{f.name}: {f.outcome.kind}: {f.outcome.detail}"
+                         for f in self.failures[:20]],
         }
 
 
-def mutants(fmt: str, seeds: list[Path], seed: int) -> Iterator[tuple[str, bytes]]:
-    """Endless stream of (name, bytes): mutants of the seed files, round robin."""
+def mutants(fmt: str, seeds: list[Path], seed: int) -> Iterator[tuple[str, Path, list[Edit]]]:
+    """Endless stream of (name, seed file, edits): mutants of the seed files, round robin."""
     rng = np.random.default_rng(seed)
-    originals = [(p.name, p.read_bytes()) for p in seeds]
-    hots = [hot_offsets(data) for _, data in originals]
+    originals = [p.read_bytes() for p in seeds]
+    hots = [hot_offsets(data) for data in originals]
     i = 0
     while True:
         k = i % len(originals)
-        name, data = originals[k]
-        yield f"{fmt}:{seed}:{i}:{name}", mutate(data, rng, hots[k])
+        yield f"{fmt}:{seed}:{i}:{seeds[k].name}", seeds[k], mutate(originals[k], rng, hots[k])
         i += 1
 
 
@@ -410,23 +459,26 @@ def fuzz(fmt: str, seconds: float, seed: int = 0, worker: Worker | None = None,
         own = worker is None
         w = worker or Worker()
         try:
+            w.ensure_started()  # not on the clock
             deadline = time.monotonic() + seconds
-            for name, data in mutants(fmt, seeds, seed):
+            originals = {p: p.read_bytes() for p in seeds}
+            for name, source, edits in mutants(fmt, seeds, seed):
                 if time.monotonic() > deadline:
                     break
-                ext = Path(name.rsplit(":", 1)[1]).suffix
-                path = folder / f"mutant{ext}"
+                data = apply_edits(originals[source], edits)
+                path = folder / f"mutant{source.suffix}"
                 path.write_bytes(data)
                 outcome = w.load(path)
                 report.baseline = max(report.baseline, w.baseline)
                 report.n += 1
                 report.counts[outcome.kind] += 1
                 report.slowest = max(report.slowest, outcome.seconds)
-                if outcome.peak > report.worst_peak:
-                    report.worst_peak, report.worst_peak_input = outcome.peak, name
+                report.worst_peak = max(report.worst_peak, outcome.peak)
+                if outcome.extra > report.worst_extra:
+                    report.worst_extra, report.worst_peak_input = outcome.extra, name
                 if outcome.kind not in ("dataset", "loaderror") and \
-                        sum(o.kind == outcome.kind for _, o, _ in report.failures) < keep:
-                    report.failures.append((name, outcome, data))
+                        sum(f.outcome.kind == outcome.kind for f in report.failures) < keep:
+                    report.failures.append(Failure(name, outcome, data, source, edits))
         finally:
             if own:
                 w.stop()

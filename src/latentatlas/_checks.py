@@ -55,7 +55,7 @@ def check_pixels(value: object, name: str, shape: Sequence[int], positive: bool 
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number of pixels, got {value!r}") from None
+        number = float("nan")
     low_ok = number > 0 if positive else number >= 0
     if not (np.isfinite(number) and low_ok and number <= limit):
         bound = "> 0" if positive else ">= 0"

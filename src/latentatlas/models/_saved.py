@@ -89,21 +89,12 @@ def read_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        dtype = entry.get("dtype") if isinstance(entry, dict) else None
-        shape = entry.get("shape") if isinstance(entry, dict) else None
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        ok = (dtype in _DTYPE_BYTES and isinstance(shape, list) and len(shape) <= 16
-              and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
-              and isinstance(offsets, list) and len(offsets) == 2
-              and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets))
-        if not ok:
-            raise LoadError(f"{file}: the safetensors entry {name[:80]!r} is malformed")
-        begin, end = offsets
+        dtype, shape, begin, end = _entry(file, name, entry)
         if not 0 <= begin <= end or end - begin != math.prod(shape) * _DTYPE_BYTES[dtype]:
-            raise LoadError(f"{file}: tensor {name[:80]!r} declares shape {shape} of {dtype} but "
-                            f"{end - begin} bytes; the file is damaged")
+            raise LoadError(f"{file}: tensor {name[:80]!r} declares shape {list(shape)} of "
+                            f"{dtype} but {end - begin} bytes; the file is damaged")
         spans.append((begin, end))
-        out[name] = (dtype, tuple(shape))
+        out[name] = (dtype, shape)
     spans.sort()
     position = 0
     for begin, end in spans:
@@ -115,6 +106,22 @@ def read_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise LoadError(f"{file}: the header accounts for {8 + n + position} bytes but the file "
                         f"has {size}; it is truncated or damaged")
     return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _entry(file: Path, name: str, entry: object) -> tuple[str, tuple[int, ...], int, int]:
+    """dtype, shape and byte range of one safetensors header entry, or LoadError."""
+    if isinstance(entry, dict):
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if (isinstance(dtype, str) and dtype in _DTYPE_BYTES and isinstance(shape, list)
+                and len(shape) <= 16 and all(_is_int(n) and n >= 0 for n in shape)
+                and isinstance(offsets, list) and len(offsets) == 2
+                and all(_is_int(o) for o in offsets)):
+            return dtype, tuple(shape), offsets[0], offsets[1]
+    raise LoadError(f"{file}: the safetensors entry {name[:80]!r} is malformed")
 
 
 def expected_shapes(build: Callable[[], nn.Module]) -> dict[str, tuple[tuple[int, ...], bool]]:

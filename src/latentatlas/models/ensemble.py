@@ -222,12 +222,13 @@ def summarise(aligned: np.ndarray) -> EnsemblePrediction:
 MAX_MEMBERS = 1024
 
 
-def _check_n_members(n_members: object) -> None:
+def _check_n_members(n_members: object) -> int:
     if isinstance(n_members, bool) or not isinstance(n_members, int) or not (
         1 <= n_members <= MAX_MEMBERS
     ):
         raise ValueError(f"n_members must be an integer in [1, {MAX_MEMBERS}], got "
                          f"{str(n_members)[:40]!r}")
+    return n_members
 
 
 class Ensemble:
@@ -385,14 +386,14 @@ class Ensemble:
     def from_saved(cls, name: str, meta: dict[str, Any], path: Path) -> Ensemble:
         """The ensemble saved in folder ``path``; config and member count are checked against
         the weights before any member is built."""
-        member, n_members = meta.get("member"), meta.get("n_members")
+        member = meta.get("member")
         if not isinstance(member, str):
             raise ValueError(f"'member' must name a registered model family, got {member!r}")
         entry = registered(member)
         model_class: Any = entry.model_class
         if model_class is cls:
             raise ValueError("an ensemble's member must be a model family, not 'ensemble'")
-        _check_n_members(n_members)
+        n_members = _check_n_members(meta.get("n_members"))
         config = model_class.config_class.from_dict(config_dict(meta))
         seed = seed_of(meta)
         weights = path / WEIGHTS_FILE
