@@ -162,13 +162,19 @@ def test_zip_expansion_is_capped_and_cleaned_up(tmp_path: Path,
     with pytest.raises(LoadError, match=r"bomb\.zip.*'inner\.npy'.*memory budget"):
         load(path, max_bytes=16 * MiB)
     assert load(path, max_bytes=256 * MiB).shape == (8 * MiB,)
-    # the central directory now claims 1 MiB: the stream must stop there
-    raw = bytearray(path.read_bytes())
-    central = raw.rfind(b"PK\x01\x02")
-    struct.pack_into("<I", raw, central + 24, MiB)
-    local = raw.find(b"PK\x03\x04")
-    struct.pack_into("<I", raw, local + 22, MiB)
-    path.write_bytes(bytes(raw))
+    original = path.read_bytes()
+
+    def declare(n_bytes: int) -> None:
+        raw = bytearray(original)
+        struct.pack_into("<I", raw, raw.rfind(b"PK\x01\x02") + 24, n_bytes)
+        struct.pack_into("<I", raw, raw.find(b"PK\x03\x04") + 22, n_bytes)
+        path.write_bytes(bytes(raw))
+
+    declare(2_600_000_000)  # 2.6 GB declared: refused under a 1 GiB budget, before extraction
+    with pytest.raises(LoadError, match=r"bomb\.zip.*2\.4 GiB.*memory budget"):
+        load(path, max_bytes=1 << 30)
+    assert load(path, max_bytes=4 << 30).shape == (8 * MiB,)  # only the 64 MiB there are is read
+    declare(MiB)  # 1 MiB declared: the copy stops there and the checksum fails
     with pytest.raises(LoadError, match=r"bomb\.zip"):
         load(path)
     assert list(scratch.iterdir()) == []
