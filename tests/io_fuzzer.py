@@ -242,6 +242,11 @@ def _peak_rss() -> int:
     return int(m.group(1)) * 1024 if m else 0
 
 
+def _vm_size() -> int:
+    m = re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(m.group(1)) * 1024 if m else 0
+
+
 def _rss() -> int:
     m = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
     return int(m.group(1)) * 1024 if m else 0
@@ -267,9 +272,8 @@ def serve(reply_fd: int, extra_bytes: int) -> None:
             __import__(module)
         except ImportError:
             pass
-    vm = re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    if vm is not None and extra_bytes > 0:
-        limit = int(vm.group(1)) * 1024 + extra_bytes
+    limit = _vm_size() + extra_bytes
+    if extra_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     reply = os.fdopen(reply_fd, "w", buffering=1)
     reply.write(json.dumps({"ready": True, "baseline": _peak_rss()}) + "\n")
@@ -291,7 +295,8 @@ def serve(reply_fd: int, extra_bytes: int) -> None:
         peak = _peak_rss()
         reply.write(json.dumps({"kind": kind, "detail": detail, "peak": peak,
                                 "extra": max(peak - before, 0),
-                                "seconds": time.perf_counter() - start}) + "\n")
+                                "seconds": time.perf_counter() - start,
+                                "room": limit - _vm_size()}) + "\n")
 
 
 @dataclass
@@ -308,7 +313,8 @@ class Outcome:
 
 class Worker:
     """A process that loads files under an address-space cap of ``extra_bytes`` above its
-    start-up size; ``load`` kills and restarts it when a call exceeds ``time_limit``."""
+    start-up size; ``load`` kills and restarts it when a call exceeds ``time_limit``, and
+    restarts it when less than a quarter of that room is left."""
 
     def __init__(self, extra_bytes: int = 1 << 30, time_limit: float = 10.0) -> None:
         self.extra_bytes = extra_bytes
@@ -323,7 +329,8 @@ class Worker:
         # a PYTHONPATH given first wins (to fuzz another checkout of the package)
         env["PYTHONPATH"] = os.pathsep.join([p for p in (env.get("PYTHONPATH", ""),
                                                          str(SRC_DIR), str(TESTS_DIR)) if p])
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   MALLOC_ARENA_MAX="2")
         code = f"import io_fuzzer; io_fuzzer.serve({write_fd}, {self.extra_bytes})"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -388,6 +395,10 @@ class Worker:
             self.stop()
             return Outcome("crash", name, time.perf_counter() - start)
         r = json.loads(line)
+        if r["room"] < self.extra_bytes // 4:
+            # The address space fragments over thousands of loads (malloc arenas, numba, dask);
+            # a fresh worker keeps every input judged under the same cap.
+            self.stop()
         return Outcome(r["kind"], r["detail"], r["seconds"], r["peak"], r["extra"])
 
     def __enter__(self) -> Worker:
@@ -459,6 +470,7 @@ def fuzz(fmt: str, seconds: float, seed: int = 0, worker: Worker | None = None,
         own = worker is None
         w = worker or Worker()
         try:
+            w.stop()  # every format starts in a fresh worker
             w.ensure_started()  # not on the clock
             deadline = time.monotonic() + seconds
             originals = {p: p.read_bytes() for p in seeds}

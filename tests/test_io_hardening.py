@@ -254,6 +254,22 @@ def test_hdf5_global_heap_that_hangs_libhdf5(tmp_path: Path, worker: Worker) -> 
     assert outcome.kind == "loaderror" and "global heap" in outcome.detail, outcome
 
 
+def test_hdf5_variable_length_item_declaring_700_mb(tmp_path: Path, worker: Worker) -> None:
+    """libhdf5 allocates the length a variable-length item declares before it reads the item
+    (found by the fuzzer: a 700 MB rise in one call)."""
+    path = tmp_path / "vlen.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image_data", data=np.ones((4, 4)))
+        f.create_dataset("metadata", data='{"a": 1}', dtype=h5py.string_dtype())
+        offset = f["metadata"].id.get_offset()
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<I", raw, offset, 700_000_000)
+    path.write_bytes(bytes(raw))
+    outcome = worker.load(path)
+    assert outcome.kind == "loaderror" and "variable-length item" in outcome.detail, outcome
+    assert outcome.extra < 64 * MiB
+
+
 def test_budget_counts_every_channel_of_load_all(tmp_path: Path) -> None:
     path = tmp_path / "two.h5"
     with h5py.File(path, "w") as f:

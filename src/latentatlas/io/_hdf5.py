@@ -34,16 +34,18 @@ _USID_REFS = ("Position_Indices", "Position_Values", "Spectroscopic_Indices",
               "Spectroscopic_Values")
 
 
-def _lengths_size(buf: mmap.mmap | bytes) -> int:
-    """Bytes of a 'length' field, from the superblock (at 0, 512, 1024, ... bytes)."""
+def _field_sizes(buf: mmap.mmap | bytes) -> tuple[int, int]:
+    """Bytes of an 'offset' and of a 'length' field, from the superblock (at 0, 512, 1024, ...
+    bytes into the file)."""
     base = 0
     while base + 16 <= len(buf):
         if buf[base:base + 8] == HDF5_MAGIC:
             version = buf[base + 8]
-            size = buf[base + 14] if version in (0, 1) else buf[base + 10]
-            return size if size in (2, 4, 8) else 8
+            at = base + 13 if version in (0, 1) else base + 9
+            offsets, lengths = buf[at], buf[at + 1]
+            return (offsets if offsets in (2, 4, 8) else 8, lengths if lengths in (2, 4, 8) else 8)
         base = 512 if base == 0 else 2 * base
-    return 8
+    return 8, 8
 
 
 def _check_global_heaps(path: Path) -> None:
@@ -57,7 +59,7 @@ def _check_global_heaps(path: Path) -> None:
         except ValueError:  # an empty file
             return
     with buf:
-        size_len = _lengths_size(buf)
+        _, size_len = _field_sizes(buf)
         fmt = {2: "<H", 4: "<I", 8: "<Q"}[size_len]
         head, obj_head = 8 + size_len, 8 + size_len
         at = buf.find(b"GCOL")
@@ -137,12 +139,36 @@ def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
+def _check_vlen(ds: h5py.Dataset) -> None:
+    """Each variable-length item of a contiguous dataset is stored as (length, global heap
+    address, index); libhdf5 allocates the length before it looks at the heap, so a damaged
+    length is refused here, before the read, as is an address outside the file."""
+    offset = ds.id.get_offset()
+    if offset is None or ds.id.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
+        return  # compact or chunked: the descriptors are not at one place in the file
+    size = ds.file.id.get_filesize()
+    n_bytes = ds.id.get_storage_size()
+    with open(ds.file.filename, "rb") as f:
+        head = f.read(64)
+        offsets, _ = _field_sizes(head)
+        f.seek(offset)
+        raw = f.read(min(n_bytes, size))
+    item = struct.Struct("<I" + {2: "H", 4: "I", 8: "Q"}[offsets] + "I")
+    for length, address, _ in item.iter_unpack(raw[:len(raw) // item.size * item.size]):
+        if length > size or (length and address >= size):
+            raise LoadError(f"{ds.file.filename}: dataset {ds.name} holds a variable-length item "
+                            f"of {length} bytes at byte {address}, outside the file "
+                            f"({size} bytes); the file is damaged")
+
+
 def _read(ds: h5py.Dataset, pick: Picker) -> Any:
     """``ds[()]`` (an array, or a scalar), after checking it against the memory budget (a
     dataset can declare any size: unwritten chunks read as the fill value, compressed ones
     expand)."""
     shape = tuple(int(n) for n in ds.shape or ())
     pick.allow(math.prod(shape) * ds.dtype.itemsize, f"dataset {ds.name} {shape} of {ds.dtype}")
+    if ds.dtype.kind == "O":
+        _check_vlen(ds)
     return ds[()]
 
 
