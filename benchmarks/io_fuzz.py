@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import io_fuzzer  # noqa: E402
+
+
+def _cpu() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    m = re.search(r"model name\s*:\s*(.+)", text)
+    return m.group(1).strip() if m else platform.machine()
 
 
 def main() -> None:
@@ -47,7 +58,9 @@ def main() -> None:
                 (failures_dir / (safe + ".txt")).write_text(
                     f"{failure.outcome.kind}: {failure.outcome.detail}\n")
             row = report.summary()
-            row["seeds"] = [p.name for p in io_fuzzer.real_seeds(fmt)] + ["(generated)"]
+            generated = fmt not in ("dm3", "dm4", "emd")  # rosettasciio cannot write these
+            row["seeds"] = [p.name for p in io_fuzzer.real_seeds(fmt)] + (
+                ["(generated)"] if generated else [])
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("format", "inputs", "outcomes",
                                                   "extra_rss_bytes_worst")}), flush=True)
@@ -58,7 +71,7 @@ def main() -> None:
         "seed": args.seed,
         "memory_cap": "RLIMIT_AS = worker start-up size + 1 GiB",
         "time_limit_s": 10,
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "machine": f"{_cpu()}, {os.cpu_count()} cores, {platform.system()}",
         "python": platform.python_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
