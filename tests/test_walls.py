@@ -33,6 +33,7 @@ from latentatlas.descriptors.walls import (
     DEFAULT_WEIGHTS,
     METHODS,
     find_walls,
+    segment_domains,
     to_polarization,
     wall_patches,
 )
@@ -131,6 +132,21 @@ def test_find_walls_rejects_bad_input() -> None:
         find_walls(np.zeros((4, 30)))
     with pytest.raises(FileNotFoundError, match="train_wall_finder"):
         find_walls(img, "dcnn", weights="/nonexistent/wall_finder")
+
+
+@pytest.mark.parametrize("sigma", [1e9, float("nan"), float("inf"), -1.0, 33.0, "wide"])
+@pytest.mark.parametrize("method", ["gaussian", "canny"])
+def test_sigma_is_bounded_before_any_kernel_is_built(method: str, sigma: object) -> None:
+    """sigma=1e9 once built a 60 GiB Gaussian kernel; beyond the image's side it is refused."""
+    img = np.zeros((32, 32))
+    with pytest.raises(ValueError, match=r"sigma must be .*larger side \(32 pixels\)"):
+        find_walls(img, method, sigma=sigma)
+    assert find_walls(img + np.eye(32), method, sigma=32.0).mask.shape == (32, 32)
+
+
+def test_segment_domains_bounds_sigma() -> None:
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        segment_domains(np.zeros((16, 16)), sigma=1e9)
 
 
 # --- patches, time delay, multilayer ----------------------------------------------------------
