@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import atomic_directory
+from latentatlas.analysis.baselines import Baselines
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
-from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
+from latentatlas.descriptors.patches import NORMALIZE_MODES, Patches, as_stack, extract_patches
 from latentatlas.descriptors.timedelay import time_delay_stack
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.io import Dataset, load
+from latentatlas.models.latents import LatentActivity
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +48,26 @@ class AnalysisConfig:
     window: patch side in pixels (None: twice the typical atom spacing; 32 for windows).
     stride: sliding-window step (None: window // 4).
     model: a registered VAE family name (``vae``, ``shiftvae``, ``rvae``, ...).
-    latent_dim: content latents. epochs, batch_size, lr: training.
+    latent_dim: content latents. batch_size, lr: training.
+    epochs: None chooses them for the number of patches: enough epochs for about ``steps``
+        optimiser steps (at least 20, at most 1000). Real scans give a few hundred to a few
+        thousand patches; 20 epochs of 128 were ~120 steps on a 256 x 256 PFM scan, too few
+        to leave the prior, and every latent collapsed on half the scans (issue 13).
+    steps: the number of optimiser steps the automatic epochs aim for.
+    kl_warmup: the KL weight rises linearly from 0 to the model's beta over this fraction of
+        the steps (plain VAE family only; 0 = off), so the encoder learns to use its latents
+        before the prior pulls them in.
     train_samples: train on a seeded random subset of at most this many patches (None: all);
         every patch is encoded. One CPU epoch of the rVAE on 40,000 22x22 patches took
         minutes (benchmarks/RESULTS.md), and a few thousand patches of a lattice
         already cover its variability.
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
-    normalize, border: patch options (see ``extract_patches``).
+    normalize, border: patch options (see ``extract_patches``). The default ``background``
+        removes the slow background and local contrast changes at the scale
+        ``background_sigma`` (None: the window size, i.e. two atomic spacings) before cutting,
+        so classes follow the structure instead of a gradient or a thickness change
+        (benchmarks/RESULTS.md, issue 13).
     channel: channel of a multi-channel file; a list of channels (e.g. ["AmplitudeRetrace",
         "PhaseRetrace"]) stacks them as the channels of every patch (multilayer descriptors).
         invert: negate the image first, for contrast where atoms are dark (annular bright
@@ -71,14 +85,17 @@ class AnalysisConfig:
     stride: int | None = None
     model: str = "rvae"
     latent_dim: int = 2
-    epochs: int = 20
-    batch_size: int = 128
+    epochs: int | None = None
+    steps: int = 3000
+    kl_warmup: float = 0.3
+    batch_size: int = 64
     train_samples: int | None = 5000
     lr: float = 1e-3
     n_components: int | None = None
     max_components: int = 6
     cluster_on: str = "content"
-    normalize: str = "image"
+    normalize: str = "background"
+    background_sigma: float | None = None
     border: str = "drop"
     channel: int | str | list[int | str] | None = None
     time_delay: int = 1
@@ -101,9 +118,20 @@ class AnalysisConfig:
             raise ValueError(f"train_samples must be >= 4 or None, got {self.train_samples}")
         if self.time_delay < 1 or self.lag < 1:
             raise ValueError(f"time_delay and lag must be >= 1, got {self.time_delay}, {self.lag}")
-        if self.epochs < 1 or self.latent_dim < 1:
-            raise ValueError(f"epochs and latent_dim must be >= 1, got {self.epochs}, "
+        if (self.epochs is not None and self.epochs < 1) or self.latent_dim < 1:
+            raise ValueError(f"epochs (or None) and latent_dim must be >= 1, got {self.epochs}, "
                              f"{self.latent_dim}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0 <= self.kl_warmup <= 1:
+            raise ValueError(f"kl_warmup must be in [0, 1] (a fraction of the steps), got "
+                             f"{self.kl_warmup}")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got "
+                             f"{self.normalize!r}")
+        if self.background_sigma is not None and not self.background_sigma > 0:
+            raise ValueError(f"background_sigma must be > 0 pixels or None, got "
+                             f"{self.background_sigma}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,6 +151,9 @@ class AnalysisResult:
     out: Path | None = None
     truth: dict[str, np.ndarray] | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    activity: LatentActivity | None = None
+    baselines: Baselines | None = None
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label_image(self) -> np.ndarray:
@@ -306,11 +337,13 @@ def analyze(
         t = time.perf_counter()
         patches = extract_patches(stack, centers, win, frames=frm, classes=classes,
                                   border=cfg.border,  # type: ignore[arg-type]
-                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+                                  normalize=cfg.normalize,  # type: ignore[arg-type]
+                                  background_sigma=cfg.background_sigma or win)
     else:
         win = cfg.window or min(32, min(h, w) // 4)
         patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
-                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+                                  normalize=cfg.normalize,  # type: ignore[arg-type]
+                                  background_sigma=cfg.background_sigma or win)
     timings["patches"] = time.perf_counter() - t
     step(f"{len(patches)} patches")
     log.info("%d patches of %d x %d (%d dropped at the border)", len(patches), win, win,
@@ -332,14 +365,18 @@ def analyze(
         train_x = X[pick]
         log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
     t = time.perf_counter()
-    vae.fit(train_x, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(train_x)), lr=cfg.lr,
-            seed=cfg.seed, progress=progress)
+    training = training_plan(cfg, len(train_x), vae)
+    vae.fit(train_x, epochs=training["epochs"], batch_size=training["batch_size"], lr=cfg.lr,
+            seed=cfg.seed, progress=progress, schedules=training.pop("schedules"))
     timings["train"] = time.perf_counter() - t
     step("trained")
     t = time.perf_counter()
     lat = vae.encode(X)
     timings["encode"] = time.perf_counter() - t
     maps = latent_maps(lat, patches)
+    activity = lat.activity()
+    if activity.collapsed:
+        log.warning("%s", activity.warning())
     step("encoded")
 
     # -- labels
@@ -354,8 +391,13 @@ def analyze(
     timings["labels"] = time.perf_counter() - t
     step(f"{labels.n_components} classes")
 
+    t = time.perf_counter()
+    baselines = _baselines(stack, patches, maps, activity, labels, cfg, data)
+    timings["baselines"] = time.perf_counter() - t
+    log.info("verdict: %s", baselines.verdict)
     result = AnalysisResult(config=cfg, image=stack, patches=patches, maps=maps, labels=labels,
-                            model=vae, timings=timings, truth=truth)
+                            model=vae, timings=timings, truth=truth, activity=activity,
+                            baselines=baselines, training=training)
     if truth is not None:
         result.scores = _score_against_truth(result, truth)
     if out is not None:
@@ -366,6 +408,61 @@ def analyze(
     bar.close()
     timings["total"] = time.perf_counter() - t_all
     return result
+
+
+def training_plan(cfg: AnalysisConfig, n_train: int, model: Any) -> dict[str, Any]:
+    """Batch size, epochs and KL warm-up for ``n_train`` training patches (see AnalysisConfig).
+
+    The fit holds out 10 % for its test loss, so an epoch is ceil(0.9 n / batch) steps.
+    """
+    from latentatlas.models.vae import VAEModule
+    from latentatlas.train.schedules import Linear
+
+    batch = max(1, min(cfg.batch_size, n_train))
+    per_epoch = max(1, int(np.ceil(0.9 * n_train / batch)))
+    epochs = cfg.epochs or int(np.clip(np.ceil(cfg.steps / per_epoch), 20, 1000))
+    total = epochs * per_epoch
+    schedules: dict[str, Any] = {}
+    # Only the plain VAE family's loss reads one "beta" knob for all its KL terms; the joint
+    # and semi-supervised families bring their own capacity schedules.
+    if cfg.kl_warmup > 0 and getattr(model, "module_class", None) is VAEModule:
+        warm = max(1, int(cfg.kl_warmup * total))
+        schedules["beta"] = Linear(0.0, float(model.config.beta), warm)
+    return {"epochs": epochs, "batch_size": batch, "steps": total, "schedules": schedules,
+            "kl_warmup_steps": int(schedules["beta"].steps) if schedules else 0}
+
+
+def _baselines(stack: np.ndarray, patches: Patches, maps: LatentMaps, activity: LatentActivity,
+               labels: LatentLabels, cfg: AnalysisConfig, data: Dataset) -> Baselines:
+    """PCA, PCA k-means/GMM and plain descriptors on the same patches (analysis.baselines)."""
+    from latentatlas.analysis.baselines import (
+        background_level,
+        compute_baselines,
+        pfm_descriptors,
+        plain_descriptors,
+    )
+
+    if patches.grid_shape is not None:
+        raw = sliding_windows(stack, patches.window, int(patches.extra["stride"]), normalize="none")
+    else:
+        raw = extract_patches(stack, patches.centers, patches.window, frames=patches.frames,
+                              border=cfg.border, normalize="none")  # type: ignore[arg-type]
+    channels = cfg.channel if isinstance(cfg.channel, list) else [cfg.channel]
+    names = [str(c) for c in channels] if len(channels) == stack.shape[1] else None
+    desc = plain_descriptors(raw.data, np.median(stack, axis=(0, 2, 3)), names)
+    desc["background"] = background_level(stack[:, 0], patches.centers, 2.0 * patches.window,
+                                          patches.frames)
+    # PFM: the phase channel gives domains and walls; taken from the channel's name or the
+    # file's quantity when the analysed stack has that one channel
+    phase = [i for i, c in enumerate(channels) if isinstance(c, str) and "phase" in c.lower()]
+    if not phase and stack.shape[1] == 1 and "phase" in str(data.quantity or "").lower():
+        phase = [0]
+    if phase and cfg.time_delay == 1:
+        sign = -1.0 if cfg.invert else 1.0
+        desc.update(pfm_descriptors(sign * stack[:, phase[0]], patches))
+    return compute_baselines(patches.as_model_input(), maps.values, maps.names, activity,
+                             labels.labels, desc, max_components=cfg.max_components,
+                             seed=cfg.seed)
 
 
 def _score_against_truth(result: AnalysisResult, truth: dict[str, np.ndarray]) -> dict[str, float]:
@@ -396,7 +493,8 @@ def save_results(path: Path, result: AnalysisResult) -> Path:
     }
     config = json.dumps({"analysis": result.config.to_dict(), "patches": p.summary(),
                          "labels": lab.summary(), "latent_names": m.names,
-                         "timings": result.timings, "scores": result.scores})
+                         "timings": result.timings, "scores": result.scores,
+                         **_checks(result)})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd_tmp = tempfile.NamedTemporaryFile(prefix=f".{path.stem}.", suffix=path.suffix,
                                          dir=path.parent, delete=False)
@@ -425,6 +523,42 @@ def save_results(path: Path, result: AnalysisResult) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _checks(result: AnalysisResult) -> dict[str, Any]:
+    """The trust block of the results: training plan, latent activity, baselines, verdict."""
+    out: dict[str, Any] = {"training": {k: v for k, v in result.training.items()
+                                        if k != "schedules"}}
+    if result.activity is not None:
+        out["activity"] = result.activity.to_dict()
+        out["warning"] = result.activity.warning()
+    if result.baselines is not None:
+        out["baselines"] = result.baselines.to_dict()
+        out["verdict"] = result.baselines.verdict
+    return out
+
+
+def _report_tables(b: Baselines) -> dict[str, dict[str, Any]]:
+    """Verdict, latent activity and the baseline comparison as report tables."""
+    d = b.to_dict()
+    act = d["activity"]["latents"]
+    return {
+        "Verdict": {"verdict": b.verdict, **({"warning": b.activity.warning()}
+                                             if b.activity.collapsed else {})},
+        "Latent activity (active: spread of the means >= "
+        f"{b.activity.threshold} x posterior std)": {
+            n: f"ratio {v['ratio']:.2f}, KL {v['kl']:.2f} nats, "
+               f"{'active' if v['active'] else 'inactive'}" for n, v in act.items()},
+        "Baselines": {
+            "PCA explained variance": [round(v, 3) for v in d["pca_explained_variance"]],
+            "PCA k-means: classes, ARI vs model": [d["pca_kmeans"]["n_classes"],
+                                                   d["pca_kmeans"]["ari_vs_model"]],
+            "PCA GMM (BIC): classes, ARI vs model": [d["pca_gmm"]["n_classes"],
+                                                     d["pca_gmm"]["ari_vs_model"]],
+            **{f"{lat} best match": f"{e['by']} (rho {e['rho']})"
+               for lat, e in d["explained_by"].items()},
+        },
+    }
 
 
 def _figures(result: AnalysisResult, folder: Path) -> list[tuple[str, Path]]:
@@ -496,7 +630,8 @@ def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
         save_results(tmp / "results.h5", result)
         config = {"analysis": result.config.to_dict(), "source": str(data.source or data.name),
                   "patches": result.patches.summary(), "labels": result.labels.summary(),
-                  "latent_names": result.maps.names, "scores": result.scores}
+                  "latent_names": result.maps.names, "scores": result.scores,
+                  **_checks(result)}
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
         result.model.save(tmp / "model")
         figs = _figures(result, tmp)
@@ -510,6 +645,8 @@ def _write_run(result: AnalysisResult, data: Dataset, out: Path) -> Path:
         }
         if result.scores:
             tables["Score against ground truth"] = result.scores
+        if result.baselines is not None:
+            tables.update(_report_tables(result.baselines))
         write_report(tmp / "index.html", f"latentatlas analyze: {data.name or data.source}",
                      figs, tables)
     log.info("wrote %s", out)
