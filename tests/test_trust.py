@@ -167,6 +167,11 @@ def test_baseline_block_equals_a_direct_computation() -> None:
     assert b.explained["z1"][0] == "mean" and abs(b.explained["z1"][1]) > 0.99
     d = b.to_dict()
     assert d["correlations_spearman"]["mean"]["z1"] == pytest.approx(b.rho("mean", "z1"), abs=1e-4)
+    design = np.column_stack([np.ones(300)] + [stats.rankdata(v) for v in
+                                               [*desc.values(), *b.pca_scores.T]])
+    y = stats.rankdata(z[:, 1])
+    resid = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    assert b.joint_r2["z2"] == pytest.approx(1 - (resid**2).sum() / ((y - y.mean()) ** 2).sum())
     assert "z1 follows mean" in b.verdict and "z2 is not explained" in b.verdict
 
 

@@ -17,8 +17,10 @@ For the patches a model saw this module computes
   into a bright and a dark region most of it;
 
 and says in one line whether the model found anything the baselines did not: an active
-latent that no descriptor or principal component explains (|rho| < ``EXPLAINED_RHO``), or
-classes that differ from PCA k-means (ARI < ``AGREE_ARI``).
+latent that no descriptor or principal component explains, alone (|rho| <
+``EXPLAINED_RHO``) or together (the ranks of all of them, in a linear fit, explain less than
+``EXPLAINED_RHO**2`` of the latent's rank variance), or classes that differ from PCA k-means
+(ARI < ``AGREE_ARI``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class Baselines:
     ari_kmeans, ari_gmm : ARI of the model's classes against each (None without classes).
     activity : the model's latent activity (collapse check).
     explained : latent -> (the row that explains it best, its rho).
+    joint_r2 : latent -> R^2 of its ranks on the ranks of every descriptor and PCA score
+        together (a linear least-squares fit with intercept).
     redundant : pairs of active content latents that carry the same signal (|rho| >=
         ``EXPLAINED_RHO`` with each other) and their rho.
     background_share_model, background_share_kmeans : eta squared of the ``background``
@@ -93,6 +97,7 @@ class Baselines:
     ari_gmm: float | None
     activity: LatentActivity
     explained: dict[str, tuple[str, float]] = field(default_factory=dict)
+    joint_r2: dict[str, float] = field(default_factory=dict)
     redundant: list[tuple[str, str, float]] = field(default_factory=list)
     background_share_model: float | None = None
     background_share_kmeans: float | None = None
@@ -112,8 +117,8 @@ class Baselines:
                 row: {lat: _num(self.correlations[i, j]) for j, lat in
                       enumerate(self.latent_names)}
                 for i, row in enumerate(self.row_names)},
-            "explained_by": {k: {"by": by, "rho": _num(r)} for k, (by, r) in
-                             self.explained.items()},
+            "explained_by": {k: {"by": by, "rho": _num(r), "joint_r2": _num(self.joint_r2[k])}
+                             for k, (by, r) in self.explained.items()},
             "redundant_pairs": [{"a": a, "b": b, "rho": _num(r)} for a, b, r in self.redundant],
             "pca_explained_variance": [float(v) for v in self.pca_explained],
             "pca_kmeans": {"n_classes": int(len(np.unique(self.kmeans_labels))),
@@ -269,6 +274,19 @@ def spearman_table(rows: Mapping[str, np.ndarray], columns: np.ndarray) -> np.nd
     return out
 
 
+def _joint_r2(rows: Mapping[str, np.ndarray], columns: np.ndarray) -> list[float]:
+    """R^2 of the ranks of every column of ``columns`` ``(n, k)`` on the ranks of all rows."""
+    design = np.column_stack([np.ones(len(columns))] + [stats.rankdata(v) for v in rows.values()])
+    out = []
+    for j in range(columns.shape[1]):
+        y = stats.rankdata(columns[:, j])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ coef
+        total = float(((y - y.mean()) ** 2).sum())
+        out.append(1.0 - float((resid**2).sum()) / total if total > 0 else 0.0)
+    return out
+
+
 def compute_baselines(
     patches: Any,
     latents: Any,
@@ -338,6 +356,7 @@ def compute_baselines(
         col = np.nan_to_num(np.abs(corr[:, j]), nan=-1.0)
         i = int(np.argmax(col))
         explained[name] = (row_names[i], float(corr[i, j]))
+    joint_r2 = dict(zip(names, _joint_r2(rows, z), strict=True))
     active_content = activity.active_content
     redundant: list[tuple[str, str, float]] = []
     for a_i, a in enumerate(active_content):
@@ -355,7 +374,7 @@ def compute_baselines(
         pca_explained=np.asarray(pca.explained_variance_ratio_), correlations=corr,
         row_names=row_names, kmeans_labels=km_labels, gmm_labels=gmm.labels,
         gmm_components=gmm.n_components, ari_kmeans=ari_km, ari_gmm=ari_gmm,
-        activity=activity, explained=explained, redundant=redundant,
+        activity=activity, explained=explained, joint_r2=joint_r2, redundant=redundant,
         background_share_model=share_model, background_share_kmeans=share_km,
     )
     result.verdict = verdict(result, n_classes if labels is not None else None)
@@ -377,9 +396,12 @@ def verdict(b: Baselines, n_classes: int | None) -> str:
         by, r = b.explained[name]
         if abs(r) >= EXPLAINED_RHO:
             parts.append(f"{name} follows {by} (rho {r:+.2f})")
+        elif b.joint_r2[name] >= EXPLAINED_RHO**2:
+            parts.append(f"{name} is a mix of the descriptors and PCs (R2 {b.joint_r2[name]:.2f}; "
+                         f"closest {by}, rho {r:+.2f})")
         else:
-            parts.append(f"{name} is not explained by any descriptor or PC (best {by}, "
-                         f"rho {r:+.2f})")
+            parts.append(f"{name} is not explained by the descriptors and PCs (closest {by}, "
+                         f"rho {r:+.2f}; together R2 {b.joint_r2[name]:.2f})")
             new.append(name)
     inactive = [n for n in act.content if n not in act.active_content]
     if inactive:
@@ -404,5 +426,5 @@ def verdict(b: Baselines, n_classes: int | None) -> str:
         found = ", ".join(new + (["classes"] if new_classes else []))
         head = f"Beyond the baselines: {found}."
     else:
-        head = "Nothing beyond the baselines: every active latent repeats a descriptor or PC."
+        head = "Nothing beyond the baselines: the active latents repeat descriptors or PCs."
     return head + " " + "; ".join(parts) + "."
