@@ -133,8 +133,9 @@ def remove_background(stack: np.ndarray, sigma: float) -> np.ndarray:
     contrast, which changes with thickness or dose; the result is ``r / s``. With ``sigma``
     about one patch (two atomic spacings) the lattice itself survives - its period is far
     shorter than ``sigma`` - while anything slower than the patch is removed, so two patches
-    of the same structure look alike wherever they sit in the image. Returns float32, same
-    shape, about zero mean and unit variance everywhere.
+    of the same structure look alike wherever they sit in the image. Each frame's 1st-99th
+    percentile range is then mapped to [0, 1], the scale of ``normalize="image"``. Returns
+    float32, same shape.
     """
     from scipy import ndimage
 
@@ -151,7 +152,12 @@ def remove_background(stack: np.ndarray, sigma: float) -> np.ndarray:
     # a flat region (no structure at all) must not blow up: floor the contrast at a small
     # fraction of the frame's typical contrast
     floor = 1e-3 * np.median(local, axis=(2, 3), keepdims=True) + 1e-12
-    return (resid / np.maximum(local, floor)).astype(np.float32)
+    flat = resid / np.maximum(local, floor)
+    # Back on the scale the models expect of images (their default noise level assumes
+    # values over about [0, 1]): the 1st-99th percentile range of each frame to [0, 1]
+    # (percentiles, not min/max, so a few spikes do not squash the contrast).
+    lo, hi = np.percentile(flat, [1.0, 99.0], axis=(2, 3), keepdims=True)
+    return ((flat - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
 
 
 def _plane(x: np.ndarray) -> np.ndarray:
