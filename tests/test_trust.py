@@ -93,7 +93,7 @@ def _pca_kmeans_ari(patches: np.ndarray, truth: np.ndarray) -> float:
 def test_default_normalisation_follows_sublattices_under_a_gradient() -> None:
     lat = _gradient_lattice()
     window = 24
-    default = AnalysisConfig().normalize
+    default = AnalysisConfig().normalization(windows=False)
     aris = {}
     for mode in (default, "image"):
         p = extract_patches(lat.image, lat.positions, window, classes=lat.classes,

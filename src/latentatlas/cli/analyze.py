@@ -35,9 +35,9 @@ def analyze(
     time_delay: int = typer.Option(1, help="stacks: frames t..t+k-1 as the channels of each "
                                    "patch (time-delay descriptors; 1 = off)"),
     lag: int = typer.Option(1, help="frames between the time-delay channels"),
-    normalize: str = typer.Option("background", help="patch normalisation: background (slow "
-                                  "background and contrast changes removed), standardize, "
-                                  "patch, image, none"),
+    normalize: str = typer.Option("auto", help="patch normalisation: auto (background for "
+                                  "atoms, image for windows), background (slow background and "
+                                  "contrast changes removed), standardize, patch, image, none"),
     invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
     seed: int = typer.Option(0, help="random seed"),
     out: str = typer.Option("results/analyze", help="output folder (replaced)"),

@@ -63,11 +63,14 @@ class AnalysisConfig:
         already cover its variability.
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
-    normalize, border: patch options (see ``extract_patches``). The default ``background``
-        removes the slow background and local contrast changes at the scale
-        ``background_sigma`` (None: the window size, i.e. two atomic spacings) before cutting,
-        so classes follow the structure instead of a gradient or a thickness change
-        (benchmarks/RESULTS.md, issue 13).
+    normalize, border: patch options (see ``extract_patches``). The default ``auto`` is
+        ``background`` for patches around atoms: the slow background and local contrast
+        changes are removed at the scale ``background_sigma`` (None: the window, i.e. two
+        atomic spacings) before cutting, so classes follow the sublattices instead of a
+        gradient or a thickness change. For sliding windows it is ``image``: there the
+        contrast between windows (a domain's phase, its switched fraction) is the signal,
+        and dividing by the local contrast lowered the latents' correlation with the
+        switched fraction on the real PZT scans (benchmarks/RESULTS.md, issue 13).
     channel: channel of a multi-channel file; a list of channels (e.g. ["AmplitudeRetrace",
         "PhaseRetrace"]) stacks them as the channels of every patch (multilayer descriptors).
         invert: negate the image first, for contrast where atoms are dark (annular bright
@@ -94,7 +97,7 @@ class AnalysisConfig:
     n_components: int | None = None
     max_components: int = 6
     cluster_on: str = "content"
-    normalize: str = "background"
+    normalize: str = "auto"
     background_sigma: float | None = None
     border: str = "drop"
     channel: int | str | list[int | str] | None = None
@@ -126,8 +129,8 @@ class AnalysisConfig:
         if not 0 <= self.kl_warmup <= 1:
             raise ValueError(f"kl_warmup must be in [0, 1] (a fraction of the steps), got "
                              f"{self.kl_warmup}")
-        if self.normalize not in NORMALIZE_MODES:
-            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got "
+        if self.normalize not in ("auto", *NORMALIZE_MODES):
+            raise ValueError(f"normalize must be 'auto' or one of {NORMALIZE_MODES}, got "
                              f"{self.normalize!r}")
         if self.background_sigma is not None and not self.background_sigma > 0:
             raise ValueError(f"background_sigma must be > 0 pixels or None, got "
@@ -135,6 +138,13 @@ class AnalysisConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def normalization(self, windows: bool) -> str:
+        """The normalisation used: ``normalize``, with ``auto`` resolved for atom patches
+        (``background``) or sliding windows (``image``)."""
+        if self.normalize != "auto":
+            return self.normalize
+        return "image" if windows else "background"
 
 
 @dataclass
@@ -337,12 +347,12 @@ def analyze(
         t = time.perf_counter()
         patches = extract_patches(stack, centers, win, frames=frm, classes=classes,
                                   border=cfg.border,  # type: ignore[arg-type]
-                                  normalize=cfg.normalize,  # type: ignore[arg-type]
+                                  normalize=cfg.normalization(windows=False),  # type: ignore[arg-type]
                                   background_sigma=cfg.background_sigma or win)
     else:
         win = cfg.window or min(32, min(h, w) // 4)
         patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
-                                  normalize=cfg.normalize,  # type: ignore[arg-type]
+                                  normalize=cfg.normalization(windows=True),  # type: ignore[arg-type]
                                   background_sigma=cfg.background_sigma or win)
     timings["patches"] = time.perf_counter() - t
     step(f"{len(patches)} patches")
