@@ -5,6 +5,7 @@
     PYTHONPATH=src python benchmarks/real_data.py stem --seeds 0 1 2
     PYTHONPATH=src python benchmarks/real_data.py graphene
     PYTHONPATH=src python benchmarks/real_data.py generated --seeds 0 1 2
+    PYTHONPATH=src python benchmarks/real_data.py table    (markdown tables from the JSON files)
     ... --set normalize='"image"'      (override AnalysisConfig fields; JSON values)
     ... --legacy                       (the settings before issue 13: image min-max, 20 epochs
                                         of 128, no KL warm-up)
@@ -191,9 +192,72 @@ def run_generated(seed: int, options: dict[str, Any]) -> Any:
                             "pca_gmm": _r(adjusted_rand_score(truth, b.gmm_labels))}}
 
 
+def _load(name: str) -> list[dict[str, Any]]:
+    path = RESULTS / f"real_data_{name}.json"
+    return json.loads(path.read_text())["runs"] if path.exists() else []
+
+
+def _spread(values: list[float]) -> str:
+    v = [x for x in values if x is not None]
+    if not v:
+        return "-"
+    return f"{v[0]:.2f}" if len(v) == 1 else f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})"
+
+
+def table() -> None:
+    """Markdown tables of every JSON file written by the parts above."""
+    for tag, title in (("phase", "PhaseRetrace"), ("amp_phase", "AmplitudeRetrace + PhaseRetrace")):
+        runs = _load(f"pfm_{tag}") + _load(f"pfm_{tag}_seeds12")
+        legacy = {r["file"]: r for r in _load(f"pfm_{tag}_legacy")}
+        if not runs:
+            continue
+        print(f"\nPFM, {title}: best |rho| with the switched fraction / wall density "
+              "(mean over seeds, range); collapsed = runs without an active content latent\n")
+        print("| scan | seeds | collapsed | classes | latent SF | latent WD | PCA SF | PCA WD | "
+              "plain SF | plain WD | before: collapsed, latent SF / WD |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for f in dict.fromkeys(r["file"] for r in runs):
+            rs = [r for r in runs if r["file"] == f]
+            def col(target: str, kind: str, rs: list[dict[str, Any]] = rs) -> str:
+                return _spread([abs(r[target][kind]["rho"]) for r in rs])
+            old = legacy.get(f)
+            before = "-" if old is None else (
+                f"{'yes' if old['collapsed'] else 'no'}, "
+                f"{abs(old['switched_fraction']['any_latent']['rho']):.2f} / "
+                f"{abs(old['wall_density']['any_latent']['rho']):.2f}")
+            print(f"| {f.removesuffix('.h5')} | {len(rs)} | {sum(r['collapsed'] for r in rs)} | "
+                  f"{'/'.join(str(r['n_classes']) for r in rs)} | "
+                  f"{col('switched_fraction', 'any_latent')} | {col('wall_density', 'any_latent')} | "
+                  f"{col('switched_fraction', 'pca')} | {col('wall_density', 'pca')} | "
+                  f"{col('switched_fraction', 'plain')} | {col('wall_density', 'plain')} | {before} |")
+    for part, key in (("stem", "ari_vs_sites"), ("generated", "ari_vs_truth"),
+                      ("graphene", "ari_vs_defect_atoms")):
+        rows = [(tag or "default", r) for tag in ("", "image", "legacy")
+                for r in _load(part + (f"_{tag}" if tag else ""))]
+        if not rows:
+            continue
+        print(f"\n{part}: ARI of the classes ({key}); background share = eta^2 of the slow "
+              "background on the classes\n")
+        print("| image | settings | seeds | classes (BIC min) | ARI model | ARI PCA k-means | "
+              "background share model / PCA k-means | collapsed |")
+        print("|---|---|---|---|---|---|---|---|")
+        for f in dict.fromkeys(r["file"] for _, r in rows):
+            for tag in dict.fromkeys(t for t, _ in rows):
+                rs = [r for t, r in rows if t == tag and r["file"] == f]
+                if not rs:
+                    continue
+                print(f"| {f} | {tag} | {len(rs)} | "
+                      + ", ".join(f"{r['n_classes']} ({r['bic_minimum']})" for r in rs) + " | "
+                      f"{_spread([r[key]['model'] for r in rs])} | "
+                      f"{_spread([r[key]['pca_kmeans'] for r in rs])} | "
+                      f"{_spread([r['background_share']['model'] for r in rs])} / "
+                      f"{_spread([r['background_share']['pca_kmeans'] for r in rs])} | "
+                      f"{sum(r['collapsed'] for r in rs)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["pfm", "stem", "graphene", "generated"])
+    ap.add_argument("part", choices=["pfm", "stem", "graphene", "generated", "table"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--channels", default="PhaseRetrace", help="pfm: comma-separated channels")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
@@ -201,6 +265,9 @@ def main() -> None:
     ap.add_argument("--legacy", action="store_true", help="the settings before issue 13")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = ap.parse_args()
+    if args.part == "table":
+        table()
+        return
     torch.set_num_threads(1)
     options: dict[str, Any] = dict(LEGACY) if args.legacy else {}
     for item in args.set:
