@@ -185,6 +185,19 @@ def test_verdict_says_collapse() -> None:
     assert b.verdict.startswith("COLLAPSED") and b.to_dict()["activity"]["collapsed"]
 
 
+def test_verdict_does_not_call_background_classes_a_finding() -> None:
+    rng = np.random.default_rng(2)
+    ramp = np.linspace(0, 1, 200)
+    x = rng.normal(size=(200, 4, 4)) + ramp[:, None, None]
+    z = np.c_[ramp + 0.01 * rng.normal(size=200), rng.normal(size=200)]
+    act = latent_activity(z, np.full_like(z, 0.05), ["z1", "z2"])
+    halves = (ramp > 0.5).astype(int)
+    b = compute_baselines(x, z, ["z1", "z2"], act, halves, {"background": ramp}, n_pca=1,
+                          seed=0)
+    assert b.background_share_model == pytest.approx(background_share(halves, ramp))
+    assert "slow background" in b.verdict and "classes" not in b.verdict.split(".")[0]
+
+
 def test_background_share_and_window_means() -> None:
     labels = np.repeat([0, 1], 50)
     assert background_share(labels, labels * 3.0) == pytest.approx(1.0)

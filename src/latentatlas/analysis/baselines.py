@@ -414,11 +414,13 @@ def verdict(b: Baselines, n_classes: int | None) -> str:
             parts.append("one class")
         else:
             same = b.ari_kmeans >= AGREE_ARI
-            new_classes = not same
+            share = b.background_share_model
+            by_background = share is not None and share >= BACKGROUND_SHARE
+            # classes that cut the image by its background are no finding, whatever PCA does
+            new_classes = not same and not by_background
             parts.append(f"{n_classes} classes, ARI {b.ari_kmeans:.2f} vs PCA k-means "
                          f"({'same' if same else 'different'} split)")
-            share = b.background_share_model
-            if share is not None and share >= BACKGROUND_SHARE:
+            if by_background:
                 parts.append(f"the classes split the image by its slow background level (they "
                              f"explain {share:.0%} of its variance): regions, not structure, "
                              "unless the structure is that large")
