@@ -13,9 +13,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.labels import gmm_labels, label_image
 from latentatlas.analysis.latent_maps import latent_maps, paint_points, typical_spacing
-from latentatlas.pipelines.analyze import analyze, save_results
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.pipelines.analyze import analyze, save_results
 from latentatlas.report import write_report
 
 

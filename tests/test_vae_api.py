@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 import latentatlas.cli  # noqa: F401  (registers the commands)
-from latentatlas.pipelines.train import train_run
 from latentatlas.cli.app import app
 from latentatlas.datasets.shapes import rotated_shapes
 from latentatlas.models import get_model, list_models
+from latentatlas.pipelines.train import train_run
 
 
 @pytest.fixture(scope="module")
