@@ -31,7 +31,8 @@ def analyze(
     stride: int = typer.Option(0, help="sliding-window step with --atoms none (0 = window/4)"),
     model: str = typer.Option("rvae", "--model", "-m", help="VAE family member (see latentatlas models)"),
     latent_dim: int = typer.Option(2, help="number of content latents"),
-    epochs: int = typer.Option(20, "--epochs", "-e", help="training epochs"),
+    epochs: int = typer.Option(0, "--epochs", "-e", help="training epochs (0 = chosen for the "
+                               "number of patches: about 3000 optimiser steps)"),
     train_samples: int = typer.Option(5000, help="train on at most this many patches "
                                       "(random subset; 0 = all); all are encoded"),
     classes: int = typer.Option(0, "--classes", "-k", help="GMM components (0 = chosen by BIC)"),
@@ -41,7 +42,9 @@ def analyze(
     time_delay: int = typer.Option(1, help="stacks: frames t..t+k-1 as the channels of each "
                                    "patch (time-delay descriptors; 1 = off)"),
     lag: int = typer.Option(1, help="frames between the time-delay channels"),
-    normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
+    normalize: str = typer.Option("auto", help="patch normalisation: auto (background for "
+                                  "atoms, image for windows), background (slow background and "
+                                  "contrast changes removed), standardize, patch, image, none"),
     invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
     seed: int = typer.Option(0, "--seed", "-s", help="random seed"),
     model_from: str = typer.Option("", "--model-from", help="reuse the trained model of this "
@@ -67,7 +70,7 @@ def analyze(
         result = run(
             image[0] if len(image) == 1 else image, atoms=atoms, window=window or None, model=model,
             out=Path(out),
-            progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
+            progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs or None,
             n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
             atom_options={**({"spacing": spacing} if spacing > 0 else {}),
                           **({"model": atom_model} if atoms == "dcnn" else {})},
@@ -80,4 +83,8 @@ def analyze(
     if "adjusted_rand" in result.scores:
         typer.echo(f"adjusted Rand index against the generated truth: "
                    f"{result.scores['adjusted_rand']:.3f}")
+    if result.activity is not None and result.activity.collapsed:
+        typer.echo(f"WARNING: {result.activity.warning()}", err=True)
+    if result.baselines is not None:
+        typer.echo(f"verdict: {result.baselines.verdict}")
     typer.echo(f"report: {result.out / 'index.html' if result.out else '-'}")

@@ -194,7 +194,9 @@ class VAEModel:
             mu, logvar = self.module.encode(x[i : i + batch_size].to(self.device))
             mus.append(mu.float().cpu())
             stds.append(torch.exp(0.5 * logvar).float().cpu())
-        return Latents(list(self.module.names), torch.cat(mus).numpy(), torch.cat(stds).numpy())
+        prior = getattr(self.module, "prior_scale", None)
+        return Latents(list(self.module.names), torch.cat(mus).numpy(), torch.cat(stds).numpy(),
+                       prior_std=None if prior is None else prior.detach().cpu().numpy())
 
     @torch.no_grad()
     def decode(self, z: object, angle: object | None = None, shift: object | None = None,

@@ -20,13 +20,15 @@ import numpy as np
 
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
 from latentatlas._repr import html_summary, text_summary
+from latentatlas.analysis.baselines import Baselines
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
-from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
+from latentatlas.descriptors.patches import NORMALIZE_MODES, Patches, as_stack, extract_patches
 from latentatlas.descriptors.timedelay import time_delay_stack
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.io import Dataset, load
 from latentatlas.io.calibration import Calibration
+from latentatlas.models.latents import LatentActivity
 from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,29 @@ class AnalysisConfig:
     window: patch side in pixels (None: twice the typical atom spacing; 32 for windows).
     stride: sliding-window step (None: window // 4).
     model: a registered VAE family name (``vae``, ``shiftvae``, ``rvae``, ...).
-    latent_dim: content latents. epochs, batch_size, lr: training.
+    latent_dim: content latents. batch_size, lr: training.
+    epochs: None chooses them for the number of patches: enough epochs for about ``steps``
+        optimiser steps (at least 20, at most 1000). Real scans give a few hundred to a few
+        thousand patches; 20 epochs of 128 were ~120 steps on a 256 x 256 PFM scan, too few
+        to leave the prior, and every latent collapsed on half the scans (issue 13).
+    steps: the number of optimiser steps the automatic epochs aim for.
+    kl_warmup: the KL weight rises linearly from 0 to the model's beta over this fraction of
+        the steps (plain VAE family only; 0 = off), so the encoder learns to use its latents
+        before the prior pulls them in.
     train_samples: train on a seeded random subset of at most this many patches (None: all);
         every patch is encoded. One CPU epoch of the rVAE on 40,000 22x22 patches took
         minutes (benchmarks/RESULTS.md), and a few thousand patches of a lattice
         already cover its variability.
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
-    normalize, border: patch options (see ``extract_patches``).
+    normalize, border: patch options (see ``extract_patches``). The default ``auto`` is
+        ``background`` for patches around atoms: the slow background and local contrast
+        changes are removed at the scale ``background_sigma`` (None: the window, i.e. two
+        atomic spacings) before cutting, so classes follow the sublattices instead of a
+        gradient or a thickness change. For sliding windows it is ``image``: there the
+        contrast between windows (a domain's phase, its switched fraction) is the signal,
+        and dividing by the local contrast lowered the latents' correlation with the
+        switched fraction on the real PZT scans (benchmarks/RESULTS.md, issue 13).
     channel: channel of a multi-channel file; a list of channels (e.g. ["AmplitudeRetrace",
         "PhaseRetrace"]) stacks them as the channels of every patch (multilayer descriptors).
         invert: negate the image first, for contrast where atoms are dark (annular bright
@@ -77,14 +94,17 @@ class AnalysisConfig:
     stride: int | None = None
     model: str = "rvae"
     latent_dim: int = 2
-    epochs: int = 20
-    batch_size: int = 128
+    epochs: int | None = None
+    steps: int = 3000
+    kl_warmup: float = 0.3
+    batch_size: int = 64
     train_samples: int | None = 5000
     lr: float = 1e-3
     n_components: int | None = None
     max_components: int = 6
     cluster_on: str = "content"
-    normalize: str = "image"
+    normalize: str = "auto"
+    background_sigma: float | None = None
     border: str = "drop"
     channel: int | str | list[int | str] | None = None
     time_delay: int = 1
@@ -108,12 +128,30 @@ class AnalysisConfig:
             raise ValueError(f"train_samples must be >= 4 or None, got {self.train_samples}")
         if self.time_delay < 1 or self.lag < 1:
             raise ValueError(f"time_delay and lag must be >= 1, got {self.time_delay}, {self.lag}")
-        if self.epochs < 1 or self.latent_dim < 1:
-            raise ValueError(f"epochs and latent_dim must be >= 1, got {self.epochs}, "
+        if (self.epochs is not None and self.epochs < 1) or self.latent_dim < 1:
+            raise ValueError(f"epochs (or None) and latent_dim must be >= 1, got {self.epochs}, "
                              f"{self.latent_dim}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0 <= self.kl_warmup <= 1:
+            raise ValueError(f"kl_warmup must be in [0, 1] (a fraction of the steps), got "
+                             f"{self.kl_warmup}")
+        if self.normalize not in ("auto", *NORMALIZE_MODES):
+            raise ValueError(f"normalize must be 'auto' or one of {NORMALIZE_MODES}, got "
+                             f"{self.normalize!r}")
+        if self.background_sigma is not None and not self.background_sigma > 0:
+            raise ValueError(f"background_sigma must be > 0 pixels or None, got "
+                             f"{self.background_sigma}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def normalization(self, windows: bool) -> str:
+        """The normalisation used: ``normalize``, with ``auto`` resolved for atom patches
+        (``background``) or sliding windows (``image``)."""
+        if self.normalize != "auto":
+            return self.normalize
+        return "image" if windows else "background"
 
 
 @dataclass
@@ -131,6 +169,9 @@ class AnalysisResult:
     truth: dict[str, np.ndarray] | None = None
     scores: dict[str, float] = field(default_factory=dict)
     calibration: Calibration = field(default_factory=Calibration)
+    activity: LatentActivity | None = None
+    baselines: Baselines | None = None
+    training: dict[str, Any] = field(default_factory=dict)
 
     def _summary(self) -> dict[str, Any]:
         return {"model": self.config.model, "frames": int(self.image.shape[0]),
@@ -367,11 +408,13 @@ def analyze(
         t = time.perf_counter()
         patches = extract_patches(stack, centers, win, frames=frm, classes=classes,
                                   border=cfg.border,  # type: ignore[arg-type]
-                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+                                  normalize=cfg.normalization(windows=False),  # type: ignore[arg-type]
+                                  background_sigma=cfg.background_sigma or win)
     else:
         win = cfg.window or min(32, min(h, w) // 4)
         patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
-                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+                                  normalize=cfg.normalization(windows=True),  # type: ignore[arg-type]
+                                  background_sigma=cfg.background_sigma or win)
     timings["patches"] = time.perf_counter() - t
     step(f"{len(patches)} patches")
     log.info("%d patches of %d x %d (%d dropped at the border)", len(patches), win, win,
@@ -393,6 +436,7 @@ def analyze(
                 f"the model from {cfg.model_from} takes patches {expected} but these are {got}: "
                 "use the same channels (and time_delay) as its run")
         vae = pretrained
+        training: dict[str, Any] = {"reused": str(cfg.model_from)}
         log.info("reusing the trained %s from %s (no training)", vae.name, cfg.model_from)
     else:
         vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
@@ -403,14 +447,18 @@ def analyze(
             train_x = X[pick]
             log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
         t = time.perf_counter()
-        vae.fit(train_x, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(train_x)),
-                lr=cfg.lr, seed=cfg.seed, progress=progress)
+        training = training_plan(cfg, len(train_x), vae)
+        vae.fit(train_x, epochs=training["epochs"], batch_size=training["batch_size"],
+                lr=cfg.lr, seed=cfg.seed, progress=progress, schedules=training.pop("schedules"))
         timings["train"] = time.perf_counter() - t
     step("trained")
     t = time.perf_counter()
     lat = vae.encode(X)
     timings["encode"] = time.perf_counter() - t
     maps = latent_maps(lat, patches)
+    activity = lat.activity()
+    if activity.collapsed:
+        log.warning("%s", activity.warning())
     step("encoded")
 
     # -- labels
@@ -425,9 +473,14 @@ def analyze(
     timings["labels"] = time.perf_counter() - t
     step(f"{labels.n_components} classes")
 
+    t = time.perf_counter()
+    baselines = _baselines(stack, patches, maps, activity, labels, cfg, data)
+    timings["baselines"] = time.perf_counter() - t
+    log.info("verdict: %s", baselines.verdict)
     result = AnalysisResult(config=cfg, image=stack, patches=patches, maps=maps, labels=labels,
                             model=vae, timings=timings, truth=truth,
-                            calibration=_calibration(data))
+                            calibration=_calibration(data), activity=activity,
+                            baselines=baselines, training=training)
     if truth is not None:
         result.scores = _score_against_truth(result, truth)
     if plan is not None:
@@ -451,6 +504,61 @@ def _pretrained(cfg: AnalysisConfig) -> Any:
         raise ValueError(f"model_from {path} is neither an analyze results folder nor a saved "
                          "model folder")
     return load_model(folder)
+
+
+def training_plan(cfg: AnalysisConfig, n_train: int, model: Any) -> dict[str, Any]:
+    """Batch size, epochs and KL warm-up for ``n_train`` training patches (see AnalysisConfig).
+
+    The fit holds out 10 % for its test loss, so an epoch is ceil(0.9 n / batch) steps.
+    """
+    from latentatlas.models.vae import VAEModule
+    from latentatlas.train.schedules import Linear
+
+    batch = max(1, min(cfg.batch_size, n_train))
+    per_epoch = max(1, int(np.ceil(0.9 * n_train / batch)))
+    epochs = cfg.epochs or int(np.clip(np.ceil(cfg.steps / per_epoch), 20, 1000))
+    total = epochs * per_epoch
+    schedules: dict[str, Any] = {}
+    # Only the plain VAE family's loss reads one "beta" knob for all its KL terms; the joint
+    # and semi-supervised families bring their own capacity schedules.
+    if cfg.kl_warmup > 0 and getattr(model, "module_class", None) is VAEModule:
+        warm = max(1, int(cfg.kl_warmup * total))
+        schedules["beta"] = Linear(0.0, float(model.config.beta), warm)
+    return {"epochs": epochs, "batch_size": batch, "steps": total, "schedules": schedules,
+            "kl_warmup_steps": int(schedules["beta"].steps) if schedules else 0}
+
+
+def _baselines(stack: np.ndarray, patches: Patches, maps: LatentMaps, activity: LatentActivity,
+               labels: LatentLabels, cfg: AnalysisConfig, data: Dataset) -> Baselines:
+    """PCA, PCA k-means/GMM and plain descriptors on the same patches (analysis.baselines)."""
+    from latentatlas.analysis.baselines import (
+        background_level,
+        compute_baselines,
+        pfm_descriptors,
+        plain_descriptors,
+    )
+
+    if patches.grid_shape is not None:
+        raw = sliding_windows(stack, patches.window, int(patches.extra["stride"]), normalize="none")
+    else:
+        raw = extract_patches(stack, patches.centers, patches.window, frames=patches.frames,
+                              border=cfg.border, normalize="none")  # type: ignore[arg-type]
+    channels = cfg.channel if isinstance(cfg.channel, list) else [cfg.channel]
+    names = [str(c) for c in channels] if len(channels) == stack.shape[1] else None
+    desc = plain_descriptors(raw.data, np.median(stack, axis=(0, 2, 3)), names)
+    desc["background"] = background_level(stack[:, 0], patches.centers, 2.0 * patches.window,
+                                          patches.frames)
+    # PFM: the phase channel gives domains and walls; taken from the channel's name or the
+    # file's quantity when the analysed stack has that one channel
+    phase = [i for i, c in enumerate(channels) if isinstance(c, str) and "phase" in c.lower()]
+    if not phase and stack.shape[1] == 1 and "phase" in str(data.quantity or "").lower():
+        phase = [0]
+    if phase and cfg.time_delay == 1:
+        sign = -1.0 if cfg.invert else 1.0
+        desc.update(pfm_descriptors(sign * stack[:, phase[0]], patches))
+    return compute_baselines(patches.as_model_input(), maps.values, maps.names, activity,
+                             labels.labels, desc, max_components=cfg.max_components,
+                             seed=cfg.seed)
 
 
 def _score_against_truth(result: AnalysisResult, truth: dict[str, np.ndarray]) -> dict[str, float]:
@@ -481,7 +589,8 @@ def save_results(path: Path, result: AnalysisResult) -> Path:
     }
     config = json.dumps({"analysis": result.config.to_dict(), "patches": p.summary(),
                          "labels": lab.summary(), "latent_names": m.names,
-                         "timings": result.timings, "scores": result.scores})
+                         "timings": result.timings, "scores": result.scores,
+                         **_checks(result)})
 
     def write(tmp: Path) -> None:
         if path.suffix == ".npz":
@@ -515,6 +624,42 @@ def _calibration(data: Dataset) -> Calibration:
                     "Resample the image to square pixels first for a rotation-invariant model",
                     cal.describe(), cal.scale[0] / cal.scale[1])
     return cal
+
+
+def _checks(result: AnalysisResult) -> dict[str, Any]:
+    """The trust block of the results: training plan, latent activity, baselines, verdict."""
+    out: dict[str, Any] = {"training": {k: v for k, v in result.training.items()
+                                        if k != "schedules"}}
+    if result.activity is not None:
+        out["activity"] = result.activity.to_dict()
+        out["warning"] = result.activity.warning()
+    if result.baselines is not None:
+        out["baselines"] = result.baselines.to_dict()
+        out["verdict"] = result.baselines.verdict
+    return out
+
+
+def _report_tables(b: Baselines) -> dict[str, dict[str, Any]]:
+    """Verdict, latent activity and the baseline comparison as report tables."""
+    d = b.to_dict()
+    act = d["activity"]["latents"]
+    return {
+        "Verdict": {"verdict": b.verdict, **({"warning": b.activity.warning()}
+                                             if b.activity.collapsed else {})},
+        "Latent activity (active: spread of the means >= "
+        f"{b.activity.threshold} x posterior std)": {
+            n: f"ratio {v['ratio']:.2f}, KL {v['kl']:.2f} nats, "
+               f"{'active' if v['active'] else 'inactive'}" for n, v in act.items()},
+        "Baselines": {
+            "PCA explained variance": [round(v, 3) for v in d["pca_explained_variance"]],
+            "PCA k-means: classes, ARI vs model": [d["pca_kmeans"]["n_classes"],
+                                                   d["pca_kmeans"]["ari_vs_model"]],
+            "PCA GMM (BIC): classes, ARI vs model": [d["pca_gmm"]["n_classes"],
+                                                     d["pca_gmm"]["ari_vs_model"]],
+            **{f"{lat} best match": f"{e['by']} (rho {e['rho']})"
+               for lat, e in d["explained_by"].items()},
+        },
+    }
 
 
 def _figure_set(result: AnalysisResult) -> dict[str, Any]:
@@ -614,7 +759,7 @@ def _write_run(result: AnalysisResult, data: Dataset, plan: OutputPlan,
         config = {"analysis": result.config.to_dict(), "source": source,
                   "patches": result.patches.summary(), "labels": result.labels.summary(),
                   "latent_names": result.maps.names, "scores": result.scores,
-                  "calibration": result.calibration.to_dict()}
+                  "calibration": result.calibration.to_dict(), **_checks(result)}
         write_text_atomic(tmp / "config.json", json.dumps(config, indent=2, default=safe_text))
         result.model.save(tmp / "model")
         save_signals(lambda f: save_signal_dicts(analysis_signal_dicts(result), f), tmp)
@@ -636,8 +781,15 @@ def _write_run(result: AnalysisResult, data: Dataset, plan: OutputPlan,
             "Classes": result.labels.summary(),
             "Timings (s)": result.timings,
         }
+        verdict = ""
+        if result.baselines is not None:
+            tables = {**_report_tables(result.baselines), **tables}
+            verdict = result.baselines.verdict
+        if result.activity is not None and result.activity.collapsed:
+            verdict = f"{result.activity.warning()} {verdict}".strip()
         write_report(tmp / "index.html", f"latentatlas analyze: {safe_text(data.name or source)}",
-                     figs, tables, summary=summary, inputs=inputs, command="latentatlas analyze",
+                     figs, tables, summary=summary, verdict=verdict, inputs=inputs,
+                     command="latentatlas analyze",
                      calibration=_calibration_table(data, result.calibration))
         write_explorer(tmp / "explorer.html", result, **explorer_calibration(result.calibration))
     return plan.path
