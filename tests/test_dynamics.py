@@ -10,10 +10,16 @@ from latentatlas.analysis.domains import (
     domain_convexity,
     domain_descriptors,
     patch_descriptors,
+    pinned_fraction,
+    pinning_map,
+    pinning_sites,
     switch_noise_level,
     switch_significance,
+    wall_displacement,
     wall_table,
 )
+from latentatlas.analysis.matching import MatchCounts, match_counts, scores_from_counts
+from latentatlas.datasets.domains import domain_walls, switching_movie
 from latentatlas.descriptors.walls import Walls, boundary_walls
 
 ROWS, COLS = np.mgrid[0:64, 0:64].astype(float)
@@ -158,3 +164,62 @@ def test_wall_table_adds_convexity_and_the_change_to_the_next_frame() -> None:
     assert rows[0]["changed_fraction"] == pytest.approx((disc(10) != disc(6)).mean())
     assert rows[0]["switch_significance"] == pytest.approx(rows[0]["changed_fraction"] - 0.001)
     assert np.isnan(rows[2]["changed_fraction"]) and np.isnan(rows[2]["switch_significance"])
+
+
+# --- wall displacement and pinning ------------------------------------------------------------
+
+
+def test_wall_displacement_measures_how_far_a_straight_wall_travelled() -> None:
+    doms = np.zeros((3, 32, 40), bool)
+    doms[0, :, :10] = True
+    doms[1, :, :13] = True  # moved 3 px
+    doms[2, :, :13] = True  # stayed
+    disp = wall_displacement(domain_walls(doms))
+    assert disp.shape == (2, 32, 40)
+    np.testing.assert_array_equal(disp[0][~np.isnan(disp[0])], 3.0)
+    np.testing.assert_array_equal(disp[1][~np.isnan(disp[1])], 0.0)
+    assert np.isnan(disp[0][:, :12]).all()  # off the walls of frame 1
+    with pytest.raises(ValueError, match="stack"):
+        wall_displacement(doms[0])
+
+
+def test_pinning_map_counts_still_walls_only_while_the_switched_area_grows() -> None:
+    doms = np.zeros((4, 32, 40), bool)
+    doms[0, :, :10] = True
+    doms[1, :, :13] = True  # the whole wall moves 3 px
+    doms[2] = doms[1]
+    doms[2, 20:, 13:16] = True  # the lower part moves on while rows 0-19 stay at column 12
+    doms[3] = doms[2]  # no growth: a still wall then says nothing about pinning
+    counts = pinning_map(domain_walls(doms), doms)
+    assert counts.max() == 1 and counts[:20, 12].all() and counts[:, 14:].sum() == 0
+    assert pinning_sites(counts).shape == (0, 2)  # held for one step only
+    with pytest.raises(ValueError, match="must match"):
+        pinning_map(domain_walls(doms), doms[:3])
+
+
+def test_planted_pinning_sites_are_recovered_and_a_clean_movie_gives_an_empty_map() -> None:
+    settings = dict(shape=(96, 96), n_frames=12, pulse=0.3, pulse_steps=60, disorder=0.1)
+    tallies = []
+    for seed in range(3):
+        movie = switching_movie(seed=seed, pinning_sites=8, **settings)
+        assert len(movie.sites) == 8 and movie.pinning.max() > 1.0
+        found = pinning_sites(pinning_map(movie.walls, movie.domains))
+        tallies.append(match_counts(found, movie.sites, radius=4.0))
+        clean = switching_movie(seed=seed, **settings)
+        assert clean.switched_fraction[-1] > 0.9 and clean.sites.shape == (0, 2)
+        counts = pinning_map(clean.walls, clean.domains)
+        assert pinning_sites(counts).shape == (0, 2)
+        assert (counts >= 2).sum() <= 5  # a stray pixel or two where disorder held a wall
+    pooled = scores_from_counts(MatchCounts(*np.sum(tallies, axis=0)))
+    assert pooled.f1 >= 0.8 and pooled.precision >= 0.8
+
+
+def test_pinned_fraction_per_patch_and_site_placement_errors() -> None:
+    counts = np.zeros((32, 32), np.int64)
+    counts[10:14, 10:14] = 3
+    frac = pinned_fraction(counts, np.array([[12, 12], [24, 24]]), 8)
+    np.testing.assert_allclose(frac, [16 / 64, 0.0])
+    with pytest.raises(ValueError, match="border"):
+        pinned_fraction(counts, np.array([[2, 2]]), 8)
+    with pytest.raises(ValueError, match="pinning_sites"):
+        switching_movie((32, 32), n_frames=2, seed=0, pinning_sites=40)

@@ -569,6 +569,100 @@ def forward_pairs(trajectories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[ok], b[ok]
 
 
+def wall_displacement(walls: np.ndarray) -> np.ndarray:
+    """How far each wall pixel of frame t + 1 lies from the walls of frame t.
+
+    walls: (t >= 2, h, w) bool. The distance transform of frame t's walls read at frame
+    t + 1's wall pixels: 0 or 1 where a wall stayed put (within a pixel), the local wall
+    travel where it moved, inf when frame t has no wall. Returns (t - 1, h, w) float, NaN off
+    the walls of frame t + 1.
+    """
+    w = np.asarray(walls, dtype=bool)
+    if w.ndim != 3 or len(w) < 2:
+        raise ValueError(f"walls must be a stack (t >= 2, h, w), got shape {w.shape}")
+    out = np.full((len(w) - 1, *w.shape[1:]), np.nan)
+    for t in range(len(w) - 1):
+        dist = ndimage.distance_transform_edt(~w[t]) if w[t].any() else np.full(w.shape[1:], np.inf)
+        out[t][w[t + 1]] = dist[w[t + 1]]
+    return out
+
+
+def pinning_map(
+    walls: np.ndarray, domains: np.ndarray, still: float = 1.0, min_growth: float = 0.002
+) -> np.ndarray:
+    """Where walls stay put while the switched area grows: a count per pixel.
+
+    walls, domains: (t, h, w) bool stacks of a switching sequence (True = switched). For
+    every step t -> t + 1 in which the switched fraction grows by more than ``min_growth``
+    (the field is driving the walls), each wall pixel of frame t + 1 within ``still`` pixels
+    of a wall of frame t (:func:`wall_displacement`) counts once. Walls that move with the
+    field never count twice at one pixel; walls held by a defect count at every step.
+    Returns (h, w) int: the number of growing steps in which the pixel was a still wall.
+    """
+    w = np.asarray(walls, dtype=bool)
+    d = np.asarray(domains, dtype=bool)
+    if w.shape != d.shape:
+        raise ValueError(f"walls {w.shape} and domains {d.shape} must match")
+    if still < 0 or min_growth < 0:
+        raise ValueError(f"still and min_growth must be >= 0, got {still} and {min_growth}")
+    disp = wall_displacement(w)
+    growth = np.diff(d.reshape(len(d), -1).mean(axis=1))
+    counts = np.zeros(w.shape[1:], np.int64)
+    for t in np.flatnonzero(growth > min_growth):
+        counts += disp[t] <= still  # NaN (no wall) compares False
+    return counts
+
+
+def pinning_sites(
+    pinning: np.ndarray, min_steps: int = 2, min_pixels: int = 3
+) -> np.ndarray:
+    """Centres of the places where walls were held: the area-weighted centroids of the
+    8-connected groups of pixels still in at least ``min_steps`` growing steps.
+
+    pinning: (h, w) counts from :func:`pinning_map`; groups smaller than ``min_pixels`` are
+    dropped (a wall stalling for a moment, not a defect). Returns (k, 2) (row, col) float.
+    """
+    counts = np.asarray(pinning)
+    if counts.ndim != 2:
+        raise ValueError(f"pinning must be an (h, w) map, got shape {counts.shape}")
+    if min_steps < 1:
+        raise ValueError(f"min_steps must be >= 1, got {min_steps}")
+    labels, n = ndimage.label(counts >= min_steps, structure=_EIGHT)
+    if n == 0:
+        return np.zeros((0, 2))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    keep = np.flatnonzero(sizes >= min_pixels) + 1
+    if len(keep) == 0:
+        return np.zeros((0, 2))
+    return np.asarray(ndimage.center_of_mass(counts.astype(np.float64), labels, keep)).reshape(-1, 2)
+
+
+def pinned_fraction(
+    pinning: np.ndarray, centers: np.ndarray, window: int, min_steps: int = 2
+) -> np.ndarray:
+    """Per patch: the fraction of its pixels that held a wall in at least ``min_steps``
+    growing steps, a descriptor to correlate with the patch's latents.
+
+    pinning: (h, w) counts from :func:`pinning_map`; centers: (m, 2) (row, col) patch
+    centres with a full window inside the image. Returns (m,) float.
+    """
+    counts = np.asarray(pinning)
+    pts = np.rint(np.asarray(centers, dtype=np.float64)).astype(np.int64)
+    if counts.ndim != 2 or pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"pinning must be (h, w) and centers (m, 2), got {counts.shape} and "
+                         f"{pts.shape}")
+    half = window // 2
+    h, w = counts.shape
+    top, left = pts[:, 0] - half, pts[:, 1] - half
+    if (top < 0).any() or (left < 0).any() or (top + window > h).any() or (left + window > w).any():
+        raise ValueError("some centres lie within window/2 of the border; pass Patches.centers")
+    held = (counts >= min_steps).astype(np.float64)
+    # window sums from the integral image: one pass for every patch
+    cum = np.pad(held.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    b, r = top + window, left + window
+    return (cum[b, r] - cum[top, r] - cum[b, left] + cum[top, left]) / window**2
+
+
 def switching_time_map(domains: np.ndarray) -> np.ndarray:
     """First frame at which each pixel is switched; NaN where it never is.
 
@@ -609,6 +703,9 @@ __all__ = [
     "forward_pairs",
     "latent_trajectories",
     "patch_descriptors",
+    "pinned_fraction",
+    "pinning_map",
+    "pinning_sites",
     "switch_noise_level",
     "switch_significance",
     "switching_degree",
@@ -616,6 +713,7 @@ __all__ = [
     "wall_agreement",
     "wall_count",
     "wall_curvature",
+    "wall_displacement",
     "wall_evolution_map",
     "wall_f1",
 ]
