@@ -592,12 +592,14 @@ def pinning_map(
 ) -> np.ndarray:
     """Where walls stay put while the switched area grows: a count per pixel.
 
-    walls, domains: (t, h, w) bool stacks of a switching sequence (True = switched). For
-    every step t -> t + 1 in which the switched fraction grows by more than ``min_growth``
-    (the field is driving the walls), each wall pixel of frame t + 1 within ``still`` pixels
-    of a wall of frame t (:func:`wall_displacement`) counts once. Walls that move with the
-    field never count twice at one pixel; walls held by a defect count at every step.
-    Returns (h, w) int: the number of growing steps in which the pixel was a still wall.
+    walls, domains: (t, h, w) bool stacks of a switching sequence. For every step t -> t + 1
+    in which the switched fraction changes by more than ``min_growth`` (the field is driving
+    the walls; either state may be the growing one, so a segmentation that labels the
+    states the other way round gives the same map), each wall pixel of frame t + 1 within
+    ``still`` pixels of a wall of frame t (:func:`wall_displacement`) counts once. Walls that
+    move with the field never count twice at one pixel; walls held by a defect count at
+    every step. Returns (h, w) int: the number of growing steps in which the pixel was a
+    still wall.
     """
     w = np.asarray(walls, dtype=bool)
     d = np.asarray(domains, dtype=bool)
@@ -608,7 +610,7 @@ def pinning_map(
     disp = wall_displacement(w)
     growth = np.diff(d.reshape(len(d), -1).mean(axis=1))
     counts = np.zeros(w.shape[1:], np.int64)
-    for t in np.flatnonzero(growth > min_growth):
+    for t in np.flatnonzero(np.abs(growth) > min_growth):
         counts += disp[t] <= still  # NaN (no wall) compares False
     return counts
 
