@@ -11,8 +11,10 @@
    The detector settings (still = 1 px, min_steps = 2, min_growth = 0.002, components of
    >= 3 px) and the movie settings were chosen on seeds 0-7 only.
 2. Time-delay rVAE (frames t, t+1) on one pinned movie: Spearman correlation of the latents
-   with the pinned fraction, changed fraction, switch significance and convexity of each
-   patch; PCA scores of the same patches beside (baseline). Two rVAE seeds.
+   with the pinned fraction, changed fraction, switch significance (domains segmented in the
+   rendered phase, noise floor from four repeated unswitched renders) and convexity of each
+   patch, and the wall density as a control; PCA scores of the same patches beside
+   (baseline). Two rVAE seeds.
 3. Real PZT_final0001-0003 (three scans of one area, phase channel): wall table with the new
    columns, wall displacement per step, pinning map and sites; time-delay and multilayer
    (amplitude, phase) rVAE latents against the pinned fraction per patch, PCA beside.
@@ -164,16 +166,34 @@ def grid(h: int, w: int, window: int, stride: int) -> np.ndarray:
     return np.stack(np.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2)
 
 
+def wall_density(walls: np.ndarray, centers: np.ndarray, frames: np.ndarray,
+                 window: int) -> np.ndarray:
+    """Fraction of each patch on a wall (frame + 1): the control for the pinned fraction,
+    which can only be high where there are walls."""
+    half = window // 2
+    return np.array([walls[f + 1, r - half:r - half + window, c - half:c - half + window].mean()
+                     for f, (r, c) in zip(frames, np.rint(centers).astype(int), strict=True)])
+
+
 def generated_latents() -> dict[str, Any]:
+    """Descriptors from the domains segmented in the rendered phase, as on real data, with the
+    noise floor of repeated unswitched renders; the pinned fraction from the exact movie."""
     movie = switching_movie(seed=100, pinning_sites=8, **MOVIE)
     phase, _ = render_pfm(movie.domains, seed=100, phase_noise=10.0, phase_offset=0.0)
-    counts = pinning_map(movie.walls, movie.domains)
+    found = find_walls(phase, "gaussian", phase=True).domains
+    dom = oriented(found)
     window = 16
+    repeats, _ = render_pfm(np.stack([movie.domains[5]] * 4), seed=7, phase_noise=10.0)
+    noise = switch_noise_level(find_walls(repeats, "gaussian", phase=True).domains, window)
+    counts = pinning_map(movie.walls, movie.domains)
     td = time_delay_patches(to_polarization(phase), grid(96, 96, window, 6), window, delay=2)
-    desc = patch_descriptors(movie.domains, td.centers, window, frames=td.frames, delay=1)
+    desc = patch_descriptors(dom, td.centers, window, frames=td.frames, delay=1, noise=noise)
     desc = {k: desc[k] for k in ("changed_fraction", "switch_significance", "convexity")}
     desc["pinned_fraction"] = pinned_fraction(counts, td.centers, window)
-    return latent_tables(td.data, desc, "generated_timedelay")
+    desc["wall_density"] = wall_density(movie.walls, td.centers, td.frames, window)
+    out = latent_tables(td.data, desc, "generated_timedelay")
+    out["noise_level"] = round(noise, 4)
+    return out
 
 
 def real_pzt() -> dict[str, Any]:
@@ -219,12 +239,15 @@ def real_pzt() -> dict[str, Any]:
     desc = {k: desc[k] for k in ("changed_fraction", "switch_significance", "convexity")}
     # two growing steps only: a wall still in one of them is the most the sequence can show
     desc["pinned_fraction"] = pinned_fraction(counts, td.centers, window, min_steps=1)
+    desc["wall_density"] = wall_density(walls.mask, td.centers, td.frames, window)
     out["timedelay"] = latent_tables(td.data, desc, "pzt_timedelay")
     ml = multilayer_patches({"amplitude": np.clip(amp[1], 0, np.percentile(amp[1], 99)),
                              "phase": to_polarization(seq)[1]}, centres, window)
     desc_ml = patch_descriptors(dom, ml.centers, window, frames=np.ones(len(ml), int), delay=1)
     desc_ml = {k: desc_ml[k] for k in ("changed_fraction", "switch_significance", "convexity")}
     desc_ml["pinned_fraction"] = pinned_fraction(counts, ml.centers, window, min_steps=1)
+    desc_ml["wall_density"] = wall_density(walls.mask, ml.centers, np.zeros(len(ml), int),
+                                           window)
     out["multilayer_scan2"] = latent_tables(ml.data, desc_ml, "pzt_multilayer")
     return out
 

@@ -512,9 +512,10 @@ class ClassCountReport:
     elsewhere (:attr:`EnsemblePrediction.class_disagreement`); dispersion[K]: (K,) the mean
     standard deviation of their probabilities (:attr:`EnsemblePrediction.per_class`);
     sizes[K]: (K,) samples per class; labels[K]: (n,) ensemble classes; unstable[K]: the
-    classes whose disagreement exceeds ``threshold``; recommended: the largest K whose
-    classes are all stable (or, when every K has an unstable class, the K whose worst class is
-    least unstable).
+    classes whose disagreement exceeds ``threshold``, and the empty ones (no sample given
+    them); recommended: the largest K whose classes are all stable (or, when every K has an
+    unstable class, the K with the fewest, the one whose worst used class is least unstable
+    among those).
     """
 
     n_classes: tuple[int, ...]
@@ -555,8 +556,9 @@ def suggest_n_classes(
     X: (n, *input_shape). member: a family with discrete classes (``jvae``, ``jrvae``), built
     with ``discrete=(K,)`` and ``config``; fit_options: TrainConfig fields for every fit
     (epochs, batch_size, lr, ...). A class is unstable when its samples' mean disagreement
-    (the fraction of members that put them elsewhere) exceeds ``threshold``: past the K the
-    data support, the extra classes split real ones at places each member picks differently.
+    (the fraction of members that put them elsewhere) exceeds ``threshold``, or when no sample
+    is given it: past the K the data support, the extra classes split real ones at places each
+    member picks differently, or stay empty.
     Returns a :class:`ClassCountReport`.
     """
     ks = tuple(int(k) for k in n_classes)
@@ -586,11 +588,14 @@ def suggest_n_classes(
         report["dispersion"][k] = pred.per_class
         report["sizes"][k] = np.bincount(pred.labels, minlength=k)
         report["labels"][k] = pred.labels
-        report["unstable"][k] = tuple(int(c) for c in np.flatnonzero(np.nan_to_num(dis) > threshold))
+        # an empty class is one the ensemble found no use for: K is more than it supports
+        report["unstable"][k] = tuple(int(c) for c in np.flatnonzero(np.nan_to_num(dis, nan=1.0)
+                                                                     > threshold))
     stable = [k for k in ks if not report["unstable"][k]]
     if stable:
         recommended = max(stable)
     else:
-        recommended = min(ks, key=lambda k: float(np.nanmax(report["disagreement"][k])))
+        recommended = min(ks, key=lambda k: (len(report["unstable"][k]),
+                                             float(np.nanmax(report["disagreement"][k]))))
     return ClassCountReport(ks, report["disagreement"], report["dispersion"], report["sizes"],
                             report["labels"], report["unstable"], float(threshold), recommended)
