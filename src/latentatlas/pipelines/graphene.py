@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from latentatlas._checks import check_array
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import (
     confusion_matrix,
     match_labels,
@@ -217,6 +218,12 @@ class GrapheneResult:
     def centers(self) -> np.ndarray:
         """``(m, 2)`` patch centres (row, col) in input pixels."""
         return self.coords[self.patches.index]
+
+    def abundance(self) -> AbundanceTable:
+        """Every latent's distribution in every ring label and its correlation ratio with
+        the labels (the "latent abundance" hypothesis)."""
+        return latent_abundance(self.latents, self.ring_labels, self.latent_names,
+                                self.table.label_names)
 
     def label_image(self, which: str = "predictions") -> np.ndarray:
         """``predictions`` or ``ring_labels`` painted as discs on the input image ``(h, w)``
@@ -597,6 +604,7 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
     from matplotlib.figure import Figure
 
     from latentatlas.analysis.classes import traversal_grid
+    from latentatlas.plots.abundance import plot_abundance
     from latentatlas.plots.classes import plot_confusion, plot_latent_classes, plot_traversal
     from latentatlas.plots.maps import plot_labels, plot_latent_scatter, save_figure
     from latentatlas.plots.rings import plot_rings
@@ -634,6 +642,13 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
                             names=result.latent_names, class_names=list(names))
         figs.append(("Content latents coloured by ring label",
                      save_figure(fig, folder / "latent_classes.png")))
+
+    fig = Figure(figsize=(1.6 * len(result.latent_names) + 3, 0.5 * len(names) + 2),
+                 layout="tight")
+    plot_abundance(fig.subplots(), result.abundance())
+    figs.append(("Latent abundance: each latent's mean in each ring label (in standard "
+                 "deviations from its overall mean) and its correlation ratio eta with the labels",
+                 save_figure(fig, folder / "abundance.png")))
 
     scored = result.scored
     # a joint-VAE class matched to no ring label (-1) gets its own last column
@@ -677,6 +692,8 @@ def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list
             "Rings": {"ring sizes": record["ring_size_counts"],
                       "atom labels": record["atom_label_counts"]},
             "Scores against ring labels": result.scores,
+            "Latent abundance by ring label (eta, Kruskal-Wallis p, class means)":
+                result.abundance().as_dict(),
             "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
         }
         write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
