@@ -104,15 +104,20 @@ def run_walls(
     channel: int | str | None = None,
     phase: bool | None = None,
     sigma: float | None = None,
+    noise: float = 0.0,
     overwrite: bool = False,
 ) -> WallsRun:
     """Find domain walls in every frame and describe them.
 
     inputs: an image or stack file, or several same-size image files taken as frames.
     phase: treat the signal as PFM phase in degrees (None: from the file's quantity/units).
+    noise: the changed fraction repeated unswitched scans show (``switch_noise_level``), the
+    floor of the switch significance between consecutive frames (0: none known).
     out: results folder (walls.npy/csv/json, one overlay PNG per frame, index.html); checked
     before any work (see :mod:`latentatlas.pipelines.outputs`).
     """
+    if not 0 <= noise <= 1:
+        raise ValueError(f"noise must be a fraction in [0, 1], got {noise}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -123,15 +128,17 @@ def run_walls(
     t = time.perf_counter()
     image, looks_like_phase, frame_sources = load_frames(paths, channel)
     use_phase = looks_like_phase if phase is None else phase
-    found, rows = analyze_walls(image, method, phase=use_phase, sigma=sigma)
+    found, rows = analyze_walls(image, method, phase=use_phase, noise=noise, sigma=sigma)
     table: list[dict[str, Any]] = [
         {"frame": int(r["frame"]), "source": frame_sources[i],
          "wall_pixels": int(r["wall_pixels"]), "wall_count": int(r["wall_count"]),
-         "switching_degree": r["switching_degree"], "curvature": r["curvature"]}
+         **{k: r[k] for k in ("switching_degree", "curvature", "convexity",
+                              "changed_fraction", "switch_significance")}}
         for i, r in enumerate(rows)]
     run = WallsRun(found, table, frame_sources, timings={"walls": time.perf_counter() - t})
     if plan is not None:
-        config = {"method": method, "channel": channel, "phase": use_phase, "sigma": sigma}
+        config = {"method": method, "channel": channel, "phase": use_phase, "sigma": sigma,
+                  "noise": noise}
         with results_folder(plan, "walls", config, sources) as tmp:
             _write(run, image, tmp, config)
         run.out = plan.path
