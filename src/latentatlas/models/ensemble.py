@@ -254,8 +254,9 @@ class Ensemble:
     ``fit``; each member then starts from a copy of it, its weights perturbed by Gaussian
     noise of ``perturbation`` times each tensor's RMS (seeded by the member's seed), and
     trains for the remaining epochs on the same training samples in its own order, with its
-    own random draws. Schedules continue where the baseline left them. The baseline model is
-    kept as ``baseline`` and its history as ``baseline_history``.
+    own random draws (the training data are held once per member for that). Schedules
+    continue where the baseline left them; the optimizer state starts afresh. The baseline
+    model is kept as ``baseline`` and its history as ``baseline_history``.
 
     Create with ``get_model("ensemble", input_shape, member="jvae", n_members=8, **config)``.
     """
