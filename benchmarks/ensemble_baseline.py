@@ -47,7 +47,7 @@ from sklearn.metrics import roc_auc_score
 from latentatlas.analysis.classes import match_labels
 from latentatlas.datasets.mnist import load_mnist_idx
 from latentatlas.models import get_model
-from latentatlas.models.ensemble import suggest_n_classes
+from latentatlas.models.ensemble import suggest_n_classes, summarise
 
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parents[1] / "shared" / "data"
@@ -95,9 +95,11 @@ def fit_ensemble(x: np.ndarray, seed: int, variant: str, model: dict[str, Any],
 def score_run(ens: Any, x_map: np.ndarray, y_map: np.ndarray, x_eval: np.ndarray,
               y_eval: np.ndarray) -> dict[str, Any]:
     """Ensemble and member accuracy (classes named on x_map) and dispersion on x_eval."""
-    fit_pred = ens.uncertainty(x_map)
-    naming = match_labels(y_map, fit_pred.labels)
-    pred = ens.uncertainty(x_eval)
+    # one call on both sets: the consensus alignment may number the classes differently
+    # for different data, so naming and scoring must share one alignment
+    both = ens.uncertainty(np.concatenate([x_map, x_eval]))
+    naming = match_labels(y_map, both.labels[:len(x_map)])
+    pred = summarise(both.members[:, len(x_map):])
     labels = mapped(pred.labels, naming)
     wrong = labels != y_eval
     member_acc = []
