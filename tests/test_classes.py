@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from latentatlas.analysis.classes import (
 )
 from latentatlas.datasets.cards import blend, cards, rotated_classes, suit_glyphs
 from latentatlas.datasets.shapes import shifted_peaks
+from latentatlas.io import LoadError
 from latentatlas.models import get_model, load_model
 from latentatlas.models.ensemble import Ensemble, EnsembleModule, align_to_reference, summarise
 from latentatlas.nn.pose import inverse_pose_matrix, warp
@@ -279,6 +282,33 @@ def test_an_ensemble_of_separately_trained_models_predicts_as_its_members_agree(
     other = get_model("jvae", (10, 10), discrete=(4,), hidden=8)
     with pytest.raises(ValueError, match="share family and config"):
         Ensemble.from_members([models[0], other])
+
+
+def test_an_aligned_ensemble_keeps_class_numbers_from_call_to_call(tmp_path) -> None:
+    """Members that number three classes differently: once aligned, predicting one sample at
+    a time gives the labels of the whole set, also after saving and loading (a consensus
+    taken afresh on each call numbers a lone sample's classes arbitrarily)."""
+    images = np.random.default_rng(0).normal(size=(60, 10, 10)).astype(np.float32)
+    models = [get_model("jvae", (10, 10), seed=s, discrete=(3,), hidden=8) for s in (0, 1, 2)]
+    for m, perm in zip(models, ([0, 1, 2], [2, 0, 1], [1, 2, 0]), strict=True):
+        def proba(X: object, perm: list[int] = perm) -> np.ndarray:
+            x = np.asarray(X, dtype=np.float64).reshape(len(X), -1)  # type: ignore[arg-type]
+            z = np.exp(4 * x[:, :3])
+            return (z / z.sum(1, keepdims=True))[:, perm]
+        m.predict_proba = proba  # type: ignore[method-assign]
+    ens = Ensemble.from_members(models).align(images)
+    whole = ens.predict(images)
+    assert cluster_accuracy(images.reshape(60, -1)[:, :3].argmax(1), whole) == 1.0
+    one_by_one = np.concatenate([ens.predict(images[i : i + 1]) for i in range(30)])
+    np.testing.assert_array_equal(one_by_one, whole[:30])
+    saved = ens.save(tmp_path / "ens")
+    loaded = load_model(saved)
+    np.testing.assert_array_equal(loaded.alignment, ens.alignment)
+    meta = json.loads((saved / "config.json").read_text())
+    meta["alignment"] = [[0, 0, 1]] * 3
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(LoadError, match="alignment"):
+        load_model(saved)
 
 
 def test_confusion_and_hungarian_accuracy_ignore_class_names() -> None:

@@ -246,6 +246,18 @@ def summarise(aligned: np.ndarray) -> EnsemblePrediction:
 MAX_MEMBERS = 1024
 
 
+def _checked_alignment(value: object, n_members: int) -> np.ndarray | None:
+    """The saved (m, K) class permutations, or None; anything else is a LoadError."""
+    if value is None:
+        return None
+    perms = np.asarray(value)
+    if (perms.ndim != 2 or len(perms) != n_members or perms.dtype.kind not in "iu"
+            or any(sorted(p) != list(range(perms.shape[1])) for p in perms.tolist())):
+        raise LoadError(f"'alignment' must hold one permutation of the classes per member "
+                        f"({n_members} rows), got {value!r:.200}")
+    return perms
+
+
 def _check_n_members(n_members: object) -> int:
     if isinstance(n_members, bool) or not isinstance(n_members, int) or not (
         1 <= n_members <= MAX_MEMBERS
@@ -313,6 +325,9 @@ class Ensemble:
         self.history: dict[str, list[float]] = {}
         self.baseline_history: dict[str, list[float]] = {}
         self.train_config: TrainConfig | None = None
+        # (m, K) class permutation of every member, fixed by `align` (fit calls it), so class
+        # numbers do not change from one prediction call to the next
+        self.alignment: np.ndarray | None = None
 
     def _summary(self) -> dict[str, Any]:
         return {"name": self.name, "member": self.member, "n_members": len(self.members),
@@ -410,6 +425,18 @@ class Ensemble:
             m.module.load_state_dict(module.member_state(i))
             m.train_config = config
         self.train_config = config
+        return self.align(X)
+
+    def align(self, X: object, max_samples: int = 5000, **kwargs: Any) -> Ensemble:
+        """Fix the numbering of the members' classes to their consensus on X (at most
+        ``max_samples`` evenly spaced samples); every later prediction uses it, so a class
+        keeps its number from call to call, even on a single sample. ``fit`` aligns on the
+        training data; call it yourself after :meth:`from_members`."""
+        if not hasattr(self.members[0], "predict_proba"):
+            return self
+        x = self.members[0]._as_tensor(X)
+        keep = np.unique(np.linspace(0, len(x) - 1, min(len(x), max_samples)).astype(int))
+        _, self.alignment = align_to_reference(self.member_proba(x[keep], **kwargs), None)
         return self
 
     def _grow_from_baseline(
@@ -468,8 +495,12 @@ class Ensemble:
         self, X: object, reference: int | None = None, **kwargs: Any
     ) -> EnsemblePrediction:
         """Aligned mean prediction and its dispersion over members (see EnsemblePrediction);
-        classes aligned to the members' consensus, or to member ``reference``."""
-        aligned, _ = align_to_reference(self.member_proba(X, **kwargs), reference)
+        classes aligned to the members' consensus (the one fixed by :meth:`align`, else the
+        consensus on X), or to member ``reference``."""
+        probas = self.member_proba(X, **kwargs)
+        if reference is None and self.alignment is not None:
+            return summarise(np.stack([p[:, perm] for p, perm in zip(probas, self.alignment, strict=True)]))
+        aligned, _ = align_to_reference(probas, reference)
         return summarise(aligned)
 
     def predict_proba(self, X: object, **kwargs: Any) -> np.ndarray:
@@ -500,6 +531,7 @@ class Ensemble:
                 "perturbation": self.perturbation,
                 "config": self.config.to_dict(),
                 "train": None if self.train_config is None else self.train_config.to_dict(),
+                "alignment": None if self.alignment is None else self.alignment.tolist(),
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
             state = {
@@ -545,6 +577,7 @@ class Ensemble:
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
         ens.history = read_history(path)
+        ens.alignment = _checked_alignment(meta.get("alignment"), n_members)
         return ens
 
 
