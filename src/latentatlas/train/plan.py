@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from latentatlas._files import write_atomic
-from latentatlas.models.losses import LossRecord
+from latentatlas.train.record import LossRecord
 from latentatlas.train.schedules import Schedule, schedule_to_dict
 
 log = logging.getLogger(__name__)
