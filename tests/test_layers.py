@@ -143,3 +143,32 @@ def test_no_backend_choice_and_figures_only_from_plots_up(path: Path) -> None:
         if name.startswith(_FIGURE_MODULES)
     ]
     assert figure_imports == []
+
+
+# Files that may rename: the atomic writers themselves, and the results folder that moves
+# finished, staged entries into place (each already written through _files).
+_RENAMERS = {"_files.py", "pipelines/outputs.py"}
+
+
+def test_files_are_written_through_the_one_atomic_writer() -> None:
+    """A hand-rolled "write to temp, then rename" belongs in ``_files.write_atomic``."""
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in _RENAMERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in {"replace", "rename"} and _is_rename(node):
+                    bad.append(f"{rel}:{node.lineno}")
+    assert bad == [], "rename outside latentatlas._files (use write_atomic): " + ", ".join(bad)
+
+
+def _is_rename(call: ast.Call) -> bool:
+    # os.replace(a, b) / os.rename(a, b), or path.rename(target) / path.replace(target) with
+    # one argument (str.replace takes two).
+    func = call.func
+    assert isinstance(func, ast.Attribute)
+    if isinstance(func.value, ast.Name) and func.value.id == "os":
+        return True
+    return func.attr == "rename" or (len(call.args) == 1 and not call.keywords)

@@ -92,6 +92,11 @@ class EnsembleModule(nn.Module):
         # meta device and are never used. A tuple keeps it out of the submodules and state_dict.
         self._skeleton = (copy.deepcopy(members[0]).to("meta"),)
 
+    @property
+    def schedule_names(self) -> frozenset[str]:
+        """The members' schedule names (every member reads the same knobs)."""
+        return frozenset(getattr(self._skeleton[0], "schedule_names", ()))
+
     def member_state(self, i: int) -> dict[str, Tensor]:
         """Member i's state_dict (parameters and persistent buffers) under its own names."""
         out = {k: self.stacked[_key(k)][i].detach() for k in self.param_names}

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from latentatlas._files import write_atomic
 from latentatlas.train.record import LossRecord
-from latentatlas.train.schedules import Schedule, schedule_to_dict
+from latentatlas.train.schedules import Schedule, check_schedule_names, schedule_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def train(
     """
     if "x" not in data:
         raise ValueError("data must hold the samples under the key 'x'")
+    check_schedule_names(config.schedules, module)
     n = len(data["x"])
     if any(len(v) != n for v in data.values()):
         raise ValueError(f"every tensor in data must have {n} samples, got "
