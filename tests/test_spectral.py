@@ -399,7 +399,6 @@ def test_every_registered_method_is_tested() -> None:
 
 @pytest.mark.parametrize("method", ["vae", "shiftvae"])
 def test_vae_family_on_spectra(method: str, tmp_path: Path) -> None:
-    pytest.importorskip("latentatlas.models")
     s = make_spectral_cube("eels", shape=(12, 12), n_channels=32, seed=0)
     res = unmix(s.cube, method, 2, epochs=15, batch_size=32)
     names = res.params["estimator"]["latent_names"]
