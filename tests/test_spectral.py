@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -252,8 +251,7 @@ def test_tsne_runs() -> None:
         unmix(s.cube, "tsne", 4)
 
 
-@pytest.mark.skipif(not os.environ.get("LATENTATLAS_SLOW"),
-                    reason="umap's numba compilation takes ~50 s; set LATENTATLAS_SLOW=1")
+@pytest.mark.slow  # umap's numba compilation takes ~50 s
 def test_umap_runs() -> None:
     s = make_spectral_cube("eels", shape=(16, 16), n_channels=32, seed=0)
     res = unmix(s.cube, "umap", 2, n_epochs=50)
