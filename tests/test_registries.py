@@ -54,3 +54,14 @@ def test_a_known_schedule_name_is_accepted() -> None:
     x = np.random.default_rng(0).random((8, 8, 8)).astype(np.float32)
     model.fit(x, schedules={"beta": Constant(0.5)}, epochs=1, progress=False, test_fraction=0.0)
     assert np.isfinite(model.history["train/total"]).all()
+
+
+def test_a_loss_record_flattens_one_way_and_back() -> None:
+    from latentatlas.train.record import LossRecord
+
+    rec = LossRecord(torch.tensor(3.0), torch.tensor(2.0), kl={"z": torch.tensor(0.5)},
+                     extras={"kl_like": torch.tensor(0.25)})
+    back = LossRecord.from_tensors(rec.to_tensors())
+    assert back.kl == rec.kl and back.extras == rec.extras and back.total == rec.total
+    assert rec.scalars() == {"total": 3.0, "reconstruction": 2.0, "elbo": -2.5, "kl_z": 0.5,
+                             "kl_like": 0.25}

@@ -245,11 +245,7 @@ def evaluate(model: nn.Module, data: Mapping[str, Tensor], index: Tensor, config
 
 def _accumulate(sums: dict[str, Tensor], record: LossRecord, weight: float = 1.0) -> None:
     # Summed as detached tensors; converted to floats once per epoch to avoid a device sync per step.
-    terms = {"total": record.total, "reconstruction": record.reconstruction,
-             "elbo": -record.negative_elbo}
-    terms.update({f"kl_{k}": v for k, v in record.kl.items()})
-    terms.update(record.extras)
-    for k, v in terms.items():
+    for k, v in record.terms().items():
         value = v.detach().float() * weight
         sums[k] = sums[k] + value if k in sums else value
 

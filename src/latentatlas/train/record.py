@@ -31,10 +31,30 @@ class LossRecord:
             out = out + value
         return out
 
-    def scalars(self) -> dict[str, float]:
-        """Every term as a float, keyed for logs and history."""
-        out = {"total": float(self.total), "reconstruction": float(self.reconstruction),
-               "elbo": -float(self.negative_elbo)}
-        out.update({f"kl_{k}": float(v) for k, v in self.kl.items()})
-        out.update({k: float(v) for k, v in self.extras.items()})
+    def terms(self) -> dict[str, Tensor]:
+        """Every term by its name in logs and history: total, reconstruction, elbo,
+        ``kl_<name>`` per KL term, and the extras under their own names."""
+        out = {"total": self.total, "reconstruction": self.reconstruction,
+               "elbo": -self.negative_elbo}
+        out.update({f"kl_{k}": v for k, v in self.kl.items()})
+        out.update(self.extras)
         return out
+
+    def scalars(self) -> dict[str, float]:
+        """:meth:`terms` as floats."""
+        return {k: float(v) for k, v in self.terms().items()}
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        """A flat, reversible dict (for vmap): total, reconstruction, ``kl/<name>``,
+        ``extras/<name>``. Inverse: :meth:`from_tensors`."""
+        out = {"total": self.total, "reconstruction": self.reconstruction}
+        out.update({f"kl/{k}": v for k, v in self.kl.items()})
+        out.update({f"extras/{k}": v for k, v in self.extras.items()})
+        return out
+
+    @classmethod
+    def from_tensors(cls, flat: dict[str, Tensor]) -> LossRecord:
+        """The record :meth:`to_tensors` flattened."""
+        return cls(total=flat["total"], reconstruction=flat["reconstruction"],
+                   kl={k[3:]: v for k, v in flat.items() if k.startswith("kl/")},
+                   extras={k[7:]: v for k, v in flat.items() if k.startswith("extras/")})
