@@ -137,6 +137,7 @@ def test_consistency_term_is_zero_for_unmoved_views_and_invariant_classifiers() 
     assert float(invariant) == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.slow  # 8 models x 20 epochs: ~2 min on 2 cores
 def test_consistency_makes_the_classes_keep_still_when_the_shapes_turn() -> None:
     data = rotated_classes(600, size=16, seed=0, max_angle=np.pi / 4)
     x = torch.from_numpy(data.images)
@@ -373,26 +374,6 @@ def test_family_trains_on_images_and_spectra_with_pose(name: str, kind: str) -> 
                                                      strict=True))
     condition = [0, 1, 2, 0] if name == "cvae" else None
     assert model.reconstruct(x[:4], condition).shape == (4, *model.config.input_shape)
-
-
-@pytest.mark.parametrize("name", sorted(FAMILIES) + ["ensemble"])
-def test_save_and_load_give_identical_outputs(name: str, tmp_path) -> None:
-    cfg = dict(FAMILIES.get(name, {"member": "jrvae", "n_members": 3, "discrete": (3,)}),
-               hidden=16, latent_dim=2)
-    model = get_model(name, (12, 12), seed=5, **cfg)
-    x = rotated_classes(10, size=12).images
-    loaded = load_model(model.save(tmp_path / name))
-    assert type(loaded) is type(model)
-    if name == "cvae":
-        z = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
-        np.testing.assert_array_equal(model.decode(z, condition=[0, 1, 2, 0]),
-                                      loaded.decode(z, condition=[0, 1, 2, 0]))
-    else:
-        np.testing.assert_array_equal(model.predict_proba(x), loaded.predict_proba(x))
-    if name != "ensemble":
-        np.testing.assert_array_equal(model.encode(x).mean, loaded.encode(x).mean)
-        labels = np.arange(len(x)) % 3 if name == "cvae" else None
-        np.testing.assert_array_equal(model.reconstruct(x, labels), loaded.reconstruct(x, labels))
 
 
 def test_ensemble_module_total_is_sum_of_member_losses() -> None:

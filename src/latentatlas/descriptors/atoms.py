@@ -261,7 +261,7 @@ def _find_log(
 ) -> np.ndarray:
     from skimage.feature import blob_log
 
-    from latentatlas.train.segmentation import normalize_percentile
+    from latentatlas.descriptors.segmenter import normalize_percentile
 
     norm = normalize_percentile(img, clip=(-1.0, 2.0)).astype(np.float64)
     lo = max(0.15 * spacing, 0.7) if min_sigma is None else min_sigma
@@ -295,7 +295,7 @@ def _find_log(
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str) -> Any:
-    from latentatlas.train.segmentation import load_segmenter
+    from latentatlas.descriptors.segmenter import load_segmenter
 
     return load_segmenter(path)
 
@@ -353,7 +353,7 @@ def _find_dcnn(
 ) -> list[np.ndarray]:
     from skimage.transform import rescale
 
-    from latentatlas.train.segmentation import normalize_percentile, predict_probability
+    from latentatlas.descriptors.segmenter import normalize_percentile, predict_probability
 
     meta = getattr(model, "metadata", {}) or {}
     npar = meta.get("normalization_params", {"low": 1.0, "high": 99.0, "clip": [-0.5, 1.5]})

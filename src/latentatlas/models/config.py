@@ -10,8 +10,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-ENCODERS = ("mlp", "conv")
-DECODERS = ("mlp", "conv", "spatial", "transform")
+from latentatlas.nn.decoders import DECODERS, GENERATORS, POSE_DECODERS
+from latentatlas.nn.encoders import ENCODERS
+
 LIKELIHOODS = ("gaussian", "bernoulli")
 
 # Upper bounds on sizes: far above any model this library trains, low enough that no config
@@ -122,11 +123,11 @@ class VAEConfig:
         if not 1 <= self.latent_dim <= MAX_LATENT:
             _fail("latent_dim", f"in [1, {MAX_LATENT}]", self.latent_dim)
         if self.encoder not in ENCODERS:
-            _fail("encoder", f"one of {ENCODERS}", self.encoder)
+            _fail("encoder", f"one of {tuple(ENCODERS)}", self.encoder)
         if self.decoder not in DECODERS:
-            _fail("decoder", f"one of {DECODERS}", self.decoder)
-        if self.decoder_base not in ("mlp", "conv"):
-            _fail("decoder_base", "'mlp' or 'conv'", self.decoder_base)
+            _fail("decoder", f"one of {tuple(DECODERS)}", self.decoder)
+        if self.decoder_base not in GENERATORS:
+            _fail("decoder_base", f"one of {tuple(GENERATORS)}", self.decoder_base)
         if self.likelihood not in LIKELIHOODS:
             _fail("likelihood", f"one of {LIKELIHOODS}", self.likelihood)
         if not 1 <= self.hidden <= MAX_HIDDEN:
@@ -145,8 +146,8 @@ class VAEConfig:
             _fail("condition_dim", f"in [0, {MAX_CONDITION}]", self.condition_dim)
         if self.rotation and len(shape) != 3:
             _fail("rotation", "False for 1-D signals (input_shape (c, L))", self.rotation)
-        if self.has_pose and self.decoder not in ("spatial", "transform"):
-            _fail("decoder", "'spatial' or 'transform' when rotation, translation or scale is on",
+        if self.has_pose and self.decoder not in POSE_DECODERS:
+            _fail("decoder", f"one of {tuple(POSE_DECODERS)} when rotation, translation or scale is on",
                   self.decoder)
 
     @property

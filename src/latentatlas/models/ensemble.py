@@ -92,6 +92,11 @@ class EnsembleModule(nn.Module):
         # meta device and are never used. A tuple keeps it out of the submodules and state_dict.
         self._skeleton = (copy.deepcopy(members[0]).to("meta"),)
 
+    @property
+    def schedule_names(self) -> frozenset[str]:
+        """The members' schedule names (every member reads the same knobs)."""
+        return frozenset(getattr(self._skeleton[0], "schedule_names", ()))
+
     def member_state(self, i: int) -> dict[str, Tensor]:
         """Member i's state_dict (parameters and persistent buffers) under its own names."""
         out = {k: self.stacked[_key(k)][i].detach() for k in self.param_names}
@@ -118,10 +123,7 @@ class EnsembleModule(nn.Module):
             p: dict[str, Tensor], b: dict[str, Tensor], data: dict[str, Tensor]
         ) -> dict[str, Tensor]:
             record: LossRecord = functional_call(base, (p, b), (data, knob_values))
-            flat = {"total": record.total, "reconstruction": record.reconstruction}
-            flat.update({f"kl/{k}": v for k, v in record.kl.items()})
-            flat.update({f"extras/{k}": v for k, v in record.extras.items()})
-            return flat
+            return record.to_tensors()
 
         # Argument validation in torch.distributions branches on tensor values, which vmap
         # cannot do; the members' inputs are valid by construction.
@@ -138,12 +140,9 @@ class EnsembleModule(nn.Module):
                 )
         finally:
             Distribution.set_default_validate_args(previous)
-        return LossRecord(
-            total=out["total"].sum(),
-            reconstruction=out["reconstruction"].mean(),
-            kl={k[3:]: v.mean() for k, v in out.items() if k.startswith("kl/")},
-            extras={k[7:]: v.mean() for k, v in out.items() if k.startswith("extras/")},
-        )
+        # total = sum over members (each member's gradient is its own loss's); the rest: means
+        return LossRecord.from_tensors(
+            {k: v.sum() if k == "total" else v.mean() for k, v in out.items()})
 
 
 def _align_to(target: np.ndarray, probas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -216,6 +216,9 @@ class JointVAEModule(DiscreteLatentModule):
     """Network and loss of the joint VAE. Batches: ``x`` (n, c, *spatial)."""
 
     config: JointConfig
+    schedule_names: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "capacity_z", "capacity_d", "gamma_z", "gamma_d", "beta", "balance",
+         "consistency"})
 
     def __init__(self, config: JointConfig) -> None:
         super().__init__(config, config.discrete)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -97,6 +97,8 @@ class SSVAEModule(DiscreteLatentModule):
     int64 with -1 for unlabelled samples (no ``y``: all unlabelled)."""
 
     config: SSVAEConfig
+    schedule_names: ClassVar[frozenset[str]] = frozenset(
+        {"alpha", "temperature", "beta", "capacity", "gamma"})
 
     def __init__(self, config: SSVAEConfig) -> None:
         super().__init__(config, (config.n_classes,))

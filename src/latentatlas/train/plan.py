@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from latentatlas._files import write_atomic
-from latentatlas.models.losses import LossRecord
-from latentatlas.train.schedules import Schedule, schedule_to_dict
+from latentatlas.train.record import LossRecord
+from latentatlas.train.schedules import Schedule, check_schedule_names, schedule_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def train(
     """
     if "x" not in data:
         raise ValueError("data must hold the samples under the key 'x'")
+    check_schedule_names(config.schedules, module)
     n = len(data["x"])
     if any(len(v) != n for v in data.values()):
         raise ValueError(f"every tensor in data must have {n} samples, got "
@@ -244,11 +245,7 @@ def evaluate(model: nn.Module, data: Mapping[str, Tensor], index: Tensor, config
 
 def _accumulate(sums: dict[str, Tensor], record: LossRecord, weight: float = 1.0) -> None:
     # Summed as detached tensors; converted to floats once per epoch to avoid a device sync per step.
-    terms = {"total": record.total, "reconstruction": record.reconstruction,
-             "elbo": -record.negative_elbo}
-    terms.update({f"kl_{k}": v for k, v in record.kl.items()})
-    terms.update(record.extras)
-    for k, v in terms.items():
+    for k, v in record.terms().items():
         value = v.detach().float() * weight
         sums[k] = sums[k] + value if k in sums else value
 
