@@ -194,6 +194,7 @@ def load(
     channel: int | str | None = None,
     *,
     signal: int | str | None = None,
+    lazy: bool = False,
 ) -> Dataset:
     """Load a file, array or HyperSpy signal into a :class:`Dataset`.
 
@@ -207,6 +208,9 @@ def load(
         largest dataset (plain HDF5), ``data`` or the largest array (.npz), channel 0
         (Nanonis), the first signal of highest dimensionality (rosettasciio formats).
     signal : alias of ``channel``.
+    lazy : return a :class:`~latentatlas.io.lazy.LazyDataset` whose data is a Dask array
+        over the file, read only when computed (``.npy``, ``.zarr``, HDF5, TIFF, arrays and
+        HyperSpy signals; needs the ``scale`` extra). See :mod:`latentatlas.io.lazy`.
 
     Raises
     ------
@@ -216,6 +220,10 @@ def load(
     if channel is not None and signal is not None:
         raise ValueError("pass either channel= or signal= (they are the same), not both")
     key = channel if channel is not None else signal
+    if lazy:
+        from latentatlas.io.lazy import load_lazy
+
+        return load_lazy(source, key)
     return _run(source, Picker(key=key))[0]
 
 
