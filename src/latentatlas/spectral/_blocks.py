@@ -39,9 +39,10 @@ class RowBlocks:
         in-memory estimators keep it).
     """
 
-    def __init__(self, source: Any, device: torch.device, block_bytes: int = BLOCK_BYTES
-                 ) -> None:
+    def __init__(self, source: Any, device: torch.device, block_bytes: int = BLOCK_BYTES,
+                 nonnegative: bool = False) -> None:
         self.device = device
+        self.nonnegative = nonnegative
         if isinstance(source, torch.Tensor):
             if source.ndim != 2:
                 raise ValueError(f"expected (n, c) spectra, got shape {tuple(source.shape)}")
@@ -92,10 +93,16 @@ class RowBlocks:
         part = part.compute() if hasattr(part, "compute") else part
         arr = np.ascontiguousarray(part, dtype=np.float64 if self.dtype == torch.float64
                                    else np.float32).reshape(-1, self.c)
+        if not arr.flags.writeable:  # a read-only memory map: torch wants its own copy
+            arr = arr.copy()
         if not np.isfinite(arr).all():
             raise ValueError(f"the spectra contain NaN or infinite values (rows "
                              f"{lo * self._rows_per_slice}-{hi * self._rows_per_slice}); "
                              "fill or remove them first")
+        if self.nonnegative and arr.size and arr.min() < 0:
+            raise ValueError(f"negative values in the spectra (rows {lo * self._rows_per_slice}-"
+                             f"{hi * self._rows_per_slice}); NMF needs non-negative data: clip "
+                             "or offset it first")
         return torch.from_numpy(arr).to(self.device)
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
@@ -152,9 +159,10 @@ class RowBlocks:
         return float(total.sum()) / (self.n * self.c)
 
 
-def as_blocks(X: Any, device: torch.device, block_bytes: int = BLOCK_BYTES) -> RowBlocks:
+def as_blocks(X: Any, device: torch.device, block_bytes: int = BLOCK_BYTES,
+              nonnegative: bool = False) -> RowBlocks:
     """``RowBlocks`` over an out-of-core array, checking what ``validate_data`` would."""
-    blocks = RowBlocks(X, device, block_bytes)
+    blocks = RowBlocks(X, device, block_bytes, nonnegative)
     if blocks.n < 1 or blocks.c < 1:
         raise ValueError(f"found an array with {blocks.n} spectra of {blocks.c} channels")
     return blocks
