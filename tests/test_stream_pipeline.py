@@ -1,0 +1,80 @@
+"""analyze_stream: the movie analysed chunk by chunk from a Zarr store gives the in-memory
+analyze's atoms, patches, latents and classes, and writes them as it goes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask.array")
+zarr = pytest.importorskip("zarr")
+
+from latentatlas.analysis.labels import label_image  # noqa: E402
+from latentatlas.datasets.lattices import lattice_stack  # noqa: E402
+from latentatlas.io import save_zarr  # noqa: E402
+from latentatlas.pipelines.analyze import analyze  # noqa: E402
+from latentatlas.pipelines.stream import analyze_stream, parse_bytes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
+    stack, _ = lattice_stack(5, shape=(112, 112), seed=4, kind="perovskite", spacing=12.0,
+                             second_intensity=0.45, gaussian_noise=0.05)
+    path = tmp_path_factory.mktemp("movie") / "movie.zarr"
+    save_zarr(stack.astype(np.float32), path, chunks=(1, -1, -1))
+    return stack.astype(np.float32), path
+
+
+OPTIONS = dict(model="vae", epochs=3, latent_dim=2, n_components=2, progress=False)
+
+
+@pytest.mark.parametrize("train_samples", [5000, 150])
+def test_stream_equals_in_memory(movie: tuple[np.ndarray, Path], tmp_path: Path,
+                                 train_samples: int) -> None:
+    stack, path = movie
+    ref = analyze(stack, "peaks", train_samples=train_samples, **OPTIONS)  # type: ignore[arg-type]
+    res = analyze_stream(path, tmp_path / "out", "peaks", frames_per_chunk=2, workers=2,
+                         train_samples=train_samples, **OPTIONS)  # type: ignore[arg-type]
+    z = res.open()
+    assert res.n_frames == 5 and res.n_patches == len(ref.patches) > 200
+    np.testing.assert_array_equal(z["patches/frames"][:], ref.patches.frames)
+    np.testing.assert_allclose(z["patches/centers"][:], ref.patches.centers, atol=1e-9)
+    np.testing.assert_array_equal(z["patches/data"][:], ref.patches.data)
+    np.testing.assert_allclose(z["latents/mean"][:], ref.maps.values, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(z["labels/labels"][:], ref.labels.labels)
+    # classes painted on every frame, as label_image paints them
+    for k in (0, 4):
+        sel = ref.patches.frames == k
+        painted = label_image(ref.labels.labels[sel], ref.patches.centers[sel], (112, 112))
+        expected = np.where(np.isnan(painted), 255, painted).astype(np.uint8)
+        np.testing.assert_array_equal(z["label_maps"][k], expected)
+    assert res.latent_names == ref.maps.names
+    config = json.loads((res.out / "config.json").read_text())
+    assert config["frames_per_chunk"] == 2 and config["timings"]["per_frame"] > 0
+    assert 0 < config["peak_rss_bytes"]
+    for name in ("index.html", "image.png", "latent_maps.png", "labels.png", "model"):
+        assert (res.out / name).exists()
+
+
+def test_training_on_all_patches_streams_them(movie: tuple[np.ndarray, Path],
+                                              tmp_path: Path) -> None:
+    _, path = movie
+    res = analyze_stream(path, tmp_path / "out", "peaks", train_samples=None,
+                         **OPTIONS)  # type: ignore[arg-type]
+    hist = res.model.history
+    assert len(hist["train/total"]) == 3 and "test/elbo" in hist  # held-out blocks
+    assert hist["train/total"][-1] < hist["train/total"][0]
+    assert res.open()["latents/mean"].shape == (res.n_patches, 2)
+
+
+def test_budget_and_inputs_checked(movie: tuple[np.ndarray, Path], tmp_path: Path) -> None:
+    _, path = movie
+    assert parse_bytes("4 GB") == 4 * 10**9 and parse_bytes("512MiB") == 512 * 2**20
+    with pytest.raises(ValueError, match="memory_budget"):
+        analyze_stream(path, tmp_path / "a", memory_budget="100 MB", **OPTIONS)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sliding windows"):
+        analyze_stream(path, tmp_path / "b", "none", **OPTIONS)  # type: ignore[arg-type]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
