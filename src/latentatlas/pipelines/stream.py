@@ -367,7 +367,7 @@ def analyze_stream(
         maps = root.create_array("label_maps", shape=(n_frames, h, w), chunks=(1, h, w),
                                  dtype="uint8", fill_value=255)
         _paint(patches_out.arrays["frames"], patches_out.arrays["centers"],
-               labels_out.arrays["labels"], maps)
+               labels_out.arrays["labels"], maps, workers)
         timings["paint"] = time.perf_counter() - t
 
         # -- 5: figures, report, config
@@ -455,33 +455,35 @@ def _classes(means: Any, cols: list[int], cfg: AnalysisConfig, names: list[str],
     return int(lab.n_components)
 
 
-def _paint(frames: Any, centers: Any, labels: Any, maps: Any) -> None:
+def _paint(frames: Any, centers: Any, labels: Any, maps: Any, workers: int) -> None:
     """Paint each frame's classes (discs of half the typical spacing) into ``maps``, reading
-    the patch table block by block; a frame is written when its last patch has been read."""
+    the patch table block by block; a frame is painted (``workers`` at a time, in threads)
+    once its last patch has been read."""
     h, w = maps.shape[1:]
-    held_f: list[np.ndarray] = []
-    held_c: list[np.ndarray] = []
-    held_l: list[np.ndarray] = []
     m = int(frames.shape[0])
 
     def flush(frame: int, c: np.ndarray, lab: np.ndarray) -> None:
         raster = paint_points(lab, c, (h, w))
         maps[frame] = np.where(np.isnan(raster), 255, raster).astype(np.uint8)
 
-    for i in range(0, m, PATCH_BLOCK):
-        held_f.append(np.asarray(frames[i:i + PATCH_BLOCK]))
-        held_c.append(np.asarray(centers[i:i + PATCH_BLOCK]))
-        held_l.append(np.asarray(labels[i:i + PATCH_BLOCK]))
-        f = np.concatenate(held_f)
-        c = np.concatenate(held_c)
-        lab = np.concatenate(held_l)
-        last = i + PATCH_BLOCK >= m
-        done = np.unique(f) if last else np.unique(f[f < f[-1]])
-        for frame in done.tolist():
-            sel = f == frame
-            flush(int(frame), c[sel], lab[sel])
-        keep = np.zeros(len(f), dtype=bool) if last else f == f[-1]
-        held_f, held_c, held_l = [f[keep]], [c[keep]], [lab[keep]]
+    held: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+        np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future[None]] = []
+        for i in range(0, m, PATCH_BLOCK):
+            f = np.concatenate([held[0], np.asarray(frames[i:i + PATCH_BLOCK])])
+            c = np.concatenate([held[1], np.asarray(centers[i:i + PATCH_BLOCK])])
+            lab = np.concatenate([held[2], np.asarray(labels[i:i + PATCH_BLOCK])])
+            last = i + PATCH_BLOCK >= m
+            complete = np.ones(len(f), dtype=bool) if last else f < f[-1]
+            for frame in np.unique(f[complete]).tolist():
+                sel = f == frame
+                pending.append(pool.submit(flush, int(frame), c[sel], lab[sel]))
+                while len(pending) > 2 * workers:
+                    pending.pop(0).result()
+            held = (f[~complete], c[~complete], lab[~complete])
+        for fut in pending:
+            fut.result()
 
 
 def _figures(stack: Any, frames_of: Any, patches: _Appender, latents: _Appender,
