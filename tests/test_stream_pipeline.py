@@ -70,6 +70,47 @@ def test_training_on_all_patches_streams_them(movie: tuple[np.ndarray, Path],
     assert res.open()["latents/mean"].shape == (res.n_patches, 2)
 
 
+@pytest.mark.parametrize("normalize", ["image", "patch"])
+def test_tiled_frames_give_the_whole_frame_atoms_and_patches(tmp_path: Path,
+                                                            normalize: str) -> None:
+    """A frame cut into tiles (as when it does not fit the budget): the same atoms and the
+    same patches, stored tile by tile."""
+    stack, _ = lattice_stack(2, shape=(200, 260), seed=5, kind="perovskite", spacing=12.0,
+                             second_intensity=0.45, gaussian_noise=0.05)
+    opts = dict(OPTIONS, normalize=normalize)
+    whole = analyze_stream(stack, tmp_path / "whole", "peaks", **opts).open()  # type: ignore[arg-type]
+    tiled = analyze_stream(stack, tmp_path / "tiled", "peaks", tile=64,
+                           **opts)  # type: ignore[arg-type]
+    assert tiled.n_frames == 2
+    t = tiled.open()
+    # tile offsets added after refinement: equal to the last bit or two
+    np.testing.assert_allclose(t["atoms/positions"][:], whole["atoms/positions"][:], atol=1e-9)
+    np.testing.assert_array_equal(t["atoms/frames"][:], whole["atoms/frames"][:])
+    order = np.argsort(t["patches/index"][:])
+    np.testing.assert_array_equal(t["patches/index"][:][order], whole["patches/index"][:])
+    np.testing.assert_array_equal(t["patches/data"][:][order], whole["patches/data"][:])
+    np.testing.assert_allclose(t["patches/centers"][:][order], whole["patches/centers"][:],
+                               atol=1e-9)
+    assert json.loads((tiled.out / "config.json").read_text())["tile"] == 64
+
+
+def test_tiled_painting_equals_whole_frame_painting(tmp_path: Path) -> None:
+    from latentatlas.pipelines.stream import _paint
+
+    stack, _ = lattice_stack(3, shape=(150, 170), seed=6, kind="square", spacing=10.0)
+    from latentatlas.descriptors.atoms import find_atoms
+
+    atoms = find_atoms(stack, "peaks")
+    labels = np.random.default_rng(0).integers(0, 3, len(atoms))
+    maps = [zarr.create_array(str(tmp_path / f"{t}.zarr"), shape=(3, 150, 170),
+                              chunks=(1, t or 150, t or 170), dtype="uint8", fill_value=255)
+            for t in (None, 40)]
+    for t, z in zip((None, 40), maps, strict=True):
+        _paint(atoms.frame, atoms.positions, labels, z, 2, t)
+    assert (maps[0][:] != 255).mean() > 0.3
+    np.testing.assert_array_equal(maps[1][:], maps[0][:])
+
+
 def test_budget_and_inputs_checked(movie: tuple[np.ndarray, Path], tmp_path: Path) -> None:
     _, path = movie
     assert parse_bytes("4 GB") == 4 * 10**9 and parse_bytes("512MiB") == 512 * 2**20

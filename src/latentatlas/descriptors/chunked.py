@@ -45,7 +45,7 @@ from latentatlas.descriptors.atoms import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["find_atoms_chunked", "peak_halo"]
+__all__ = ["find_atoms_chunked", "intensity_at_atoms", "peak_halo"]
 
 
 def peak_halo(spacing: float, smooth: float | None = None, min_distance: float | None = None
@@ -283,7 +283,7 @@ def find_atoms_chunked(
     frame_all = np.concatenate(frames)
     classes = np.zeros(len(pos_all), dtype=np.int64)
     if n_classes > 1 and len(pos_all):
-        values = _class_values(x, pos_all, frame_all, class_smoothing(float(np.median(
+        values = intensity_at_atoms(x, pos_all, frame_all, class_smoothing(float(np.median(
             frame_spacing))))
         classes = intensity_classes(values, n_classes, seed)
     params = {"method": method, "spacing": frame_spacing if n_frames > 1 else frame_spacing[0],
@@ -295,9 +295,10 @@ def find_atoms_chunked(
                  n_frames, method, params)
 
 
-def _class_values(x: Any, pos: np.ndarray, frame: np.ndarray, sigma: float) -> np.ndarray:
-    """The image smoothed by ``sigma`` at every atom's nearest pixel (n,), a second pass over
-    the chunks (with a border of the Gaussian's radius)."""
+def intensity_at_atoms(x: Any, pos: np.ndarray, frame: np.ndarray, sigma: float) -> np.ndarray:
+    """The image ``x`` (Dask, ``(n_frames, h, w)``) smoothed by ``sigma`` at every atom's
+    nearest pixel ``(n,)``: the values intensity classes are drawn from, read chunk by chunk
+    (tiles with a border of the Gaussian's radius)."""
     _, h, w = x.shape
     r = np.clip(np.round(pos[:, 0]).astype(np.int64), 0, h - 1)
     c = np.clip(np.round(pos[:, 1]).astype(np.int64), 0, w - 1)

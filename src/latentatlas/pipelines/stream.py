@@ -5,7 +5,11 @@ TIFF, ``.npy``) and never holds more than a few chunks of frames:
 
 1. atoms and patches, per chunk of whole frames (``workers`` chunks at a time, in threads):
    the atoms of every frame, and a patch around each, appended in frame order to a Zarr
-   store inside the results folder (``results.zarr``: ``atoms/``, ``patches/``);
+   store inside the results folder (``results.zarr``: ``atoms/``, ``patches/``). A frame too
+   large for the budget is cut into tiles read with a border (Dask ``map_overlap``): its
+   atoms are those of the whole frame
+   (:func:`~latentatlas.descriptors.chunked.find_atoms_chunked`, ``peaks``), its patches cut
+   tile by tile;
 2. training: on ``train_samples`` patches drawn as the in-memory ``analyze`` draws them
    (read from the store; memory bounded by ``train_samples``), or with
    ``train_samples=None`` on all of them through a :class:`~latentatlas.train.stream.
@@ -20,17 +24,16 @@ TIFF, ``.npy``) and never holds more than a few chunks of frames:
 On an input that fits in memory the atoms, patches, latents and classes equal those of
 :func:`latentatlas.pipelines.analyze.analyze` with the same options (tested).
 
-Memory: ``memory_budget`` sets how many frames a chunk holds, from an estimate of the
-finder's working set (about 100 bytes per pixel) for ``workers + 1`` chunks in flight, beside
+Memory: ``memory_budget`` sets how many frames a chunk holds (or how large a tile is), from an
+estimate of the finder's working set (about 100 bytes per pixel) for ``workers + 1`` chunks
+in flight, beside
 a fixed ~0.6 GB for Python, torch and the libraries; the training set (``train_samples``
 patches) and the stream buffers are small by comparison. None of it grows with the number
 of frames: the atom table, patches and latents go to disk as they are made. The peak
 resident memory of the run is recorded in ``config.json``.
 
-Limits: frames are processed whole (a frame must fit in the budget; single images larger
-than memory can be searched for atoms with
-:func:`latentatlas.descriptors.chunked.find_atoms_chunked`); atom finding ``peaks``,
-``log`` and ``dcnn``; no sliding windows, time-delay descriptors or channel lists.
+Limits: atom finding ``peaks``, ``log`` and ``dcnn`` on whole frames, ``peaks`` on tiles; no
+sliding windows, time-delay descriptors or channel lists.
 """
 
 from __future__ import annotations
@@ -134,17 +137,25 @@ class _Appender:
         return int(self.arrays[name].shape[0]) if name in self.arrays else 0
 
 
-def _frames_per_chunk(h: int, w: int, budget: int, workers: int, requested: int | None) -> int:
-    per_frame = h * w * BYTES_PER_PIXEL
+def _chunking(h: int, w: int, budget: int, workers: int, frames: int | None,
+              tile: int | None) -> tuple[int, int | None]:
+    """Frames per chunk, and the tile side when frames must be cut into tiles (else None)."""
     room = budget - BASE_BYTES
-    if room < (workers + 1) * per_frame:
-        need = BASE_BYTES + (workers + 1) * per_frame
+    if room < (workers + 1) * 512 * 512 * BYTES_PER_PIXEL:
+        need = BASE_BYTES + (workers + 1) * 512 * 512 * BYTES_PER_PIXEL
         raise ValueError(
-            f"memory_budget {budget / 1e9:.2f} GB is too small for {h} x {w} frames with "
-            f"{workers} workers: about {need / 1e9:.2f} GB are needed; raise memory_budget or "
-            "lower workers")
-    fits = max(1, room // ((workers + 1) * per_frame))
-    return int(min(fits, 64) if requested is None else min(requested, fits))
+            f"memory_budget {budget / 1e9:.2f} GB is too small: about {need / 1e9:.2f} GB are "
+            f"needed for {workers} workers on 512 x 512 tiles; raise memory_budget or lower "
+            "workers")
+    per_frame = h * w * BYTES_PER_PIXEL
+    if tile is None and room >= (workers + 1) * per_frame:
+        fits = max(1, room // ((workers + 1) * per_frame))
+        return int(min(fits, 64) if frames is None else min(frames, fits)), None
+    if tile is None:  # the largest square tile (a multiple of 256) the budget holds
+        tile = int(np.sqrt(room / ((workers + 1) * BYTES_PER_PIXEL))) // 256 * 256
+    if tile < 64:
+        raise ValueError(f"tile must be >= 64 pixels, got {tile}")
+    return 1, int(tile)
 
 
 def _frames_view(data: Any) -> Any:
@@ -180,6 +191,67 @@ def _chunk_results(stack: Any, bounds: list[tuple[int, int]], work: Any, workers
             yield fut.result()
 
 
+def _tiled_frame(stack: Any, k: int, tile: int, win: int, cfg: AnalysisConfig,
+                 atom_options: dict[str, Any], class_sigma: float | None, sign: float,
+                 workers: int) -> tuple[Any, np.ndarray, Iterator[Any]]:
+    """Frame ``k`` in tiles: its atoms (``find_atoms_chunked``, equal to the whole-frame
+    finder), their class intensities, and an iterator over the patches of each tile (atoms
+    whose rounded centre lies in the tile's core, cut from the tile read with a border of
+    half a window; in tile order, ``index`` giving the atom)."""
+    import dask
+
+    from latentatlas.descriptors.chunked import find_atoms_chunked, intensity_at_atoms
+
+    if cfg.atoms != "peaks":
+        raise ValueError(f"frames cut into tiles are searched with 'peaks' only, got "
+                         f"{cfg.atoms!r}; raise memory_budget so whole frames fit")
+    _, h, w = stack.shape
+    x = (sign * stack[k:k + 1].astype(np.float32)).rechunk((1, tile, tile))
+    found = find_atoms_chunked(x, "peaks", **atom_options)
+    frame0 = np.zeros(len(found), np.int64)
+    values = (intensity_at_atoms(x, found.positions, frame0, class_sigma)
+              if class_sigma is not None and len(found) else np.zeros(len(found)))
+    lo = hi = np.float32(0)
+    if cfg.normalize == "image":
+        lo, hi = (np.float32(v) for v in dask.compute(x.min(), x.max()))
+    rc = np.rint(found.positions).astype(np.int64)
+    halo = win // 2 + 2
+    boxes = [(r0, c0) for r0 in range(0, h, tile) for c0 in range(0, w, tile)]
+
+    def cut(box: tuple[int, int]) -> Any:
+        r0, c0 = box
+        sel = np.flatnonzero((rc[:, 0] >= r0) & (rc[:, 0] < r0 + tile) & (rc[:, 1] >= c0)
+                             & (rc[:, 1] < c0 + tile))
+        if len(sel) == 0:
+            return None
+        top, left = max(0, r0 - halo), max(0, c0 - halo)
+        block = np.asarray(x[0, top:r0 + tile + halo, left:c0 + tile + halo].compute(
+            scheduler="synchronous"))
+        if cfg.normalize == "image":  # as normalize_images does on the whole frame
+            block = ((block - lo) / (hi - lo if hi > lo else np.float32(1.0))).astype(np.float32)
+        try:
+            p = extract_patches(block, found.positions[sel] - [top, left], win,
+                                classes=found.classes[sel], border=cfg.border,  # type: ignore[arg-type]
+                                normalize="patch" if cfg.normalize == "patch" else "none")
+        except ValueError:  # every atom of the tile lies within half a window of the edge
+            return None
+        p.centers += [top, left]
+        p.index = sel[p.index]
+        return p
+
+    def pieces() -> Iterator[Any]:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: list[Future[Any]] = []
+            for box in boxes:
+                pending.append(pool.submit(cut, box))
+                if len(pending) > workers:
+                    yield pending.pop(0).result()
+            for fut in pending:
+                yield fut.result()
+
+    return found, values, pieces()
+
+
 def analyze_stream(
     source: Any,
     out: str | Path,
@@ -189,6 +261,7 @@ def analyze_stream(
     *,
     memory_budget: int | str = "4 GB",
     frames_per_chunk: int | None = None,
+    tile: int | None = None,
     workers: int = 2,
     overwrite: bool = False,
     progress: bool = True,
@@ -206,6 +279,10 @@ def analyze_stream(
     memory_budget : bytes (or ``"4 GB"``) the run should stay under; sets the frames per
         chunk (see the module docstring).
     frames_per_chunk : frames read at a time (default: as many as the budget allows, <= 64).
+    tile : cut every frame into square tiles of this side (``peaks`` only); by default frames
+        are cut only when one does not fit the budget, into the largest tiles that do. Atoms
+        are then those of the whole frame (:func:`~latentatlas.descriptors.chunked.
+        find_atoms_chunked`), their patches stored tile by tile.
     workers : chunks processed at the same time (threads).
     options : :class:`~latentatlas.pipelines.analyze.AnalysisConfig` fields (epochs,
         latent_dim, train_samples, n_components, normalize, border, atom_options, seed,
@@ -230,7 +307,7 @@ def analyze_stream(
     data = load_lazy(source, cfg.channel)
     stack = _frames_view(data.data)
     n_frames, h, w = (int(s) for s in stack.shape)
-    per_chunk = _frames_per_chunk(h, w, budget, workers, frames_per_chunk)
+    per_chunk, tile = _chunking(h, w, budget, workers, frames_per_chunk, tile)
     bounds = [(f, min(f + per_chunk, n_frames)) for f in range(0, n_frames, per_chunk)]
     timings["open"] = time.perf_counter() - t
     log.info("streaming %s: %d frames of %d x %d, %d per chunk, budget %.2f GB",
@@ -246,7 +323,13 @@ def analyze_stream(
                                  dtype=np.float32)
 
     # the window (and the DCNN's resampling) come from frame 0, as in memory
-    first = find_atoms(frames_of(0, 1)[0], cfg.atoms, **atom_options)
+    if tile is None:
+        first = find_atoms(frames_of(0, 1)[0], cfg.atoms, **atom_options)
+    else:
+        from latentatlas.descriptors.chunked import find_atoms_chunked
+
+        first = find_atoms_chunked((sign * stack[:1].astype(np.float32)).rechunk(
+            (1, tile, tile)), "peaks", **atom_options)
     if len(first) == 0:
         raise ValueError(f"the atom finder {cfg.atoms!r} found no atoms in frame 0; try "
                          "another method or other atom_options")
@@ -287,13 +370,27 @@ def analyze_stream(
         atoms_root, patch_root = root.create_group("atoms"), root.create_group("patches")
         atoms_out, patches_out = _Appender(atoms_root), _Appender(patch_root)
         n_atoms = 0
-        for (f0, f1), (found, value, patches) in zip(
-                bounds, _chunk_results(stack, bounds, work, workers),
-                strict=True):
+
+        def units() -> Iterator[tuple[int, int, Any, np.ndarray, Iterator[Any]]]:
+            """(first frame, end frame, atoms, class intensities, patch pieces) per unit."""
+            if tile is None:
+                for (f0, f1), (found, value, patches) in zip(
+                        bounds, _chunk_results(stack, bounds, work, workers), strict=True):
+                    yield f0, f1, found, value, iter([] if patches is None else [patches])
+            else:
+                for k in range(n_frames):
+                    found, value, pieces = _tiled_frame(
+                        stack, k, tile, win, cfg, atom_options,
+                        class_sigma if n_classes > 1 else None, sign, workers)
+                    yield k, k + 1, found, value, pieces
+
+        for f0, f1, found, value, pieces in units():
             atoms_out.append("positions", found.positions.astype(np.float64), 1 << 16)
             atoms_out.append("frames", (found.frame + f0).astype(np.int64), 1 << 16)
             atoms_out.append("values", value.astype(np.float64), 1 << 16)
-            if patches is not None:
+            for patches in pieces:
+                if patches is None:
+                    continue
                 patches_out.append("data", patches.data)
                 patches_out.append("centers", patches.centers)
                 patches_out.append("frames", (patches.frames + f0).astype(np.int64))
@@ -364,10 +461,11 @@ def analyze_stream(
         timings["labels"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        maps = root.create_array("label_maps", shape=(n_frames, h, w), chunks=(1, h, w),
+        maps = root.create_array("label_maps", shape=(n_frames, h, w),
+                                 chunks=(1, tile or h, tile or w),
                                  dtype="uint8", fill_value=255)
         _paint(patches_out.arrays["frames"], patches_out.arrays["centers"],
-               labels_out.arrays["labels"], maps, workers)
+               labels_out.arrays["labels"], maps, workers, tile)
         timings["paint"] = time.perf_counter() - t
 
         # -- 5: figures, report, config
@@ -376,12 +474,15 @@ def analyze_stream(
         timings["per_frame"] = (timings["atoms_patches"] + timings["encode"] + timings["paint"]
                                 ) / n_frames
         summary: dict[str, Any] = {"frames": n_frames, "frame_shape": [h, w], "atoms": n_atoms, "patches": m,
-                   "window": win, "frames_per_chunk": per_chunk, "workers": workers,
+                   "window": win, "frames_per_chunk": per_chunk, "tile": tile,
+                   "workers": workers,
                    "memory_budget_bytes": budget, "latent_names": names,
                    "n_classes": n_comp}
         root.attrs["latentatlas"] = {"analysis": cfg.to_dict(), **summary}
         vae.save(tmp / "model")
-        figs = _figures(stack, frames_of, patches_out, lat_out, labels_out, maps, names, tmp)
+        crop = (0, h, 0, w) if tile is None else (
+            max(0, h // 2 - 512), min(h, h // 2 + 512), max(0, w // 2 - 512), min(w, w // 2 + 512))
+        figs = _figures(stack, sign, crop, patches_out, lat_out, labels_out, maps, names, tmp)
         timings["figures"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_all
         peak = max(peak, _peak_rss())
@@ -455,16 +556,30 @@ def _classes(means: Any, cols: list[int], cfg: AnalysisConfig, names: list[str],
     return int(lab.n_components)
 
 
-def _paint(frames: Any, centers: Any, labels: Any, maps: Any, workers: int) -> None:
+def _paint(frames: Any, centers: Any, labels: Any, maps: Any, workers: int,
+           tile: int | None) -> None:
     """Paint each frame's classes (discs of half the typical spacing) into ``maps``, reading
     the patch table block by block; a frame is painted (``workers`` at a time, in threads)
-    once its last patch has been read."""
+    once its last patch has been read, tile by tile when frames are tiled (each tile from
+    the points within a disc radius of it: the same nearest-point painting)."""
     h, w = maps.shape[1:]
     m = int(frames.shape[0])
 
     def flush(frame: int, c: np.ndarray, lab: np.ndarray) -> None:
-        raster = paint_points(lab, c, (h, w))
-        maps[frame] = np.where(np.isnan(raster), 255, raster).astype(np.uint8)
+        if tile is None:
+            raster = paint_points(lab, c, (h, w))
+            maps[frame] = np.where(np.isnan(raster), 255, raster).astype(np.uint8)
+            return
+        radius = 0.5 * typical_spacing(c)
+        for r0 in range(0, h, tile):
+            for c0 in range(0, w, tile):
+                r1, c1 = min(r0 + tile, h), min(c0 + tile, w)
+                near = ((c[:, 0] > r0 - radius - 1) & (c[:, 0] < r1 + radius + 1)
+                        & (c[:, 1] > c0 - radius - 1) & (c[:, 1] < c1 + radius + 1))
+                raster = paint_points(lab[near], c[near] - [r0, c0], (r1 - r0, c1 - c0),
+                                      radius)
+                maps[frame, r0:r1, c0:c1] = np.where(np.isnan(raster), 255,
+                                                     raster).astype(np.uint8)
 
     held: tuple[np.ndarray, np.ndarray, np.ndarray] = (
         np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64))
@@ -486,37 +601,45 @@ def _paint(frames: Any, centers: Any, labels: Any, maps: Any, workers: int) -> N
             fut.result()
 
 
-def _figures(stack: Any, frames_of: Any, patches: _Appender, latents: _Appender,
-             labels: _Appender, maps: Any, names: list[str], folder: Path
+def _figures(stack: Any, sign: float, crop: tuple[int, int, int, int], patches: _Appender,
+             latents: _Appender, labels: _Appender, maps: Any, names: list[str], folder: Path
              ) -> list[tuple[str, Path]]:
-    """Frame 0: the input with its atoms, one map per latent, the classes."""
+    """Frame 0 (its ``crop`` rows r0:r1, columns c0:c1): the input with its atoms, one map
+    per latent, the classes."""
     from matplotlib.figure import Figure
 
     from latentatlas.plots.maps import latent_maps_figure, plot_labels, save_figure
 
-    frames = np.asarray(patches.arrays["frames"][:min(patches.length("frames"), 1 << 20)])
-    sel = np.flatnonzero(frames == 0)
-    img = frames_of(0, 1)[0]
-    h, w = img.shape
-    centers = np.asarray(patches.arrays["centers"].oindex[sel]) if len(sel) else np.zeros((0, 2))
-    mean = np.asarray(latents.arrays["mean"].oindex[sel]) if len(sel) else np.zeros((0, len(names)))
-    lab = np.asarray(labels.arrays["labels"].oindex[sel]) if len(sel) else np.zeros(0, np.int64)
+    r0, r1, c0, c1 = crop
+    frames = np.asarray(patches.arrays["frames"][:min(patches.length("frames"), 1 << 22)])
+    first = np.flatnonzero(frames == 0)
+    centers = np.asarray(patches.arrays["centers"].oindex[first]) if len(first) else \
+        np.zeros((0, 2))
+    inside = ((centers[:, 0] >= r0) & (centers[:, 0] < r1) & (centers[:, 1] >= c0)
+              & (centers[:, 1] < c1))
+    sel, centers = first[inside], centers[inside] - [r0, c0]
+    img = sign * np.asarray(stack[0, r0:r1, c0:c1].compute(scheduler="synchronous"),
+                            dtype=np.float32)
+    what = "frame 0" if (r1 - r0, c1 - c0) == tuple(stack.shape[1:]) else \
+        f"frame 0, rows {r0}-{r1}, columns {c0}-{c1}"
     figs: list[tuple[str, Path]] = []
     fig = Figure(figsize=(6, 6), layout="tight")
     ax = fig.subplots()
     ax.imshow(img, cmap="gray")
     ax.scatter(centers[:, 1], centers[:, 0], s=6, c="tab:red", linewidths=0)
-    ax.set_title(f"frame 0 of {stack.shape[0]}, {len(sel)} patches")
-    figs.append(("Input (frame 0) with patch centres", save_figure(fig, folder / "image.png")))
+    ax.set_title(f"{what} of {stack.shape[0]}, {len(sel)} patches")
+    figs.append((f"Input ({what}) with patch centres", save_figure(fig, folder / "image.png")))
     if len(sel):
+        mean = np.asarray(latents.arrays["mean"].oindex[sel])
+        lab = np.asarray(labels.arrays["labels"].oindex[sel])
         lm = LatentMaps(names=names, values=mean, std=np.zeros_like(mean), centers=centers,
-                        frames=np.zeros(len(sel), np.int64), image_shape=(h, w),
+                        frames=np.zeros(len(sel), np.int64), image_shape=img.shape,
                         n_frames=int(stack.shape[0]))
-        figs.append(("Latent maps of frame 0", save_figure(latent_maps_figure(lm, image=img),
-                                                             folder / "latent_maps.png")))
-        raster = np.asarray(maps[0]).astype(np.float64)
+        figs.append((f"Latent maps ({what})", save_figure(latent_maps_figure(lm, image=img),
+                                                          folder / "latent_maps.png")))
+        raster = np.asarray(maps[0, r0:r1, c0:c1]).astype(np.float64)
         raster[raster == 255] = np.nan
         fig = Figure(figsize=(6, 6), layout="tight")
         plot_labels(fig.subplots(), centers, lab, image=img, label_raster=raster)
-        figs.append(("Classes of frame 0", save_figure(fig, folder / "labels.png")))
+        figs.append((f"Classes ({what})", save_figure(fig, folder / "labels.png")))
     return figs
