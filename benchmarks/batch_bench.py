@@ -47,7 +47,7 @@ def main() -> None:
     import torch
 
     from latentatlas.datasets.lattices import two_site_lattice
-    from latentatlas.pipelines.batch import Job, run_many
+    from latentatlas.pipelines.parallel import Job, run_many
 
     torch.set_num_threads(1)
     work = Path(args.workdir)

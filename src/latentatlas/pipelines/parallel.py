@@ -1,6 +1,6 @@
 """Many jobs at once: in this process, on a local Dask cluster, or on any Dask cluster.
 
-:func:`run_many` is the execution layer of the batch runner: it takes a list of
+:func:`run_many` is the execution layer for batch runs (``latentatlas run``): it takes a list of
 :class:`Job` (a function and its arguments, e.g. ``analyze`` of one file into its own
 results folder) and runs them
 

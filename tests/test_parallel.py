@@ -12,7 +12,7 @@ pytest.importorskip("distributed")
 
 from latentatlas.datasets.lattices import lattice_stack  # noqa: E402
 from latentatlas.descriptors.atoms import find_atoms  # noqa: E402
-from latentatlas.pipelines.batch import Job, run_many  # noqa: E402
+from latentatlas.pipelines.parallel import Job, run_many  # noqa: E402
 
 
 def _jobs() -> list[Job]:
