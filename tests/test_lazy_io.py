@@ -135,6 +135,15 @@ def test_real_hyperspy_lazy_signal() -> None:
     assert any(a.units == "nm" for a in d.axes)
 
 
+def test_lazy_hdf5_refuses_external_links(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f.create_dataset("data", data=np.zeros((4, 4)))
+    with h5py.File(tmp_path / "link.h5", "w") as f:
+        f["data"] = h5py.ExternalLink(str(tmp_path / "target.h5"), "/data")
+    with pytest.raises(LoadError, match="external link"):
+        load(tmp_path / "link.h5", lazy=True)
+
+
 def test_lazy_refuses_formats_it_cannot_stream(tmp_path: Path) -> None:
     np.savez(tmp_path / "a.npz", data=np.zeros((4, 4)))
     with pytest.raises(LoadError, match="save_zarr"):

@@ -91,7 +91,17 @@ def test_tiled_frames_give_the_whole_frame_atoms_and_patches(tmp_path: Path,
     np.testing.assert_array_equal(t["patches/data"][:][order], whole["patches/data"][:])
     np.testing.assert_allclose(t["patches/centers"][:][order], whole["patches/centers"][:],
                                atol=1e-9)
-    assert json.loads((tiled.out / "config.json").read_text())["tile"] == 64
+    config = json.loads((tiled.out / "config.json").read_text())
+    assert config["tile"] == 64 and config["normalize"] == normalize
+
+
+def test_tiles_take_image_normalisation_for_auto(tmp_path: Path) -> None:
+    stack, _ = lattice_stack(1, shape=(160, 160), seed=5, kind="square", spacing=12.0)
+    res = analyze_stream(stack, tmp_path / "t", "peaks", tile=64, **OPTIONS)  # type: ignore[arg-type]
+    assert json.loads((res.out / "config.json").read_text())["normalize"] == "image"
+    with pytest.raises(ValueError, match="whole frames"):
+        analyze_stream(stack, tmp_path / "u", "peaks", tile=64, normalize="background",
+                       **OPTIONS)  # type: ignore[arg-type]
 
 
 def test_tiled_painting_equals_whole_frame_painting(tmp_path: Path) -> None:

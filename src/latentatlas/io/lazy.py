@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import atomic_directory
-from latentatlas.io._common import LoadError, default_axes
+from latentatlas.io._common import LoadError, default_axes, require_regular_file
 from latentatlas.io.dataset import Axis, Dataset
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,10 @@ def _open_zarr(path: Path, channel: int | str | None, chunks: Any) -> LazyDatase
 def _open_hdf5(path: Path, channel: int | str | None, chunks: Any) -> LazyDataset:
     import h5py
 
+    from latentatlas.io._hdf5 import check_hdf5
+
     da = _dask()
+    check_hdf5(path)  # nothing outside the file (external links, storage, virtual datasets)
     f = h5py.File(path, "r")  # stays open: the Dask graph reads from it
     found: list[h5py.Dataset] = []
 
@@ -372,9 +375,10 @@ def load_lazy(source: Any, channel: int | str | None = None, *, chunks: Any = No
             f"cannot read {path} lazily: '{ext or '(no extension)'}' is not one of "
             f"{', '.join(sorted(LAZY_FORMATS))}; load it with lazy=False, or convert it once "
             "with latentatlas.io.lazy.save_zarr(load(path), 'data.zarr')")
-    if path.is_dir() != (ext == ".zarr"):
-        raise LoadError(f"{path}: a {LAZY_FORMATS[ext]} should be "
-                        f"{'a folder' if ext == '.zarr' else 'a file'}")
+    if ext == ".zarr" and not path.is_dir():
+        raise LoadError(f"{path}: a {LAZY_FORMATS[ext]} should be a folder")
+    if ext != ".zarr":
+        require_regular_file(path)  # never a FIFO or device, which could block forever
     try:
         if ext == ".npy":
             out = _open_npy(path, chunks)

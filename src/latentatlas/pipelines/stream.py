@@ -22,7 +22,11 @@ TIFF, ``.npy``) and never holds more than a few chunks of frames:
    and the peak memory of the process.
 
 On an input that fits in memory the atoms, patches, latents and classes equal those of
-:func:`latentatlas.pipelines.analyze.analyze` with the same options (tested).
+:func:`latentatlas.pipelines.analyze.analyze` with the same options (tested): the same
+normalisation (``auto``: ``background`` for atom patches, on whole frames; frames cut into
+tiles take ``image``, since the plane fit and percentiles of ``background`` span the whole
+frame), the same training plan and draw of ``train_samples``, ``model_from`` reused alike.
+``analyze``'s baselines and verdict are not computed (they need every patch in memory).
 
 Memory: ``memory_budget`` sets how many frames a chunk holds (or how large a tile is), from an
 estimate of the finder's working set (about 100 bytes per pixel) for ``workers + 1`` chunks
@@ -58,7 +62,12 @@ from latentatlas.analysis.latent_maps import LatentMaps, paint_points, typical_s
 from latentatlas.descriptors.atoms import find_atoms, intensity_classes
 from latentatlas.descriptors.patches import extract_patches
 from latentatlas.io.lazy import load_lazy
-from latentatlas.pipelines.analyze import AnalysisConfig, _auto_window
+from latentatlas.pipelines.analyze import (
+    AnalysisConfig,
+    _auto_window,
+    _pretrained,
+    training_plan,
+)
 from latentatlas.pipelines.outputs import check_output, results_folder
 
 log = logging.getLogger(__name__)
@@ -191,7 +200,7 @@ def _chunk_results(stack: Any, bounds: list[tuple[int, int]], work: Any, workers
             yield fut.result()
 
 
-def _tiled_frame(stack: Any, k: int, tile: int, win: int, cfg: AnalysisConfig,
+def _tiled_frame(stack: Any, k: int, tile: int, win: int, cfg: AnalysisConfig, norm: str,
                  atom_options: dict[str, Any], class_sigma: float | None, sign: float,
                  workers: int) -> tuple[Any, np.ndarray, Iterator[Any]]:
     """Frame ``k`` in tiles: its atoms (``find_atoms_chunked``, equal to the whole-frame
@@ -212,7 +221,7 @@ def _tiled_frame(stack: Any, k: int, tile: int, win: int, cfg: AnalysisConfig,
     values = (intensity_at_atoms(x, found.positions, frame0, class_sigma)
               if class_sigma is not None and len(found) else np.zeros(len(found)))
     lo = hi = np.float32(0)
-    if cfg.normalize == "image":
+    if norm == "image":
         lo, hi = (np.float32(v) for v in dask.compute(x.min(), x.max()))
     rc = np.rint(found.positions).astype(np.int64)
     halo = win // 2 + 2
@@ -227,12 +236,12 @@ def _tiled_frame(stack: Any, k: int, tile: int, win: int, cfg: AnalysisConfig,
         top, left = max(0, r0 - halo), max(0, c0 - halo)
         block = np.asarray(x[0, top:r0 + tile + halo, left:c0 + tile + halo].compute(
             scheduler="synchronous"))
-        if cfg.normalize == "image":  # as normalize_images does on the whole frame
+        if norm == "image":  # as normalize_images does on the whole frame
             block = ((block - lo) / (hi - lo if hi > lo else np.float32(1.0))).astype(np.float32)
         try:
             p = extract_patches(block, found.positions[sel] - [top, left], win,
                                 classes=found.classes[sel], border=cfg.border,  # type: ignore[arg-type]
-                                normalize="patch" if cfg.normalize == "patch" else "none")
+                                normalize="none" if norm == "image" else norm)  # type: ignore[arg-type]
         except ValueError:  # every atom of the tile lies within half a window of the edge
             return None
         p.centers += [top, left]
@@ -335,7 +344,22 @@ def analyze_stream(
                          "another method or other atom_options")
     if cfg.atoms == "dcnn" and "scale" not in atom_options:
         atom_options["scale"] = first.params["scale"]
-    win = cfg.window or _auto_window(typical_spacing(first.positions), (h, w))
+    pretrained = None if cfg.model_from is None else _pretrained(cfg)
+    if pretrained is not None:  # its patch side, as analyze does
+        win = int(pretrained.config.input_shape[-1])
+    else:
+        win = cfg.window or _auto_window(typical_spacing(first.positions), (h, w))
+    norm = cfg.normalization(windows=False)
+    if tile is not None and norm == "background":
+        if cfg.normalize != "auto":
+            raise ValueError(
+                "normalize='background' needs whole frames (its plane fit and percentiles are "
+                "over the frame); frames cut into tiles take 'image', 'patch', 'standardize' "
+                "or 'none', or raise memory_budget so whole frames fit")
+        log.warning("frames cut into tiles: patches normalised with 'image' (the 'auto' "
+                    "choice for atoms, 'background', needs whole frames)")
+        norm = "image"
+    background_sigma = cfg.background_sigma or win
     class_sigma = max(0.15 * float(np.median(np.atleast_1d(first.params["spacing"]))), 0.7)
 
     from tqdm.auto import tqdm
@@ -361,7 +385,8 @@ def analyze_stream(
                 return found, value, None
             patches = extract_patches(frames, found.positions, win, frames=found.frame,
                                       classes=found.classes, border=cfg.border,  # type: ignore[arg-type]
-                                      normalize=cfg.normalize)  # type: ignore[arg-type]
+                                      normalize=norm,  # type: ignore[arg-type]
+                                      background_sigma=background_sigma)
             return found, value, patches
 
         # -- 1: atoms and patches
@@ -380,7 +405,7 @@ def analyze_stream(
             else:
                 for k in range(n_frames):
                     found, value, pieces = _tiled_frame(
-                        stack, k, tile, win, cfg, atom_options,
+                        stack, k, tile, win, cfg, norm, atom_options,
                         class_sigma if n_classes > 1 else None, sign, workers)
                     yield k, k + 1, found, value, pieces
 
@@ -420,22 +445,34 @@ def analyze_stream(
         data_arr = patches_out.arrays["data"]
         channels = int(data_arr.shape[1])
         shape = (win, win) if channels == 1 else (channels, win, win)
-        vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
         t = time.perf_counter()
-        train_opts = dict(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, progress=progress)
-        if cfg.train_samples is None:
+        if pretrained is not None:
+            expected = tuple(pretrained.config.input_shape)
+            if (channels, win, win) != expected:
+                raise ValueError(f"the model from {cfg.model_from} takes patches {expected} "
+                                 f"but these are {(channels, win, win)}")
+            vae = pretrained
+        elif cfg.train_samples is None:
             from latentatlas.train.stream import PatchStream
 
-            stream = PatchStream(data_arr, seed=cfg.seed)
-            vae.fit(stream, batch_size=cfg.batch_size, **train_opts)
+            vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim,
+                            seed=cfg.seed)
+            plan_ = training_plan(cfg, m, vae)
+            vae.fit(PatchStream(data_arr, seed=cfg.seed), epochs=plan_["epochs"],
+                    batch_size=plan_["batch_size"], lr=cfg.lr, seed=cfg.seed,
+                    progress=progress, schedules=plan_["schedules"])
         else:
+            vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim,
+                            seed=cfg.seed)
             pick = np.arange(m)
             if m > cfg.train_samples:
                 pick = np.sort(np.random.default_rng(cfg.seed).choice(m, cfg.train_samples,
                                                                       replace=False))
             train_x = np.asarray(data_arr.oindex[pick])
             train_x = train_x[:, 0] if channels == 1 else train_x
-            vae.fit(train_x, batch_size=min(cfg.batch_size, len(train_x)), **train_opts)
+            plan_ = training_plan(cfg, len(train_x), vae)
+            vae.fit(train_x, epochs=plan_["epochs"], batch_size=plan_["batch_size"], lr=cfg.lr,
+                    seed=cfg.seed, progress=progress, schedules=plan_["schedules"])
             del train_x
         timings["train"] = time.perf_counter() - t
 
@@ -473,11 +510,11 @@ def analyze_stream(
         peak = _peak_rss()
         timings["per_frame"] = (timings["atoms_patches"] + timings["encode"] + timings["paint"]
                                 ) / n_frames
-        summary: dict[str, Any] = {"frames": n_frames, "frame_shape": [h, w], "atoms": n_atoms, "patches": m,
-                   "window": win, "frames_per_chunk": per_chunk, "tile": tile,
-                   "workers": workers,
-                   "memory_budget_bytes": budget, "latent_names": names,
-                   "n_classes": n_comp}
+        summary: dict[str, Any] = {
+            "frames": n_frames, "frame_shape": [h, w], "atoms": n_atoms, "patches": m,
+            "window": win, "normalize": norm, "frames_per_chunk": per_chunk, "tile": tile,
+            "workers": workers, "memory_budget_bytes": budget, "latent_names": names,
+            "n_classes": n_comp}
         root.attrs["latentatlas"] = {"analysis": cfg.to_dict(), **summary}
         vae.save(tmp / "model")
         crop = (0, h, 0, w) if tile is None else (
