@@ -1,10 +1,11 @@
-"""The batch runner's execution layer on many files: serial vs a local Dask cluster (issue 20).
+"""The batch runner on many files: serial vs a local Dask cluster (issue 20).
 
 ``--files`` generated lattice images (``.npy``, two kinds of columns, a seed each) are
-analysed one job per file (``analyze`` into its own results folder: atoms, patches, rVAE,
-classes, figures, report), first one after the other in this process, then by
-``run_many(jobs, scheduler="local", workers=2)`` (2 worker processes, 1 thread each). Both
-runs use one thread per job; results are compared file by file (same number of patches).
+analysed by the batch runner, ``run_batch("analyze", ...)`` (one results folder per file:
+atoms, patches, rVAE, classes, baselines, figures, report; a summary across files), first
+serially in this process, then with ``scheduler="local", workers=2`` (a local Dask cluster
+of 2 worker processes, 1 thread each, through ``pipelines.parallel.run_many``). Both use one
+thread per job; the rows are compared file by file (same number of patches).
 
     nice python benchmarks/batch_bench.py --files 100 --epochs 5
 
@@ -27,15 +28,6 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def analyze_file(path: str, out: str, epochs: int) -> dict:
-    """One job: analyze a file into its folder; returns a small summary (what travels back)."""
-    from latentatlas.pipelines.analyze import analyze
-
-    res = analyze(path, "peaks", out=out, epochs=epochs, progress=False, overwrite=True)
-    return {"patches": len(res.patches), "classes": int(res.labels.n_components),
-            "seconds": res.timings["total"]}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=100)
@@ -47,7 +39,7 @@ def main() -> None:
     import torch
 
     from latentatlas.datasets.lattices import two_site_lattice
-    from latentatlas.pipelines.parallel import Job, run_many
+    from latentatlas.pipelines.batch import run_batch
 
     torch.set_num_threads(1)
     work = Path(args.workdir)
@@ -57,28 +49,22 @@ def main() -> None:
         img = two_site_lattice(shape=(args.size, args.size), seed=i).image
         np.save(work / "in" / f"lattice_{i:03d}.npy", img.astype(np.float32))
 
-    def jobs(tag: str) -> list[Job]:
-        return [Job(f"lattice_{i:03d}", analyze_file,
-                    (str(work / "in" / f"lattice_{i:03d}.npy"),
-                     str(work / tag / f"lattice_{i:03d}"), args.epochs))
-                for i in range(args.files)]
-
+    options = {"epochs": args.epochs}
     runs = {}
     for tag, scheduler in (("serial", None), ("local", "local")):
         t = time.perf_counter()
-        outcomes = run_many(jobs(tag), scheduler=scheduler, workers=args.workers,
-                            threads_per_worker=1)
+        res = run_batch("analyze", [str(work / "in" / "*.npy")], work / tag, options,
+                        scheduler=scheduler, workers=args.workers)
         wall = time.perf_counter() - t
-        failed = [o.name for o in outcomes if not o.ok]
         runs[tag] = {"wall_s": wall, "files_per_min": 60 * args.files / wall,
-                     "failed": failed, "job_s_sum": sum(o.seconds for o in outcomes),
-                     "workers_used": len({o.worker for o in outcomes}),
-                     "patches": [o.value["patches"] if o.ok else None for o in outcomes]}
+                     "failed": [r["input"] for r in res.failed],
+                     "job_s_sum": sum(r["seconds"] for r in res.rows),
+                     "patches": [r.get("patches") for r in res.rows]}
         print(tag, json.dumps({k: v for k, v in runs[tag].items() if k != "patches"}),
               flush=True)
     same = runs["serial"]["patches"] == runs["local"]["patches"]
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cores": os.cpu_count(),
+            "machine": platform.machine(), "load_average": os.getloadavg(),
             "files": args.files, "size": args.size, "epochs": args.epochs,
             "workers": args.workers, "same_patches_per_file": same,
             "command": "python benchmarks/batch_bench.py " + " ".join(sys.argv[1:])}

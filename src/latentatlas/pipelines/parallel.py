@@ -1,8 +1,9 @@
 """Many jobs at once: in this process, on a local Dask cluster, or on any Dask cluster.
 
-:func:`run_many` is the execution layer for batch runs (``latentatlas run``): it takes a list of
-:class:`Job` (a function and its arguments, e.g. ``analyze`` of one file into its own
-results folder) and runs them
+:func:`run_many` is the execution layer of batch runs (``run_batch(..., scheduler=...)`` in
+:mod:`latentatlas.pipelines.batch`, ``scheduler``/``workers`` in a ``latentatlas run`` TOML
+file): it takes a list of :class:`Job` (a function and its arguments, e.g. ``analyze`` of
+one file into its own results folder) and runs them
 
 - ``scheduler=None``: one after the other in this process;
 - ``scheduler="local"``: on a local Dask cluster of ``workers`` processes with
@@ -60,12 +61,13 @@ class Job:
 
 @dataclass
 class JobOutcome:
-    """What became of a job: its value, or the error (type and message) and traceback."""
+    """What became of a job: its value, or the error (message, exception type, traceback)."""
 
     name: str
     ok: bool
     value: Any = None
     error: str = ""
+    error_type: str = ""
     traceback: str = ""
     seconds: float = 0.0
     worker: str = ""
@@ -82,7 +84,7 @@ def _execute(job: Job, threads: int | None) -> JobOutcome:
     try:
         value = job.func(*job.args, **job.kwargs)
     except Exception as exc:  # the batch goes on; the outcome says what failed
-        return JobOutcome(job.name, False, error=f"{type(exc).__name__}: {exc}",
+        return JobOutcome(job.name, False, error=str(exc), error_type=type(exc).__name__,
                           traceback=traceback.format_exc(),
                           seconds=time.perf_counter() - start, worker=where)
     return JobOutcome(job.name, True, value=value, seconds=time.perf_counter() - start,
@@ -162,8 +164,9 @@ def run_many(
             try:
                 results[i] = future.result()
             except Exception as exc:  # the worker died or the job could not be sent
-                results[i] = JobOutcome(jobs[i].name, False, error=f"{type(exc).__name__}: "
-                                        f"{exc}", traceback=traceback.format_exc())
+                results[i] = JobOutcome(jobs[i].name, False, error=str(exc),
+                                        error_type=type(exc).__name__,
+                                        traceback=traceback.format_exc())
             bar.update(1)
         return [r for r in results if r is not None]
     finally:
