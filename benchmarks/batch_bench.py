@@ -59,7 +59,8 @@ def main() -> None:
         runs[tag] = {"wall_s": wall, "files_per_min": 60 * args.files / wall,
                      "failed": [r["input"] for r in res.failed],
                      "job_s_sum": sum(r["seconds"] for r in res.rows),
-                     "patches": [r.get("patches") for r in res.rows]}
+                     "patches": [r.get("patches") for r in res.rows],
+                     "load_average_after": os.getloadavg()}
         print(tag, json.dumps({k: v for k, v in runs[tag].items() if k != "patches"}),
               flush=True)
     same = runs["serial"]["patches"] == runs["local"]["patches"]

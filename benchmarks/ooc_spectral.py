@@ -50,7 +50,12 @@ def make_cube(path: Path, size: int, channels: int, seed: int = 0) -> float:
     return time.perf_counter() - t
 
 
-def run_case(case: str, path: str, k: int) -> dict:
+def _nmf_tol(nmf_iter: int) -> dict:
+    """The default tolerance for 200 iterations; a shorter run does exactly ``nmf_iter``."""
+    return {} if nmf_iter >= 200 else {"tol": 0.0}
+
+
+def run_case(case: str, path: str, k: int, nmf_iter: int) -> dict:
     import dask.array as da
     import torch
     import zarr
@@ -76,7 +81,7 @@ def run_case(case: str, path: str, k: int) -> dict:
                 info["explained_variance_ratio_sum"] = float(est.explained_variance_ratio_.sum())
                 info["solver"] = est._fit_svd_solver
             elif case == "sk_nmf":
-                est = NMF(k, random_state=0, max_iter=200).fit(X)
+                est = NMF(k, random_state=0, max_iter=nmf_iter, **_nmf_tol(nmf_iter)).fit(X)
                 info["relative_error"] = float(est.reconstruction_err_ / np.linalg.norm(X))
                 info["n_iter"] = int(est.n_iter_)
             else:
@@ -93,7 +98,8 @@ def run_case(case: str, path: str, k: int) -> dict:
         est = IncrementalPCA(k).fit(X)
         info["explained_variance_ratio_sum"] = float(est.explained_variance_ratio_.sum())
     elif case == "cnmf":
-        est = ChunkedNMF(k, init="nndsvda", random_state=0, max_iter=200).fit(X)
+        est = ChunkedNMF(k, init="nndsvda", random_state=0, max_iter=nmf_iter,
+                         **_nmf_tol(nmf_iter)).fit(X)
         info["n_iter"] = int(est.n_iter_)
         norm = float(np.sqrt(sum(float((np.asarray(b, np.float64) ** 2).sum())
                                  for b in (X[i:i + 8].compute() for i in range(0, X.shape[0], 8)))))
@@ -113,12 +119,15 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="")
+    ap.add_argument("--nmf-iter", type=int, default=200,
+                    help="NMF iterations; under 200 both NMFs run exactly this many (tol 0)")
     ap.add_argument("--workdir", default=str(Path(__file__).resolve().parent / "out" / "ooc"))
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_case(args.child[0], args.child[1], int(args.child[2]))))
+        print(json.dumps(run_case(args.child[0], args.child[1], int(args.child[2]),
+                                    int(args.child[3]))))
         return
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -134,8 +143,8 @@ def main() -> None:
     for case in only:
         t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, __file__, "--child", case, str(path),
-                                 str(args.k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+                                 str(args.k), str(args.nmf_iter)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         out = proc.stdout.read() if proc.stdout else ""
         err = proc.stderr.read() if proc.stderr else ""
@@ -145,6 +154,9 @@ def main() -> None:
             row = json.loads(out.strip().splitlines()[-1])
             row["peak_rss_gb"] = usage.ru_maxrss * 1024 / 1e9
             row["process_s"] = time.perf_counter() - t
+        row.update(date=time.strftime("%Y-%m-%d %H:%M %Z"), load_average=os.getloadavg(),
+                   threads=args.threads, command="python benchmarks/ooc_spectral.py "
+                   + " ".join(sys.argv[1:]))
         rows.append(row)
         print(json.dumps(row), flush=True)
     cube_gb = args.size * args.size * args.channels * 4 / 1e9
@@ -155,8 +167,15 @@ def main() -> None:
             / 1e9, "generate_s": gen_s,
             "command": "python benchmarks/ooc_spectral.py " + " ".join(sys.argv[1:])}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ooc_spectral.json").write_text(json.dumps({"meta": meta, "rows": rows},
-                                                          indent=2))
+    out = RESULTS / "ooc_spectral.json"
+    if args.only and out.exists():
+        # a partial run replaces its own cases and keeps the others measured on the same cube
+        old = json.loads(out.read_text())
+        if old["meta"]["cube"] == meta["cube"]:
+            done = {r["case"] for r in rows}
+            rows = [r for r in old["rows"] if r["case"] not in done] + rows
+            rows.sort(key=lambda r: CASES.index(r["case"]))
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     if not args.keep:
         shutil.rmtree(path, ignore_errors=True)
     print(f"\ncube {args.size}x{args.size}x{args.channels} ({cube_gb:.2f} GB), "

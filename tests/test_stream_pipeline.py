@@ -129,3 +129,32 @@ def test_budget_and_inputs_checked(movie: tuple[np.ndarray, Path], tmp_path: Pat
     with pytest.raises(ValueError, match="sliding windows"):
         analyze_stream(path, tmp_path / "b", "none", **OPTIONS)  # type: ignore[arg-type]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_memory_budget_streams(movie: tuple[np.ndarray, Path], tmp_path: Path) -> None:
+    """`latentatlas analyze MOVIE.zarr --memory-budget 2GB` is analyze_stream with the
+    command's options; what it cannot stream is refused with the reason."""
+    from typer.testing import CliRunner
+
+    from latentatlas.cli import app
+
+    _, path = movie
+    args = ["analyze", str(path), "-m", "vae", "-e", "2", "--latent-dim", "3", "-k", "2",
+            "--train-samples", "300", "-q"]
+    res = CliRunner().invoke(app, [*args, "--memory-budget", "2GB", "-o", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "(budget 2.00 GB)" in res.output and "s per frame" in res.output
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["memory_budget_bytes"] == 2 * 10**9 and config["frames"] == 5
+    analysis = config["analysis"]
+    assert (analysis["model"], analysis["epochs"], analysis["latent_dim"],
+            analysis["n_components"], analysis["train_samples"]) == ("vae", 2, 3, 2, 300)
+    z = zarr.open_group(str(tmp_path / "a" / "results.zarr"), mode="r")
+    assert z["latents/mean"].shape[1] >= 3 and set(np.unique(z["labels/labels"][:])) == {0, 1}
+    for extra, why in ((["--memory-budget", "2GB", str(path)], "streams one file"),
+                       (["--memory-budget", "2GB", "-F", "svg"], "--figure-format"),
+                       (["--memory-budget", "lots"], "memory_budget must be bytes"),
+                       (["--memory-budget", "2GB", "--atoms", "none"], "sliding windows")):
+        res = CliRunner().invoke(app, [*args, *extra, "-o", str(tmp_path / "b")])
+        assert res.exit_code == 2 and why in res.output, (extra, res.output)
+    assert not (tmp_path / "b").exists()

@@ -265,8 +265,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid TOML: {exc}") from exc
 
 
-def run_config(path: str | os.PathLike[str], *, overwrite: bool = False) -> BatchRun:
-    """Run the batch described by the TOML file ``path`` (see the module docstring)."""
+def run_config(path: str | os.PathLike[str], *, overwrite: bool = False,
+               scheduler: str | None = None, workers: int | None = None) -> BatchRun:
+    """Run the batch described by the TOML file ``path`` (see the module docstring);
+    ``scheduler`` and ``workers``, when given, replace the file's (``workers`` with no
+    scheduler anywhere: a local cluster)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no batch configuration at {path}")
@@ -282,11 +285,13 @@ def run_config(path: str | os.PathLike[str], *, overwrite: bool = False) -> Batc
     inputs = doc["inputs"] if isinstance(doc["inputs"], list) else [doc["inputs"]]
     base = path.parent
     model_from = doc.get("model_from")
+    if scheduler is None:
+        scheduler = doc.get("scheduler", "local" if workers is not None else None)
     return run_batch(
         doc["command"], expand_inputs(inputs, base), base / doc.get("out", "results/batch"),
         doc.get("options", {}),
         model_from=None if model_from is None else base / model_from, overwrite=overwrite,
-        scheduler=doc.get("scheduler"), workers=int(doc.get("workers", 2)))
+        scheduler=scheduler, workers=workers if workers is not None else int(doc.get("workers", 2)))
 
 
 # ------------------------------------------------------------------------------ rerun
