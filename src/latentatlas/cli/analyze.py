@@ -72,7 +72,7 @@ def analyze(
                               for c in channel.split(",") if c]
     chan: int | str | list[int | str] | None = (
         None if not chans else chans[0] if len(chans) == 1 else chans)
-    options = dict(
+    options: dict[str, Any] = dict(
         atoms=atoms, window=window or None, model=model, out=Path(out), progress=not quiet,
         latent_dim=latent_dim, epochs=epochs or None, n_components=classes or None,
         channel=chan, normalize=normalize, seed=seed,
