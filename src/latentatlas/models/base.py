@@ -40,6 +40,7 @@ from latentatlas.models.losses import Penalty
 from latentatlas.models.vae import VAEModule
 from latentatlas.train.plan import TrainConfig, train
 from latentatlas.train.schedules import Schedule
+from latentatlas.train.stream import PatchStream
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -165,7 +166,9 @@ class VAEModel:
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         **train_options: Any,
     ) -> VAEModel:
-        """Train on X: (n, *input_shape) (the channel axis may be omitted for one channel).
+        """Train on X: (n, *input_shape) (the channel axis may be omitted for one channel), or
+        a :class:`~latentatlas.train.stream.PatchStream` of such samples on disk (streamed in
+        blocks; its held-out blocks are the test set).
 
         train_options are TrainConfig fields: epochs, batch_size, lr, test_fraction, seed,
         accelerator, devices, num_nodes, strategy, precision, compile, checkpoint_every,
@@ -173,10 +176,16 @@ class VAEModel:
         5000), "gamma": Constant(30)}.
         """
         config = TrainConfig(schedules=dict(schedules or {}), **train_options)
-        data = {"x": self._as_tensor(X)}
-        cond = self._condition(condition, len(data["x"]))
-        if cond is not None:
-            data["condition"] = cond
+        data: dict[str, Tensor] | PatchStream
+        if isinstance(X, PatchStream):
+            if self.config.condition_dim:
+                raise ValueError("conditional models train on in-memory data: pass arrays")
+            data = X.reshaped(self.config.input_shape)
+        else:
+            data = {"x": self._as_tensor(X)}
+            cond = self._condition(condition, len(data["x"]))
+            if cond is not None:
+                data["condition"] = cond
         self.history = train(self.module, data, config, checkpoint_dir=checkpoint_dir,
                              resume_from=resume_from, on_epoch_end=on_epoch_end)
         self.train_config = config
