@@ -166,9 +166,11 @@ def test_files_are_written_through_the_one_atomic_writer() -> None:
 
 def _is_rename(call: ast.Call) -> bool:
     # os.replace(a, b) / os.rename(a, b), or path.rename(target) / path.replace(target) with
-    # one argument (str.replace takes two).
+    # one argument (str.replace takes two; dataclasses.replace copies).
     func = call.func
     assert isinstance(func, ast.Attribute)
     if isinstance(func.value, ast.Name) and func.value.id == "os":
         return True
+    if isinstance(func.value, ast.Name) and func.value.id == "dataclasses":
+        return False  # dataclasses.replace(obj) copies a dataclass
     return func.attr == "rename" or (len(call.args) == 1 and not call.keywords)
