@@ -278,11 +278,13 @@ class Ensemble:
         y: object | None = None,
         schedules: dict[str, Schedule] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        groups: object | None = None,
         **train_options: Any,
     ) -> Ensemble:
         """Train every member at once on X (and labels y for semi-supervised members).
 
-        The data and default schedules are what the member family's own ``fit`` would use.
+        The data and default schedules are what the member family's own ``fit`` would use
+        (``groups``: the object of each sample, for families whose ``fit`` takes them).
         train_options: TrainConfig fields (epochs, batch_size, lr, ...).
         """
         first = self.members[0]
@@ -294,10 +296,12 @@ class Ensemble:
             if condition is not None:
                 data["condition"] = condition
             merged = dict(schedules or {})
-        elif y is None:
-            data, merged = prepare(X, schedules, **train_options)
         else:
-            data, merged = prepare(X, y, schedules, **train_options)
+            extra = {} if groups is None else {"groups": groups}
+            if y is None:
+                data, merged = prepare(X, schedules, **extra, **train_options)
+            else:
+                data, merged = prepare(X, y, schedules, **extra, **train_options)
         config = TrainConfig(schedules=merged, **train_options)
         module = EnsembleModule([m.module for m in self.members])
         self.history = train(module, data, config, on_epoch_end=on_epoch_end)
@@ -330,6 +334,16 @@ class Ensemble:
     def predict(self, X: object, **kwargs: Any) -> np.ndarray:
         """Class of the mean aligned probabilities (n,)."""
         return self.uncertainty(X, **kwargs).labels
+
+    def elbo(self, X: object, **kwargs: Any) -> np.ndarray:
+        """(m,) each member's mean ELBO per sample on X (its ``elbo``): no labels needed."""
+        if not hasattr(self.members[0], "elbo"):
+            raise ValueError(f"members of {self.member!r} have no elbo method")
+        return np.array([m.elbo(X, **kwargs) for m in self.members])
+
+    def best_member(self, X: object, **kwargs: Any) -> Any:
+        """The member with the highest ELBO on X: restarts chosen without labels."""
+        return self.members[int(np.argmax(self.elbo(X, **kwargs)))]
 
     def encode(self, X: object) -> list[Any]:
         """Each member's ``encode`` (named latents)."""

@@ -11,9 +11,18 @@ discrete latents with the Gumbel-softmax relaxation at temperature ``temperature
 a schedule can anneal it) or, with ``enumerate_classes``, sums the reconstruction exactly over
 every class combination weighted by q(c | x).
 
+With ``class_prior="learned"`` the classes no longer have a uniform prior: the prior pi is a
+parameter fitted to the batch-mean of q(c | x) (the aggregate posterior, an empirical-Bayes
+M-step) under a Dirichlet(``prior_concentration``) hyperprior, and the discrete term is the
+ELBO's own KL(q(c | x) || pi), weight 1. Averaged over the data that KL is the mutual
+information between x and c, so classes are used only as far as they help the reconstruction,
+at any sizes: nothing pushes them towards equal sizes (the uniform prior's capacity term and
+the ``balance`` term both do).
+
 Knobs the training plan may pass (schedules): ``capacity_z``, ``capacity_d``, ``gamma_z``,
-``gamma_d``, ``temperature``, ``balance``, ``consistency``. Missing knobs take the config's values
-(the final capacities).
+``gamma_d``, ``temperature``, ``balance``, ``consistency``, ``dirichlet`` (the hyperprior's
+weight per sample, (concentration - 1) / n, set by ``fit``). Missing knobs take the config's
+values (the final capacities).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import RelaxedOneHotCategorical
 
 from latentatlas.models.base import VAEModel
@@ -44,10 +53,19 @@ from latentatlas.train.schedules import Constant, Linear, Schedule
 MAX_ENUMERATED = 256
 
 
+CLASS_PRIORS = ("uniform", "learned")
+
+
 def categorical_kl_uniform(logits: Tensor) -> Tensor:
     """KL(Categorical(logits) || Uniform(K)) per sample (n,) = log K - entropy."""
     log_q = F.log_softmax(logits, dim=-1)
     return (log_q.exp() * log_q).sum(-1) + math.log(logits.shape[-1])
+
+
+def categorical_kl(logits: Tensor, log_prior: Tensor) -> Tensor:
+    """KL(Categorical(logits) || Categorical(exp(log_prior))) per sample (n,)."""
+    log_q = F.log_softmax(logits, dim=-1)
+    return (log_q.exp() * (log_q - log_prior)).sum(-1)
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,11 @@ class JointConfig(VAEConfig):
     """VAEConfig plus discrete latents.
 
     discrete: number of classes K_i of each discrete variable, e.g. (10,) or (3, 2).
+    class_prior: ``uniform`` (Dupont 2018: KL to the uniform prior under the capacity
+    C_d) or ``learned`` (a prior pi fitted to the aggregate posterior, the discrete term being
+    KL(q(c|x) || pi) with weight 1; ``capacity_d``, ``gamma_d`` and ``balance`` then do not
+    apply). prior_concentration: alpha of the Dirichlet(alpha) hyperprior on the learned pi
+    (1 = none; above 1 keeps every class some prior mass, below 1 lets unused classes empty).
     temperature: Gumbel-softmax temperature when no ``temperature`` schedule is given.
     enumerate_classes: sum exactly over the class combinations (at most 256) instead of sampling.
     capacity_z, capacity_d: final capacities in nats (capacity_d < 0 means sum log K_i).
@@ -70,6 +93,8 @@ class JointConfig(VAEConfig):
     """
 
     discrete: tuple[int, ...] = (10,)
+    class_prior: str = "uniform"
+    prior_concentration: float = 1.0
     temperature: float = 0.67
     enumerate_classes: bool = False
     capacity_z: float = 5.0
@@ -98,6 +123,15 @@ class JointConfig(VAEConfig):
         super().__post_init__()
         if not self.temperature > 0:
             _fail("temperature", "> 0", self.temperature)
+        if self.class_prior not in CLASS_PRIORS:
+            _fail("class_prior", f"one of {CLASS_PRIORS}", self.class_prior)
+        if not self.prior_concentration > 0:
+            _fail("prior_concentration", "> 0", self.prior_concentration)
+        if self.class_prior == "learned" and self.balance:
+            _fail("balance", "0 with class_prior='learned' (it pulls the classes to equal sizes)",
+                  self.balance)
+        if self.class_prior == "learned" and len(discrete) != 1:
+            _fail("discrete", "one discrete variable (K,) with class_prior='learned'", discrete)
         if self.capacity_z < 0:
             _fail("capacity_z", ">= 0 nats", self.capacity_z)
         weights = (self.gamma_z, self.gamma_d, self.balance, self.consistency)
@@ -127,15 +161,30 @@ class DiscreteLatentModule(VAEModule):
     """The core VAE plus an encoder of discrete logits; the decoder is conditioned on one-hots.
 
     ``sizes`` are the class counts of the discrete variables; the config's condition_dim must
-    equal their sum. Shared by the joint and the semi-supervised VAE.
+    equal their sum. Shared by the joint and the semi-supervised VAE. ``learned_prior``: the
+    class prior is a parameter ``prior_logits`` (see :meth:`prior_fit`), else uniform.
     """
 
-    def __init__(self, config: VAEConfig, sizes: tuple[int, ...]) -> None:
+    def __init__(self, config: VAEConfig, sizes: tuple[int, ...], learned_prior: bool = False
+                 ) -> None:
         super().__init__(config)
         self.sizes = tuple(sizes)
         self.classifier = ENCODERS[config.encoder](
             config.input_shape, sum(self.sizes), config.hidden, config.layers
         )
+        self.learned_prior = learned_prior
+        if learned_prior:
+            self.prior_logits = nn.Parameter(torch.zeros(sum(self.sizes)))
+
+    def log_priors(self) -> list[Tensor]:
+        """log p(c_i) of each discrete variable, each (K_i,)."""
+        if self.learned_prior:
+            return [F.log_softmax(lg, -1) for lg in self.prior_logits.split(self.sizes)]
+        return [torch.full((k,), -math.log(k), device=self.log_sigma.device) for k in self.sizes]
+
+    def discrete_kl(self, logits: list[Tensor]) -> list[Tensor]:
+        """KL(q(c_i | x) || p(c_i)) per sample (n,) of each discrete variable."""
+        return [categorical_kl(lg, lp) for lg, lp in zip(logits, self.log_priors(), strict=True)]
 
     def discrete_logits(self, x: Tensor) -> list[Tensor]:
         """Logits of q(c_i | x) for each discrete variable, each (n, K_i)."""
@@ -179,13 +228,18 @@ class DiscreteLatentModule(VAEModule):
 
     def consistency_term(
         self, x: Tensor, logits: list[Tensor], max_angle: float, max_shift: float,
-        max_log_scale: float,
+        max_log_scale: float, pair: Tensor | None = None,
     ) -> Tensor:
-        """Mean over samples of KL(q(c|x) || q(c|T x)) summed over discrete variables, with T a
-        random affine map per sample (``nn.pose.random_pose_matrix``). q(c|x) is held fixed (no
-        gradient), so the moved view learns to agree with the original, not the reverse."""
-        matrix = random_pose_matrix(len(x), x.dim() - 2, max_angle, max_shift, max_log_scale, x)
-        moved = self.discrete_logits(warp(x, matrix))
+        """Mean over samples of KL(q(c|x) || q(c|x')) summed over discrete variables, where x'
+        is ``pair`` (another view of the same object, e.g. a rotated copy cut from the same
+        crop) or else T x for a random affine map T per sample
+        (``nn.pose.random_pose_matrix``). q(c|x) is held fixed (no gradient), so the other view
+        learns to agree with it, not the reverse."""
+        if pair is None:
+            matrix = random_pose_matrix(len(x), x.dim() - 2, max_angle, max_shift,
+                                        max_log_scale, x)
+            pair = warp(x, matrix)
+        moved = self.discrete_logits(pair)
         out = x.new_zeros(())
         for lg, lg_moved in zip(logits, moved, strict=True):
             log_p = F.log_softmax(lg.detach(), -1)
@@ -213,16 +267,39 @@ class DiscreteLatentModule(VAEModule):
 
 
 class JointVAEModule(DiscreteLatentModule):
-    """Network and loss of the joint VAE. Batches: ``x`` (n, c, *spatial)."""
+    """Network and loss of the joint VAE. Batches: ``x`` (n, c, *spatial), optionally ``pair``
+    (another view of each sample, for the consistency term)."""
 
     config: JointConfig
 
     def __init__(self, config: JointConfig) -> None:
-        super().__init__(config, config.discrete)
+        mixture = config.class_prior == "learned"
+        super().__init__(config, config.discrete, learned_prior=mixture)
+        if mixture:
+            # the classes are components of a Gaussian mixture over the content latents; the
+            # classifier network is not needed (q(c | x) is the components' responsibility)
+            del self.classifier
+            k, d = config.discrete[0], config.latent_dim
+            self.mixture_mean = nn.Parameter(torch.randn(k, d))
+            self.mixture_logvar = nn.Parameter(torch.zeros(k, d))
+
+    def component_log_density(self, content: Tensor) -> Tensor:
+        """log N(content; m_k, s_k^2) of each mixture component, (n, K), for content (n, d)."""
+        var = self.mixture_logvar.exp()
+        diff = content[:, None, :] - self.mixture_mean[None]
+        return -0.5 * ((diff**2 / var) + self.mixture_logvar + math.log(2 * math.pi)).sum(-1)
+
+    def discrete_logits(self, x: Tensor) -> list[Tensor]:
+        if self.config.class_prior != "learned":
+            return super().discrete_logits(x)
+        mu, _ = self.encode(x)
+        return [self.log_priors()[0] + self.component_log_density(mu[:, self.n_pose :])]
 
     def forward(
         self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None
     ) -> LossRecord:
+        if self.config.class_prior == "learned":
+            return self.mixture_forward(batch, knobs or {})
         knobs = knobs or {}
         c = self.config
         x = batch["x"]
@@ -240,7 +317,7 @@ class JointVAEModule(DiscreteLatentModule):
         capped = kl if c.capacity_covers_pose else {k: v for k, v in kl.items() if k == "content"}
         kl_cont = torch.stack(list(capped.values())).sum(0)
         kl_pose = sum((v for k, v in kl.items() if k not in capped), torch.zeros_like(kl_cont))
-        kl_disc = [categorical_kl_uniform(lg) for lg in logits]
+        kl_disc = self.discrete_kl(logits)
         for i, value in enumerate(kl_disc):
             kl[f"discrete{i if len(kl_disc) > 1 else ''}"] = value
         cap_z = knobs.get("capacity_z", c.capacity_z)
@@ -256,10 +333,78 @@ class JointVAEModule(DiscreteLatentModule):
         weight = knobs.get("balance", c.balance)
         if weight:
             extras["balance"] = weight * self.balance_term(logits)
+        return self._finish(batch, knobs, x, logits, nll, kl, total, extras)
+
+    def mixture_forward(self, batch: Mapping[str, Tensor], knobs: Mapping[str, float]
+                        ) -> LossRecord:
+        """The ELBO of the mixture prior: p(c) = pi, p(z | c) = N(m_c, s_c^2) over the content
+        latents, q(c | x) = p(c | z) for the sampled z (as in VaDE, Jiang et al. 2017):
+
+            -log p(x | z, q) + sum_c q_c KL(q(z|x) || N(m_c, s_c^2)) + KL(q(c|x) || pi)
+            + KL of the pose latents,
+
+        all with weight ``beta`` (1: the ELBO), plus the Dirichlet hyperprior on pi. The decoder
+        sees the soft one-hot q(c | x)."""
+        c = self.config
+        x = batch["x"]
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        log_prior = self.log_priors()[0]
+        content = slice(self.n_pose, None)
+        logits = log_prior + self.component_log_density(z[:, content])
+        q = torch.softmax(logits, -1)
+        raw = self.decode(z, q)
+        nll = reconstruction_nll(x, raw, c.likelihood, self.log_sigma)
+        kl = {k: v for k, v in self.kl_terms(mu, logvar).items() if k != "content"}
+        mu_c, logvar_c = mu[:, content], logvar[:, content]
+        var_k = self.mixture_logvar.exp()
+        kl_components = 0.5 * (
+            self.mixture_logvar[None] - logvar_c[:, None]
+            + (logvar_c.exp()[:, None] + (mu_c[:, None] - self.mixture_mean[None]) ** 2) / var_k
+            - 1.0
+        ).sum(-1)  # (n, K)
+        kl["content"] = (q * kl_components).sum(-1)
+        kl["discrete"] = (q * (torch.log(q.clamp_min(1e-12)) - log_prior)).sum(-1)
+        beta = knobs.get("beta", c.beta)
+        total = (nll + beta * torch.stack(list(kl.values())).sum(0)).mean()
+        extras = self.penalty_extras(x, raw, z, mu, [logits])
+        dirichlet = knobs.get("dirichlet", 0.0)
+        if dirichlet:
+            extras["dirichlet"] = -dirichlet * log_prior.sum()
+        weight = knobs.get("consistency", c.consistency)
+        if weight:
+            extras["consistency"] = weight * self.content_consistency(
+                x, mu_c, logvar_c, batch.get("pair"))
+        for value in extras.values():
+            total = total + value
+        return LossRecord(total=total, reconstruction=nll.mean(),
+                          kl={k: v.mean() for k, v in kl.items()}, extras=extras)
+
+    def content_consistency(self, x: Tensor, mu: Tensor, logvar: Tensor, pair: Tensor | None
+                            ) -> Tensor:
+        """Mean over samples of KL(q(z|x') || q(z|x)) over the content latents, x' the other
+        view (``pair``, or a random small warp of x), q(z|x) held fixed: the content latents,
+        and with them the mixture's classes, must not change when the object moves."""
+        c = self.config
+        if pair is None:
+            matrix = random_pose_matrix(len(x), x.dim() - 2, c.augment_angle, c.augment_shift,
+                                        c.augment_scale, x)
+            pair = warp(x, matrix)
+        mu_p, logvar_p = self.encode(pair)
+        mu_p, logvar_p = mu_p[:, self.n_pose :], logvar_p[:, self.n_pose :]
+        mu, logvar = mu.detach(), logvar.detach()
+        kl = 0.5 * (logvar - logvar_p + (logvar_p.exp() + (mu_p - mu) ** 2) / logvar.exp() - 1)
+        return kl.sum(-1).mean()
+
+    def _finish(self, batch: Mapping[str, Tensor], knobs: Mapping[str, float], x: Tensor,
+                logits: list[Tensor], nll: Tensor, kl: dict[str, Tensor], total: Tensor,
+                extras: dict[str, Tensor]) -> LossRecord:
+        """Add the consistency term and the extras to the total; the record."""
+        c = self.config
         weight = knobs.get("consistency", c.consistency)
         if weight:
             extras["consistency"] = weight * self.consistency_term(
-                x, logits, c.augment_angle, c.augment_shift, c.augment_scale
+                x, logits, c.augment_angle, c.augment_shift, c.augment_scale, batch.get("pair")
             )
         for value in extras.values():
             total = total + value
@@ -334,6 +479,23 @@ class DiscreteModelMixin:
         return self.predict_proba(X, variable, batch_size).argmax(1)
 
     @torch.no_grad()
+    def elbo(self, X: object, batch_size: int = 1024, seed: int = 0) -> float:
+        """Mean evidence lower bound per sample of X (nats): reconstruction log-likelihood
+        minus every KL term (continuous, pose, discrete against the class prior), unweighted,
+        from one posterior sample drawn with ``seed``; the classes are the most probable ones.
+        Needs no labels, so it can choose between restarts."""
+        x = self._as_tensor(X)  # type: ignore[attr-defined]
+        self.module.eval()
+        total = 0.0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for i in range(0, len(x), batch_size):
+                xb = x[i : i + batch_size].to(self.device)  # type: ignore[attr-defined]
+                record = self.module({"x": xb}, {})
+                total += float(record.negative_elbo) * len(xb)
+        return -total / len(x)
+
+    @torch.no_grad()
     def reconstruct(
         self, X: object, condition: object | None = None, batch_size: int = 4096
     ) -> np.ndarray:
@@ -400,6 +562,31 @@ def default_joint_schedules(config: JointConfig, total_steps: int) -> dict[str, 
     }
 
 
+def partner_index(groups: object, n: int, seed: int = 0) -> np.ndarray:
+    """For each of n samples, the index of another sample of its group (itself when alone):
+    the second view of the consistency term. groups: (n,) integers, e.g. the crop each
+    rotated copy was cut from."""
+    g = np.asarray(groups)
+    if g.shape != (n,) or g.dtype.kind not in "iu":
+        raise ValueError(f"groups must be (n,) = ({n},) integers (the object each sample shows), "
+                         f"got shape {g.shape} of {g.dtype}")
+    rng = np.random.default_rng(seed)
+    out = np.arange(n)
+    for k in np.unique(g):
+        members = np.flatnonzero(g == k)
+        if len(members) > 1:
+            # a random derangement: every member gets another member of the group
+            shift = rng.integers(1, len(members))
+            order = rng.permutation(members)
+            out[order] = np.roll(order, shift)
+    return out
+
+
+def n_objects(groups: object | None, n: int) -> int:
+    """How many independent objects n samples show (their groups, or n without groups)."""
+    return n if groups is None else len(np.unique(np.asarray(groups)))
+
+
 def total_steps(n: int, train_options: Mapping[str, Any]) -> int:
     """Optimisation steps the training plan will take for n samples with these options."""
     cfg = TrainConfig(**{k: v for k, v in train_options.items() if k != "schedules"})
@@ -419,7 +606,8 @@ class JointVAE(DiscreteModelMixin, VAEModel):
     module: JointVAEModule
 
     def prepare_fit(
-        self, X: object, schedules: dict[str, Schedule] | None = None, **train_options: Any
+        self, X: object, schedules: dict[str, Schedule] | None = None,
+        groups: object | None = None, **train_options: Any
     ) -> tuple[dict[str, Tensor], dict[str, Schedule]]:
         """The data dict and schedules ``fit`` hands to the training plan (used by ensembles)."""
         x = self._as_tensor(X)
@@ -428,19 +616,27 @@ class JointVAE(DiscreteModelMixin, VAEModel):
             for k, v in train_options.items()
             if k not in ("checkpoint_dir", "resume_from", "on_epoch_end")
         }
-        merged = {
-            **default_joint_schedules(self.config, total_steps(len(x), options)),
-            **(schedules or {}),
-        }
-        return {"x": x}, merged
+        defaults = default_joint_schedules(self.config, total_steps(len(x), options))
+        if self.config.class_prior == "learned":
+            alpha = self.config.prior_concentration
+            defaults["dirichlet"] = Constant((alpha - 1.0) / n_objects(groups, len(x)))
+        data = {"x": x}
+        if groups is not None:
+            partner = partner_index(groups, len(x), int(options.get("seed", 0)))
+            data["pair"] = x[torch.from_numpy(partner)]
+        return data, {**defaults, **(schedules or {})}
 
     def fit(  # type: ignore[override]  # no condition: classes are learned
-        self, X: object, schedules: dict[str, Schedule] | None = None, **kwargs: Any
+        self, X: object, schedules: dict[str, Schedule] | None = None,
+        groups: object | None = None, **kwargs: Any
     ) -> JointVAE:
         """Train on X (n, *input_shape) without labels. Schedules not given default to
         ``default_joint_schedules`` (capacities growing over 80% of the run at Dupont's equal
-        rate). Further keyword arguments are TrainConfig fields and checkpoint options, as in
+        rate). groups: (n,) the object each sample shows (e.g. rotated copies of one crop):
+        the consistency term then compares each sample with another of its group instead of a
+        random small warp of itself, and the learned prior's hyperprior counts objects. Further
+        keyword arguments are TrainConfig fields and checkpoint options, as in
         ``VAEModel.fit``."""
-        data, merged = self.prepare_fit(X, schedules, **kwargs)
+        data, merged = self.prepare_fit(X, schedules, groups, **kwargs)
         self._fit_data(data, merged, **kwargs)
         return self
