@@ -257,7 +257,7 @@ def scan_size_axes(shape: tuple[int, ...], attrs: dict[str, Any]) -> list[Axis]:
     keeps the uncalibrated default axes.
     """
     axes = default_axes(shape)
-    raw = attrs.get("scan size")
+    raw: Any = attrs.get("scan size")
     try:
         fov = float(raw)
     except (TypeError, ValueError):
