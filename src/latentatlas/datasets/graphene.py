@@ -888,7 +888,8 @@ def make_dopant_crops(
     if size < 24:
         raise ValueError(f"size must be >= 24 pixels, got {size}")
     bond_pm = 142.0
-    images, pixels, labels, coords, elements = [], [], [], [], []
+    images, pixels, labels, coords = [], [], [], []
+    elements: list[tuple[str, ...] | None] = []
     for k, name in enumerate(names):
         for _ in range(int(counts[name])):
             px = float(gen.uniform(*pixel_range))

@@ -138,24 +138,75 @@ def _clusters(points: np.ndarray, mask: np.ndarray, reach: float) -> list[np.nda
     return [idx[labels == k] for k in range(n)]
 
 
-def crop_contrast(image: object, pixel_size: float, bond: float = CC_BOND_PM) -> tuple[float, float]:
+def crop_contrast(image: object, pixel_size: float, centre: Sequence[float] | np.ndarray | None = None,
+                  radius: float = 1000.0, bond: float = CC_BOND_PM) -> tuple[float, float]:
     """(offset, scale) that put a crop on a common intensity scale: ``(image - offset) / scale``
-    has the holes of the lattice near 0 and its columns near 1.
+    has the holes of the lattice near 0 and the defect's brightest column (its heaviest
+    dopant), smoothed over a quarter bond, at 1 (its unsmoothed peak lies higher).
 
-    Taken from the crop smoothed over a quarter bond: offset = its 5th percentile, scale = its
-    95th percentile minus that (the lattice fills the crop; dopants are too few to move it).
+    Measured on the crop smoothed over a quarter bond: offset = the 5th percentile of the
+    pixels within ``radius`` pm of ``centre`` (row, col pixels; None: the whole crop), offset +
+    scale = the brightest pixel within 3 bonds of ``centre`` (None: anywhere). Scaling by the
+    dopant rather than by the carbon lattice is what made crops of one class from frames of
+    different resolution alike (benchmarks/RESULTS.md, issue 14).
     """
     img = _check_image(image)
-    smooth = ndimage.gaussian_filter(img, max(0.25 * bond / _check_pixel(pixel_size), 0.5))
-    lo, hi = np.percentile(smooth, [5.0, 95.0])
+    px = _check_pixel(pixel_size)
+    spacing = bond / px
+    smooth = ndimage.gaussian_filter(img, max(0.25 * spacing, 0.5))
+    region = core = np.ones(img.shape, bool)
+    if centre is not None:
+        rr, cc = np.indices(img.shape)
+        dist = np.hypot(rr - centre[0], cc - centre[1])
+        region = dist <= max(radius / px, 2 * spacing)
+        core = dist <= 3 * spacing
+        if not core.any():
+            raise ValueError(f"centre {tuple(centre)} lies outside the {img.shape} crop")
+    lo = float(np.percentile(smooth[region], 5.0))
+    hi = float(smooth[core].max())
     if not hi > lo:
         raise ValueError("the crop is flat (no contrast); it cannot be put on a common scale")
-    return float(lo), float(hi - lo)
+    return lo, hi - lo
+
+
+def column_width(image: object, pixel_size: float, centre: Sequence[float] | np.ndarray,
+                 bond: float = CC_BOND_PM) -> float:
+    """Gaussian sigma (pm) of the brightest column within 3 bonds of ``centre`` (row, col):
+    the crop's resolution, measured on the defect's heaviest dopant by a least-squares fit of
+    a round Gaussian on a flat background within 80 pm of its peak. NaN when the fit fails or
+    the column touches the border."""
+    from scipy import optimize
+
+    img = _check_image(image)
+    px = _check_pixel(pixel_size)
+    spacing = bond / px
+    smooth = ndimage.gaussian_filter(img, 0.5)
+    rr, cc = np.indices(img.shape)
+    core = np.hypot(rr - centre[0], cc - centre[1]) <= 3 * spacing
+    if not core.any():
+        return float("nan")
+    flat = np.flatnonzero(core)[np.argmax(smooth[core])]
+    pr, pc = np.unravel_index(flat, img.shape)
+    h = max(int(np.ceil(80.0 / px)), 2)
+    if pr < h or pc < h or pr + h >= img.shape[0] or pc + h >= img.shape[1]:
+        return float("nan")
+    win = img[pr - h : pr + h + 1, pc - h : pc + h + 1]
+    yy, xx = np.indices(win.shape) - h
+
+    def residual(q: np.ndarray) -> np.ndarray:
+        g = np.exp(-((yy - q[3]) ** 2 + (xx - q[4]) ** 2) / (2 * q[1] ** 2))
+        return (q[0] * g + q[2] - win).ravel()
+
+    start = [win.max() - win.min(), 40.0 / px, win.min(), 0.0, 0.0]
+    fit = optimize.least_squares(residual, start, bounds=([0, 0.3, -np.inf, -h, -h],
+                                                          [np.inf, 4 * h, np.inf, h, h]))
+    return float(fit.x[1] * px) if fit.success else float("nan")
 
 
 def defect_patches(image: object, pixel_size: float, centre: Sequence[float] | np.ndarray, *,
                    target_pixel: float = 20.0, window: int = 48,
                    angles: Sequence[float] | np.ndarray = (0.0,), mirror: bool = False,
+                   smooth: float = 0.0, resolution: float | None = None,
                    bond: float = CC_BOND_PM) -> np.ndarray:
     """Square patches of a crop around its defect, at one physical pixel size.
 
@@ -166,8 +217,11 @@ def defect_patches(image: object, pixel_size: float, centre: Sequence[float] | n
     Returns (len(angles) * (2 if mirror else 1), window, window) float32: for each angle its
     patch, then (mirror) the mirrored ones in the same order. Downsampling is anti-aliased
     (a Gaussian of sigma 0.5 sqrt(f^2 - 1) source pixels for a shrink factor f); outside the
-    crop the image is mirrored. Intensities: ``(image - offset) / scale`` of
-    :func:`crop_contrast`.
+    crop the image is mirrored. smooth: a further Gaussian blur of that many pm (sigma) for
+    every crop. resolution: blur each crop until its columns are Gaussians of this sigma (pm),
+    as measured on the defect's brightest column (:func:`column_width`; crops already broader
+    are left): frames of different sharpness then look alike.
+    Intensities: ``(image - offset) / scale`` of :func:`crop_contrast` on the blurred crop.
     """
     img = _check_image(image)
     px = _check_pixel(pixel_size)
@@ -180,9 +234,18 @@ def defect_patches(image: object, pixel_size: float, centre: Sequence[float] | n
     angle = np.asarray(angles, dtype=np.float64).reshape(-1)
     if len(angle) == 0:
         raise ValueError("angles must hold at least one angle")
-    offset, scale = crop_contrast(img, px, bond)
+    if smooth < 0:
+        raise ValueError(f"smooth must be >= 0 pm, got {smooth}")
+    if resolution is not None:
+        # blur the crop up to the common resolution (Gaussian widths add in quadrature)
+        width = column_width(img, px, c, bond)
+        if np.isfinite(width):
+            smooth = float(np.hypot(smooth, np.sqrt(max(resolution**2 - width**2, 0.0))))
     factor = target / px
-    work = ndimage.gaussian_filter(img, 0.5 * np.sqrt(factor**2 - 1)) if factor > 1 else img
+    # anti-aliasing (when shrinking) and the common blur, added in quadrature
+    sigma = np.sqrt(0.25 * max(factor**2 - 1, 0.0) + (smooth / px) ** 2)
+    work = ndimage.gaussian_filter(img, sigma) if sigma > 0 else img
+    offset, scale = crop_contrast(work, px, c, bond=bond)
     # output pixel offsets from the centre, in source pixels
     r = (np.arange(window) - (window - 1) / 2) * factor
     dr, dc = np.meshgrid(r, r, indexing="ij")

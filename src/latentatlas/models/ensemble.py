@@ -288,6 +288,13 @@ class Ensemble:
         train_options: TrainConfig fields (epochs, batch_size, lr, ...).
         """
         first = self.members[0]
+        if getattr(first.config, "class_prior", "uniform") == "learned":
+            raise ValueError("joint VAEs with a learned class prior train in two stages (warm-up, "
+                             "then the mixture); fit them one by one and combine them with "
+                             "Ensemble.from_members (or keep the best: best_member)")
+        if y is not None:
+            # labelled samples are never held out silently (see SSVAE.fit)
+            train_options.setdefault("test_fraction", 0.0)
         prepare = getattr(first, "prepare_fit", None)
         if prepare is None:
             # Plain and conditional families: labels, if any, are the decoder's condition.

@@ -32,12 +32,12 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import RelaxedOneHotCategorical
 
 from latentatlas.models.base import VAEModel
@@ -161,30 +161,18 @@ class DiscreteLatentModule(VAEModule):
     """The core VAE plus an encoder of discrete logits; the decoder is conditioned on one-hots.
 
     ``sizes`` are the class counts of the discrete variables; the config's condition_dim must
-    equal their sum. Shared by the joint and the semi-supervised VAE. ``learned_prior``: the
-    class prior is a parameter ``prior_logits`` (see :meth:`prior_fit`), else uniform.
+    equal their sum. Shared by the joint and the semi-supervised VAE. ``classifier``: build
+    the network of q(c | x) (a subclass that derives q(c | x) otherwise passes False).
     """
 
-    def __init__(self, config: VAEConfig, sizes: tuple[int, ...], learned_prior: bool = False
+    def __init__(self, config: VAEConfig, sizes: tuple[int, ...], classifier: bool = True
                  ) -> None:
         super().__init__(config)
         self.sizes = tuple(sizes)
-        self.classifier = ENCODERS[config.encoder](
-            config.input_shape, sum(self.sizes), config.hidden, config.layers
-        )
-        self.learned_prior = learned_prior
-        if learned_prior:
-            self.prior_logits = nn.Parameter(torch.zeros(sum(self.sizes)))
-
-    def log_priors(self) -> list[Tensor]:
-        """log p(c_i) of each discrete variable, each (K_i,)."""
-        if self.learned_prior:
-            return [F.log_softmax(lg, -1) for lg in self.prior_logits.split(self.sizes)]
-        return [torch.full((k,), -math.log(k), device=self.log_sigma.device) for k in self.sizes]
-
-    def discrete_kl(self, logits: list[Tensor]) -> list[Tensor]:
-        """KL(q(c_i | x) || p(c_i)) per sample (n,) of each discrete variable."""
-        return [categorical_kl(lg, lp) for lg, lp in zip(logits, self.log_priors(), strict=True)]
+        if classifier:
+            self.classifier = ENCODERS[config.encoder](
+                config.input_shape, sum(self.sizes), config.hidden, config.layers
+            )
 
     def discrete_logits(self, x: Tensor) -> list[Tensor]:
         """Logits of q(c_i | x) for each discrete variable, each (n, K_i)."""
@@ -274,26 +262,42 @@ class JointVAEModule(DiscreteLatentModule):
 
     def __init__(self, config: JointConfig) -> None:
         mixture = config.class_prior == "learned"
-        super().__init__(config, config.discrete, learned_prior=mixture)
+        # with the learned prior the classes are components of a Gaussian mixture over the
+        # content latents and q(c | x) is their responsibility: no classifier network
+        super().__init__(config, config.discrete, classifier=not mixture)
         if mixture:
-            # the classes are components of a Gaussian mixture over the content latents; the
-            # classifier network is not needed (q(c | x) is the components' responsibility)
-            del self.classifier
             k, d = config.discrete[0], config.latent_dim
-            self.mixture_mean = nn.Parameter(torch.randn(k, d))
-            self.mixture_logvar = nn.Parameter(torch.zeros(k, d))
+            # fitted in closed form (JointVAE.fit: a GMM after the warm-up, then an M-step
+            # after every epoch), not by the optimiser
+            self.register_buffer("mixture_log_weight", torch.full((k,), -math.log(k)))
+            self.register_buffer("mixture_mean", torch.randn(k, d))
+            self.register_buffer("mixture_logvar", torch.zeros(k, d))
+
+    def mixture(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The mixture's log-weights (K,), means and log-variances (K, d)."""
+        return (cast(Tensor, self.mixture_log_weight), cast(Tensor, self.mixture_mean),
+                cast(Tensor, self.mixture_logvar))
 
     def component_log_density(self, content: Tensor) -> Tensor:
         """log N(content; m_k, s_k^2) of each mixture component, (n, K), for content (n, d)."""
-        var = self.mixture_logvar.exp()
-        diff = content[:, None, :] - self.mixture_mean[None]
-        return -0.5 * ((diff**2 / var) + self.mixture_logvar + math.log(2 * math.pi)).sum(-1)
+        _, mean, logvar = self.mixture()
+        diff = content[:, None, :] - mean[None]
+        return -0.5 * ((diff**2 / logvar.exp()) + logvar + math.log(2 * math.pi)).sum(-1)
 
     def discrete_logits(self, x: Tensor) -> list[Tensor]:
         if self.config.class_prior != "learned":
             return super().discrete_logits(x)
         mu, _ = self.encode(x)
-        return [self.log_priors()[0] + self.component_log_density(mu[:, self.n_pose :])]
+        return [self.mixture()[0] + self.component_log_density(mu[:, self.n_pose :])]
+
+    @torch.no_grad()
+    def set_mixture(self, weight: Tensor, mean: Tensor, var: Tensor) -> None:
+        """Set the mixture: weights (K,) (zeros allowed: an empty class), means and variances
+        (K, d) of the content latents."""
+        log_weight, old_mean, logvar = self.mixture()
+        log_weight.copy_(torch.log(weight.clamp_min(1e-30)))
+        old_mean.copy_(mean)
+        logvar.copy_(torch.log(var.clamp_min(1e-6)))
 
     def forward(
         self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None
@@ -317,7 +321,7 @@ class JointVAEModule(DiscreteLatentModule):
         capped = kl if c.capacity_covers_pose else {k: v for k, v in kl.items() if k == "content"}
         kl_cont = torch.stack(list(capped.values())).sum(0)
         kl_pose = sum((v for k, v in kl.items() if k not in capped), torch.zeros_like(kl_cont))
-        kl_disc = self.discrete_kl(logits)
+        kl_disc = [categorical_kl_uniform(lg) for lg in logits]
         for i, value in enumerate(kl_disc):
             kl[f"discrete{i if len(kl_disc) > 1 else ''}"] = value
         cap_z = knobs.get("capacity_z", c.capacity_z)
@@ -349,28 +353,30 @@ class JointVAEModule(DiscreteLatentModule):
         x = batch["x"]
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        log_prior = self.log_priors()[0]
+        log_prior, mean_k, logvar_k = self.mixture()
         content = slice(self.n_pose, None)
+        mu_c, logvar_c = mu[:, content], logvar[:, content]
         logits = log_prior + self.component_log_density(z[:, content])
-        q = torch.softmax(logits, -1)
+        kl = self.kl_terms(mu, logvar)
+        if knobs.get("mixture", 1.0):
+            q = torch.softmax(logits, -1)
+            kl_components = 0.5 * (
+                logvar_k[None] - logvar_c[:, None]
+                + (logvar_c.exp()[:, None] + (mu_c[:, None] - mean_k[None]) ** 2)
+                / logvar_k.exp()[None] - 1.0
+            ).sum(-1)  # (n, K)
+            kl["content"] = (q * kl_components).sum(-1)
+            # empty classes (weight 0) have q = 0 there: 0 * log 0 counts as 0
+            kl["discrete"] = (q * (torch.log(q.clamp_min(1e-30)) - log_prior.clamp_min(-69.0))
+                              ).sum(-1)
+        else:
+            # warm-up: a plain VAE (content prior N(0, I)); the decoder sees no class
+            q = torch.full_like(logits, 1.0 / logits.shape[-1])
         raw = self.decode(z, q)
         nll = reconstruction_nll(x, raw, c.likelihood, self.log_sigma)
-        kl = {k: v for k, v in self.kl_terms(mu, logvar).items() if k != "content"}
-        mu_c, logvar_c = mu[:, content], logvar[:, content]
-        var_k = self.mixture_logvar.exp()
-        kl_components = 0.5 * (
-            self.mixture_logvar[None] - logvar_c[:, None]
-            + (logvar_c.exp()[:, None] + (mu_c[:, None] - self.mixture_mean[None]) ** 2) / var_k
-            - 1.0
-        ).sum(-1)  # (n, K)
-        kl["content"] = (q * kl_components).sum(-1)
-        kl["discrete"] = (q * (torch.log(q.clamp_min(1e-12)) - log_prior)).sum(-1)
         beta = knobs.get("beta", c.beta)
         total = (nll + beta * torch.stack(list(kl.values())).sum(0)).mean()
         extras = self.penalty_extras(x, raw, z, mu, [logits])
-        dirichlet = knobs.get("dirichlet", 0.0)
-        if dirichlet:
-            extras["dirichlet"] = -dirichlet * log_prior.sum()
         weight = knobs.get("consistency", c.consistency)
         if weight:
             extras["consistency"] = weight * self.content_consistency(
@@ -617,9 +623,6 @@ class JointVAE(DiscreteModelMixin, VAEModel):
             if k not in ("checkpoint_dir", "resume_from", "on_epoch_end")
         }
         defaults = default_joint_schedules(self.config, total_steps(len(x), options))
-        if self.config.class_prior == "learned":
-            alpha = self.config.prior_concentration
-            defaults["dirichlet"] = Constant((alpha - 1.0) / n_objects(groups, len(x)))
         data = {"x": x}
         if groups is not None:
             partner = partner_index(groups, len(x), int(options.get("seed", 0)))
@@ -637,6 +640,107 @@ class JointVAE(DiscreteModelMixin, VAEModel):
         random small warp of itself, and the learned prior's hyperprior counts objects. Further
         keyword arguments are TrainConfig fields and checkpoint options, as in
         ``VAEModel.fit``."""
+        if self.config.class_prior == "learned":
+            return self._fit_mixture(X, schedules, groups, **kwargs)
         data, merged = self.prepare_fit(X, schedules, groups, **kwargs)
         self._fit_data(data, merged, **kwargs)
         return self
+
+    def _fit_mixture(self, X: object, schedules: dict[str, Schedule] | None,
+                     groups: object | None, warmup: float = 0.5, **kwargs: Any) -> JointVAE:
+        """The learned-prior joint VAE in two stages. First a plain VAE (content prior
+        N(0, I), the decoder seeing no class) for a ``warmup`` fraction of the epochs; then a
+        Gaussian mixture of K components fitted to the content means (scikit-learn,
+        diagonal covariances, 4 initialisations) starts the classes, and the mixture ELBO
+        trains the rest of the epochs, the mixture being refitted in closed form after every
+        epoch (:meth:`mixture_m_step`)."""
+        from sklearn.mixture import GaussianMixture
+
+        if not 0 < warmup < 1:
+            raise ValueError(f"warmup must be a fraction of the epochs in (0, 1), got {warmup}")
+        if kwargs.get("checkpoint_dir") is not None or kwargs.get("resume_from") is not None:
+            raise ValueError("checkpoints are not supported for the learned-prior joint VAE "
+                             "(its mixture is refitted between epochs); train it in one go")
+        x = self._as_tensor(X)
+        n = len(x)
+        g = np.arange(n) if groups is None else np.asarray(groups)
+        partner_index(g, n)  # validates groups
+        epochs = int(kwargs.pop("epochs", TrainConfig().epochs))
+        first = max(1, round(warmup * epochs))
+        if epochs - first < 1:
+            raise ValueError(f"the learned-prior joint VAE needs epochs >= 2 (warm-up and "
+                             f"mixture), got {epochs}")
+        seed = int(kwargs.get("seed", 0))
+        data, merged = self.prepare_fit(x, schedules, groups, epochs=first, **kwargs)
+        self._fit_data(data, {**merged, "mixture": Constant(0.0)}, epochs=first, **kwargs)
+        warm_history = self.history
+        mu, _ = self._content_posterior(x)
+        gmm = GaussianMixture(self.config.discrete[0], covariance_type="diag", n_init=4,
+                              random_state=seed).fit(mu)
+        self.module.set_mixture(*(torch.as_tensor(a, dtype=torch.float32)
+                                  for a in (gmm.weights_, gmm.means_, gmm.covariances_)))
+        self.mixture_m_step(x, g)
+
+        def m_step(epoch: int, values: dict[str, float]) -> None:
+            self.mixture_m_step(x, g)
+            if callback is not None:
+                callback(epoch, values)
+
+        callback = kwargs.pop("on_epoch_end", None)
+        data, merged = self.prepare_fit(x, schedules, groups, epochs=epochs - first, **kwargs)
+        self._fit_data(data, merged, epochs=epochs - first, on_epoch_end=m_step, **kwargs)
+        self.history = {key: warm_history.get(key, []) + self.history.get(key, [])
+                        for key in {*warm_history, *self.history}}
+        self.history["mixture_start_epoch"] = [float(first)]
+        return self
+
+    @torch.no_grad()
+    def _content_posterior(self, x: Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and variances (n, d) of the content latents."""
+        was_training = self.module.training
+        self.module.eval()
+        mus, variances = [], []
+        for i in range(0, len(x), batch_size):
+            mu, logvar = self.module.encode(x[i : i + batch_size].to(self.device))
+            mus.append(mu[:, self.module.n_pose :].float().cpu())
+            variances.append(logvar[:, self.module.n_pose :].exp().float().cpu())
+        self.module.train(was_training)
+        return torch.cat(mus).numpy(), torch.cat(variances).numpy()
+
+    @torch.no_grad()
+    def mixture_m_step(self, x: Tensor, groups: np.ndarray) -> None:
+        """Refit the class prior and the mixture to the current encoder (one EM M-step).
+
+        Responsibilities are taken at the posterior means and averaged over each group (the
+        views of one object share their class). Weights follow the Dirichlet(alpha) MAP
+        estimate in objects: pi_k proportional to max(n_k + alpha - 1, 0), n_k the expected
+        number of objects in class k; with alpha < 1 a class expected to hold fewer than
+        1 - alpha objects empties, the stated rule that prunes K. Means and variances are the
+        responsibility-weighted moments of the posteriors (variances floored at 1e-4)."""
+        mu, var = self._content_posterior(x)
+        m = self.module
+        log_weight, old_mean, old_logvar = m.mixture()
+        device = old_mean.device
+        logits = log_weight.cpu() + m.component_log_density(torch.from_numpy(mu).to(device)).cpu()
+        resp = torch.softmax(logits.double(), -1).numpy()
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        group_resp = np.zeros((len(counts), resp.shape[1]))
+        np.add.at(group_resp, inverse, resp)
+        group_resp /= counts[:, None]
+        resp = group_resp[inverse]
+        weight_n = resp.sum(0)
+        objects = group_resp.sum(0)
+        alpha = self.config.prior_concentration
+        weight = np.maximum(objects + alpha - 1.0, 0.0)
+        if weight.sum() <= 0:
+            weight = objects
+        weight = weight / weight.sum()
+        safe = np.maximum(weight_n, 1e-12)[:, None]
+        mean = resp.T @ mu / safe
+        second = resp.T @ (var + mu**2) / safe
+        variance = np.maximum(second - mean**2, 1e-4)
+        empty = weight_n < 1e-6
+        mean[empty] = old_mean.cpu().numpy()[empty]
+        variance[empty] = old_logvar.exp().cpu().numpy()[empty]
+        m.set_mixture(*(torch.as_tensor(a, dtype=torch.float32, device=device)
+                        for a in (weight, mean, variance)))
