@@ -28,8 +28,9 @@ The job, step by step:
      ``prior_concentration`` below 1 empties classes that hold almost no crop), so classes
      keep their real sizes. K is ``n_classes``, by default the number of classes in the
      labels; the classes a run leaves empty are reported. ``restarts`` runs from different
-     seeds, the one with the highest ELBO kept (no labels are used to choose). Scored on
-     every labelled crop after matching its classes to the labels (Hungarian).
+     seeds, the one with the highest ELBO kept among those that use more than one class (no
+     labels are used to choose). Scored on every labelled crop after matching its classes to
+     the labels (Hungarian).
 
    Class probabilities of a crop are the mean over its views.
 4. **Baselines** on the same patches and split: k-means and a GMM on PCA scores of the
@@ -76,6 +77,12 @@ CLASSIFY_MODELS: dict[str, tuple[str, bool]] = {
     "jvae": ("jvae", False), "jrvae": ("jrvae", False),
 }
 _CENTRES = ("auto", "given", "finder")
+# Defaults by model kind (semi-supervised or not) for the fields left None, selected by
+# cross-validation on the development library (benchmarks/RESULTS.md, issue 14).
+_KIND_DEFAULTS: dict[bool, dict[str, Any]] = {
+    True: {"dopant_threshold": 0.0, "encoder": "conv", "epochs": 20, "consistency": 0.0},
+    False: {"dopant_threshold": 0.38, "encoder": "mlp", "epochs": 30, "consistency": 1.0},
+}
 _FINDERS = ("peaks", "log", "dcnn")
 
 
@@ -91,12 +98,15 @@ class ClassifyConfig:
     n_classes: K (None: the number of classes in the labels).
     pixel_size: pm per pixel of the patches; window: patch side in pixels.
     views: random rotations per crop (each also mirrored: 2 x views patches per crop).
-    dopant_threshold: intensities below this fraction of the brightest dopant are set to 0.
+    dopant_threshold: intensities below this fraction of the brightest dopant are set to 0
+        (None: the default of the model kind, see ``value``).
     centre: ``given`` (the defect's atom coordinates in the file), ``finder`` (the bright
         dopant columns found by ``finder``), ``auto`` (given where a crop has them).
     latent_dim, hidden, encoder, sigma (Gaussian likelihood width), epochs, batch_size, lr:
         the model and its training. consistency: weight of the class agreement between two
-        views of a crop. alpha: weight of the labelled cross-entropy (semi-supervised).
+        views of a crop. Fields left None (dopant_threshold, encoder, epochs, consistency)
+        take the default of the model kind (``_KIND_DEFAULTS``; ``value`` and ``resolved``).
+        alpha: weight of the labelled cross-entropy (semi-supervised).
         label_oversampling: the labelled views are repeated to about this fraction of each
         epoch. prior_concentration: Dirichlet alpha of the joint VAE's class prior.
         warmup: fraction of the joint VAE's epochs trained as a plain VAE before the classes.
@@ -112,23 +122,23 @@ class ClassifyConfig:
     pixel_size: float = 30.0
     window: int = 32
     views: int = 6
-    dopant_threshold: float = 0.3
+    dopant_threshold: float | None = None
     centre: str = "auto"
     finder: str = "peaks"
     latent_dim: int = 4
     hidden: int = 128
-    encoder: str = "mlp"
+    encoder: str | None = None
     sigma: float = 0.1
-    epochs: int = 30
+    epochs: int | None = None
     batch_size: int = 64
     lr: float = 2e-3
-    consistency: float = 1.0
+    consistency: float | None = None
     alpha: float = 50.0
     label_oversampling: float = 0.5
     prior_concentration: float = 0.5
     warmup: float = 0.5
     restarts: int = 4
-    cnn_epochs: int = 60
+    cnn_epochs: int = 80
     seed: int = 0
     split_seed: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -150,15 +160,21 @@ class ClassifyConfig:
             raise ValueError(f"window must be a multiple of 8 and >= 16 pixels, got {self.window}")
         if self.views < 1:
             raise ValueError(f"views must be >= 1, got {self.views}")
-        if not 0 <= self.dopant_threshold < 1:
-            raise ValueError(f"dopant_threshold must be in [0, 1), got {self.dopant_threshold}")
+        if self.dopant_threshold is not None and not 0 <= self.dopant_threshold < 1:
+            raise ValueError(f"dopant_threshold must be in [0, 1) or None (the model's "
+                             f"default), got {self.dopant_threshold}")
         if self.centre not in _CENTRES:
             raise ValueError(f"centre must be one of {_CENTRES}, got {self.centre!r}")
         if self.finder not in _FINDERS:
             raise ValueError(f"finder must be one of {_FINDERS}, got {self.finder!r}")
         for name in ("latent_dim", "hidden", "epochs", "batch_size", "restarts", "cnn_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.encoder not in (None, "mlp", "conv"):
+            raise ValueError(f"encoder must be 'mlp', 'conv' or None, got {self.encoder!r}")
+        if self.consistency is not None and self.consistency < 0:
+            raise ValueError(f"consistency must be >= 0, got {self.consistency}")
         if not self.lr > 0 or not self.sigma > 0:
             raise ValueError(f"lr and sigma must be > 0, got {self.lr}, {self.sigma}")
         if not 0 < self.label_oversampling < 1:
@@ -170,6 +186,18 @@ class ClassifyConfig:
     @property
     def semi_supervised(self) -> bool:
         return CLASSIFY_MODELS[self.model][1]
+
+    def value(self, name: str) -> Any:
+        """The setting ``name`` in use: the field, or when it is None the default of the
+        model kind (semi-supervised or joint)."""
+        given = getattr(self, name)
+        return _KIND_DEFAULTS[self.semi_supervised][name] if given is None else given
+
+    def resolved(self) -> dict[str, Any]:
+        """Every setting with the kind defaults filled in (what results.json records)."""
+        out = self.to_dict()
+        out.update({name: self.value(name) for name in _KIND_DEFAULTS[True]})
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -248,7 +276,7 @@ def prepare_defects(crops: LabelledCrops, config: ClassifyConfig) -> DefectSet:
         canonical.append(c)
         centres.append(found.centre)
         how.append(found.method)
-    t = config.dopant_threshold
+    t = float(config.value("dopant_threshold"))
 
     def cut(a: np.ndarray) -> np.ndarray:
         return (np.clip(a - t, 0.0, None) / (1.0 - t)).astype(np.float32)
@@ -287,14 +315,16 @@ def _split(y: np.ndarray, config: ClassifyConfig) -> tuple[np.ndarray, np.ndarra
 
 
 def _train_options(config: ClassifyConfig, seed: int, epochs: int | None = None) -> dict[str, Any]:
-    return dict(epochs=epochs or config.epochs, batch_size=config.batch_size, lr=config.lr,
-                seed=seed, progress=False, test_fraction=0.0)
+    return dict(epochs=epochs or config.value("epochs"), batch_size=config.batch_size,
+                lr=config.lr, seed=seed, progress=False, test_fraction=0.0)
 
 
 def _model_config(config: ClassifyConfig) -> dict[str, Any]:
-    return {"latent_dim": config.latent_dim, "hidden": config.hidden, "encoder": config.encoder,
+    return {"latent_dim": config.latent_dim, "hidden": config.hidden,
+            "encoder": config.value("encoder"),
             "decoder": "transform" if config.model in ("ssrvae", "jrvae") else "mlp",
-            "sigma": config.sigma, "consistency": config.consistency, **config.model_options}
+            "sigma": config.sigma, "consistency": config.value("consistency"),
+            **config.model_options}
 
 
 def _fit_semi(data: DefectSet, y: np.ndarray, seen: np.ndarray, validation: np.ndarray,
@@ -329,17 +359,22 @@ def _fit_joint(data: DefectSet, k: int, config: ClassifyConfig
                "prior_concentration": config.prior_concentration}
     if config.model == "jrvae":
         options.setdefault("capacity_covers_pose", False)
-    best, elbos = None, []
+    runs = []
     for r in range(config.restarts):
         seed = config.seed * config.restarts + r
         model = get_model(CLASSIFY_MODELS[config.model][0], (1, w, w), seed=seed, **options)
         model.fit(X, groups=groups, warmup=config.warmup, **_train_options(config, seed))
-        elbos.append(model.elbo(X))
-        if elbos[-1] == max(elbos):
-            best = model
-        log.info("restart %d (seed %d): ELBO %.2f", r, seed, elbos[-1])
-    assert best is not None
-    return best, best.predict_proba(X).reshape(n, v, -1).mean(1), elbos
+        proba = model.predict_proba(X).reshape(n, v, -1).mean(1)
+        occupied = len(np.unique(proba.argmax(1)))
+        runs.append((model.elbo(X), occupied, model, proba))
+        log.info("restart %d (seed %d): ELBO %.2f, %d classes occupied", r, seed, runs[-1][0],
+                 occupied)
+    # the highest ELBO wins, but a run that put every crop in one class answers no question
+    # about classes (and such merged runs reached the highest ELBO on the real library):
+    # it is kept only when every restart merged
+    split = [run for run in runs if run[1] > 1] or runs
+    elbo, _, best, proba = max(split, key=lambda run: run[0])
+    return best, proba, [run[0] for run in runs]
 
 
 # ------------------------------------------------------------------------------ baselines
@@ -510,7 +545,7 @@ def _summary(result: ClassifyResult, source: str) -> dict[str, Any]:
     cfg = result.config
     return {
         "source": source,
-        "config": cfg.to_dict(),
+        "config": cfg.resolved(),
         "classes": list(names),
         "class_counts": crops.counts(),
         "n_classes": result.n_classes,
@@ -626,7 +661,7 @@ def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[s
         if result.restarts:
             tables["Restarts (ELBO per crop view; the highest kept)"] = {
                 f"restart {i}": round(e, 2) for i, e in enumerate(result.restarts)}
-        tables["Parameters"] = result.config.to_dict()
+        tables["Parameters"] = result.config.resolved()
         tables["Timings (s)"] = {k: round(v, 2) for k, v in result.timings.items()}
         write_report(tmp / "index.html", f"latentatlas classify: {source}", figs, tables)
     return plan.path
