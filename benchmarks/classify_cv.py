@@ -10,6 +10,9 @@ Parts:
 - ``unsup3``: no labels, the three largest classes (Si1C3, Si3C6, Si1C4), K = 3: ARI of the
   joint VAE (best of its restarts by ELBO) and of k-means / GMM on PCA, per seed.
 - ``unsup8``: no labels, all eight classes, K = 8: accuracy (Hungarian-matched) per seed.
+- ``centring``: how far the defect centre found in the image (the bright dopant columns of
+  ``descriptors.defects.defect_centre`` with the ``peaks`` and the graphene ``dcnn`` finder)
+  lies from the centroid of the file's ``defect_coord_0`` atoms, in pm.
 
 The JSON is rewritten after every run, so an interrupted benchmark keeps what it measured.
 
@@ -89,6 +92,29 @@ def summarise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     return out
 
 
+def centring(crops: LabelledCrops) -> dict[str, Any]:
+    """Distance (pm) between the finder's defect centre and the given atoms' centroid."""
+    from latentatlas.descriptors.defects import defect_centre
+
+    out: dict[str, Any] = {}
+    names = crops.names()
+    for finder in ("peaks", "dcnn"):
+        t = time.perf_counter()
+        dist = []
+        for i, image in enumerate(crops.images):
+            given = defect_centre(image, crops.pixel_sizes[i], crops.defect_coords[i]).centre
+            found = defect_centre(image, crops.pixel_sizes[i], finder=finder).centre
+            dist.append(float(np.hypot(*(found - given)) * crops.pixel_sizes[i]))
+        d = np.array(dist)
+        out[finder] = {"median_pm": float(np.median(d)), "within_100pm": float((d < 100).mean()),
+                       "within_300pm": float((d < 300).mean()),
+                       "missed": {names[i]: round(dist[i]) for i in np.flatnonzero(d >= 100)},
+                       "seconds": round(time.perf_counter() - t, 1)}
+        print(f"centring {finder}: median {np.median(d):.0f} pm, within 100 pm "
+              f"{(d < 100).mean():.2f}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--parts", default="semi,unsup3,unsup8")
@@ -120,12 +146,16 @@ def main() -> None:
 
     def save() -> None:
         for part in doc["parts"].values():
-            if part["runs"]:
+            if part.get("runs"):
                 part["summary"] = {m: summarise(part["runs"], m)
                                    for m in ("accuracy", "balanced_accuracy", "ari")}
         out.write_text(json.dumps(doc, indent=1))
 
     for part in args.parts.split(","):
+        if part == "centring":
+            doc["parts"]["centring"] = centring(crops)
+            save()
+            continue
         if part == "semi":
             base = ClassifyConfig(model=args.semi_model, labelled_fraction=args.labelled_fraction,
                                   **options)

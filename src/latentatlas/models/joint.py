@@ -11,18 +11,22 @@ discrete latents with the Gumbel-softmax relaxation at temperature ``temperature
 a schedule can anneal it) or, with ``enumerate_classes``, sums the reconstruction exactly over
 every class combination weighted by q(c | x).
 
-With ``class_prior="learned"`` the classes no longer have a uniform prior: the prior pi is a
-parameter fitted to the batch-mean of q(c | x) (the aggregate posterior, an empirical-Bayes
-M-step) under a Dirichlet(``prior_concentration``) hyperprior, and the discrete term is the
-ELBO's own KL(q(c | x) || pi), weight 1. Averaged over the data that KL is the mutual
-information between x and c, so classes are used only as far as they help the reconstruction,
-at any sizes: nothing pushes them towards equal sizes (the uniform prior's capacity term and
-the ``balance`` term both do).
+The uniform prior's capacity term is satisfied by confident classes of any sizes, so on its own
+it lets every sample share one class; the ``balance`` term that prevents this pulls the classes
+to equal sizes. For imbalanced classes, ``class_prior="learned"`` changes the model: the classes
+are the components of a Gaussian mixture prior over the content latents, p(c) = pi,
+p(z | c) = N(m_c, s_c^2), and q(c | x) is the responsibility p(c | z) (VaDE, Jiang et al. 2017);
+no classifier network. The objective is the ELBO (weight ``beta``); the mixture (pi, m, s) is
+fitted in closed form: by a GMM on the latents after a warm-up as a plain VAE, then by an
+M-step after every epoch in which pi follows the classes' sizes under a
+Dirichlet(``prior_concentration``) hyperprior (below 1, a class left with almost no sample
+empties). ``fit(X, groups=...)`` names the object each sample shows (views of one crop): the
+views share their class in the M-step and the consistency term asks their content latents to
+agree. ``elbo(X)`` compares restarts without labels.
 
 Knobs the training plan may pass (schedules): ``capacity_z``, ``capacity_d``, ``gamma_z``,
-``gamma_d``, ``temperature``, ``balance``, ``consistency``, ``dirichlet`` (the hyperprior's
-weight per sample, (concentration - 1) / n, set by ``fit``). Missing knobs take the config's
-values (the final capacities).
+``gamma_d``, ``temperature``, ``balance``, ``consistency``, ``mixture`` (0 during the learned
+prior's warm-up). Missing knobs take the config's values (the final capacities).
 """
 
 from __future__ import annotations
@@ -74,10 +78,11 @@ class JointConfig(VAEConfig):
 
     discrete: number of classes K_i of each discrete variable, e.g. (10,) or (3, 2).
     class_prior: ``uniform`` (Dupont 2018: KL to the uniform prior under the capacity
-    C_d) or ``learned`` (a prior pi fitted to the aggregate posterior, the discrete term being
-    KL(q(c|x) || pi) with weight 1; ``capacity_d``, ``gamma_d`` and ``balance`` then do not
-    apply). prior_concentration: alpha of the Dirichlet(alpha) hyperprior on the learned pi
-    (1 = none; above 1 keeps every class some prior mass, below 1 lets unused classes empty).
+    C_d) or ``learned`` (the Gaussian mixture prior of the module docstring, with learned
+    class weights; the capacities, gammas, temperature and ``balance`` then do not apply, and
+    ``consistency`` compares the content latents of two views). prior_concentration: alpha of
+    the Dirichlet(alpha) hyperprior on the learned weights (1 = none, below 1 empties classes
+    expected to hold fewer than 1 - alpha objects).
     temperature: Gumbel-softmax temperature when no ``temperature`` schedule is given.
     enumerate_classes: sum exactly over the class combinations (at most 256) instead of sampling.
     capacity_z, capacity_d: final capacities in nats (capacity_d < 0 means sum log K_i).
@@ -586,11 +591,6 @@ def partner_index(groups: object, n: int, seed: int = 0) -> np.ndarray:
             order = rng.permutation(members)
             out[order] = np.roll(order, shift)
     return out
-
-
-def n_objects(groups: object | None, n: int) -> int:
-    """How many independent objects n samples show (their groups, or n without groups)."""
-    return n if groups is None else len(np.unique(np.asarray(groups)))
 
 
 def total_steps(n: int, train_options: Mapping[str, Any]) -> int:
