@@ -34,7 +34,8 @@ def classify(
     centre: Annotated[str, typer.Option(
         help="auto (the defect's coordinates in the file where present, else found), given, "
         "or finder (the bright dopant columns found in the image)")] = "auto",
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
+    epochs: Annotated[int, typer.Option(
+        help="training epochs (0 = the model's default: 20 semi-supervised, 30 joint)")] = 0,
     seed: Annotated[int, typer.Option(help="random seed (model, split, baselines)")] = 0,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     quiet: Annotated[bool, typer.Option(help="warnings and errors only")] = False,
@@ -47,13 +48,13 @@ def classify(
     set_quiet(quiet)
     if model not in CLASSIFY_MODELS:
         raise fail(f"--model must be one of {', '.join(sorted(CLASSIFY_MODELS))}, got {model!r}")
-    if n_classes < 0 or input_pixel_size < 0:
-        raise fail("--n-classes and --input-pixel-size must be >= 0")
+    if n_classes < 0 or input_pixel_size < 0 or epochs < 0:
+        raise fail("--n-classes, --input-pixel-size and --epochs must be >= 0")
     with user_errors():
         result = run(folder, model=model, labelled_fraction=labelled_fraction,
                      n_classes=n_classes or None, out=out, labels=labels or None,
                      input_pixel_size=input_pixel_size or None, overwrite=overwrite,
-                     validation_fraction=validation_fraction, centre=centre, epochs=epochs,
+                     validation_fraction=validation_fraction, centre=centre, epochs=epochs or None,
                      seed=seed)
     crops = result.data.crops
     typer.echo(f"{len(crops)} crops, classes {crops.counts()}; {result.n_classes} model classes "
