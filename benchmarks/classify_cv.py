@@ -47,7 +47,7 @@ def _scores(result: Any) -> dict[str, Any]:
     return {
         "model": {k: s["model"][k] for k in keep},
         "baselines": {b: {k: v[k] for k in keep} for b, v in s["baselines"].items()},
-        "restart_elbos": result.restarts,
+        "restarts_elbo_and_classes": result.restarts,
         "occupied": result.occupied,
         "scored": s["scored_crops"],
         "seconds": round(sum(result.timings.values()), 1),

@@ -205,7 +205,7 @@ def test_joint_vae_finds_the_planted_classes_without_labels(crops: LabelledCrops
     s = joint.scores
     assert s["scored_crops"] == len(crops) and joint.labelled.sum() == 0
     assert s["model"]["ari"] >= 0.9 > s["baselines"]["kmeans_pca"]["ari"]
-    assert len(joint.restarts) == 2
+    assert len(joint.restarts) == 2 and all(classes > 1 for _, classes in joint.restarts)
 
 
 def test_class_scores_handle_unmatched_classes() -> None:

@@ -226,7 +226,8 @@ class ClassifyResult:
     predictions: (n,) label index per crop (-1: a joint-VAE class matched to no label);
     probabilities: (n, K) over the model's classes; class_ids: (K,) the label of each model
     class (-1 none). scores: ``model`` and ``baselines`` (name -> :func:`class_scores`).
-    restarts: the ELBO of every joint-VAE restart. occupied: model classes holding a crop."""
+    restarts: (ELBO, classes occupied) of every joint-VAE restart. occupied: model classes
+    holding a crop."""
 
     config: ClassifyConfig
     data: DefectSet
@@ -240,7 +241,7 @@ class ClassifyResult:
     scores: dict[str, Any]
     baseline_predictions: dict[str, np.ndarray]
     model: Any
-    restarts: list[float] = field(default_factory=list)
+    restarts: list[tuple[float, int]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
 
@@ -349,7 +350,7 @@ def _fit_semi(data: DefectSet, y: np.ndarray, seen: np.ndarray, validation: np.n
 
 
 def _fit_joint(data: DefectSet, k: int, config: ClassifyConfig
-               ) -> tuple[Any, np.ndarray, list[float]]:
+               ) -> tuple[Any, np.ndarray, list[tuple[float, int]]]:
     from latentatlas.models import get_model
 
     n, v, w, _ = data.views.shape
@@ -373,8 +374,8 @@ def _fit_joint(data: DefectSet, k: int, config: ClassifyConfig
     # about classes (and such merged runs reached the highest ELBO on the real library):
     # it is kept only when every restart merged
     split = [run for run in runs if run[1] > 1] or runs
-    elbo, _, best, proba = max(split, key=lambda run: run[0])
-    return best, proba, [run[0] for run in runs]
+    _, _, best, proba = max(split, key=lambda run: run[0])
+    return best, proba, [(run[0], run[1]) for run in runs]
 
 
 # ------------------------------------------------------------------------------ baselines
@@ -440,7 +441,7 @@ def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
     known = y >= 0
     scored = known & ~seen & ~validation
     t = time.perf_counter()
-    restarts: list[float] = []
+    restarts: list[tuple[float, int]] = []
     if config.semi_supervised:
         model, proba = _fit_semi(data, y, seen, validation, k, config)
         class_ids = np.arange(k)
@@ -564,7 +565,7 @@ def _summary(result: ClassifyResult, source: str) -> dict[str, Any]:
                      "Hungarian matching of the model's classes to the labels"),
         },
         "scores": result.scores,
-        "restart_elbos": result.restarts,
+        "restarts_elbo_and_classes": result.restarts,
         "history": {k: v for k, v in getattr(result.model, "history", {}).items()
                     if k.startswith(("train/elbo", "train/total", "validation/"))},
         "timings": result.timings,
@@ -659,8 +660,9 @@ def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[s
                              "occupied": result.occupied,
                              "labels of the model's classes": summary["model_class_labels"]}
         if result.restarts:
-            tables["Restarts (ELBO per crop view; the highest kept)"] = {
-                f"restart {i}": round(e, 2) for i, e in enumerate(result.restarts)}
+            tables["Restarts (ELBO per crop view, classes occupied; the highest ELBO using "
+                   "more than one class kept)"] = {
+                f"restart {i}": f"{e:.2f}, {c}" for i, (e, c) in enumerate(result.restarts)}
         tables["Parameters"] = result.config.resolved()
         tables["Timings (s)"] = {k: round(v, 2) for k, v in result.timings.items()}
         write_report(tmp / "index.html", f"latentatlas classify: {source}", figs, tables)
