@@ -33,6 +33,7 @@ from latentatlas.descriptors.walls import (
     DEFAULT_WEIGHTS,
     METHODS,
     find_walls,
+    segment_domains,
     to_polarization,
     wall_patches,
 )
@@ -131,6 +132,21 @@ def test_find_walls_rejects_bad_input() -> None:
         find_walls(np.zeros((4, 30)))
     with pytest.raises(FileNotFoundError, match="train_wall_finder"):
         find_walls(img, "dcnn", weights="/nonexistent/wall_finder")
+
+
+@pytest.mark.parametrize("sigma", [1e9, float("nan"), float("inf"), -1.0, 33.0, "wide"])
+@pytest.mark.parametrize("method", ["gaussian", "canny"])
+def test_sigma_is_bounded_before_any_kernel_is_built(method: str, sigma: object) -> None:
+    """sigma=1e9 once built a 60 GiB Gaussian kernel; beyond the image's side it is refused."""
+    img = np.zeros((32, 32))
+    with pytest.raises(ValueError, match=r"sigma must be .*larger side \(32 pixels\)"):
+        find_walls(img, method, sigma=sigma)
+    assert find_walls(img + np.eye(32), method, sigma=32.0).mask.shape == (32, 32)
+
+
+def test_segment_domains_bounds_sigma() -> None:
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        segment_domains(np.zeros((16, 16)), sigma=1e9)
 
 
 # --- patches, time delay, multilayer ----------------------------------------------------------
@@ -236,7 +252,7 @@ def test_walls_cli_writes_mask_overlay_and_table(tmp_path) -> None:  # noqa: ANN
     # counts are written as integers, and every frame names its source file
     assert lines[1].split(",")[0] == "0" and lines[1].split(",")[2].isdigit()
     assert "movie.npy" in lines[2]
-    assert (out / "index.html").exists()
+    assert (out / "index.html").exists() and (out / "explorer.html").exists()
     bad = CliRunner().invoke(app, ["walls", str(src), "--method", "sobel", "--out", str(out)])
     assert bad.exit_code == 2 and "canny, gaussian, dcnn" in bad.output
 
@@ -276,3 +292,8 @@ def test_walls_cli_stacks_real_pfm_files_and_picks_the_phase_channel(tmp_path) -
     summary = json.loads((out / "walls.json").read_text())
     assert summary["method"] == "gaussian" and summary["params"]["phase"] is True
     assert len(summary["frames"]) == 2
+    first, last = summary["frames"]
+    assert 0 < first["convexity"] <= 1 and 0 < first["switch_significance"] < 0.5
+    assert first["switch_significance"] == first["changed_fraction"]  # no noise floor given
+    assert np.isnan(last["changed_fraction"])  # no later frame
+    assert "convexity,changed_fraction,switch_significance" in (out / "walls.csv").read_text()

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from latentatlas.cli.app import OVERWRITE_HELP, app, fail, set_quiet, user_errors
+from latentatlas.cli.app import (
+    FIGURE_FORMAT_HELP,
+    OVERWRITE_HELP,
+    app,
+    fail,
+    set_quiet,
+    user_errors,
+)
 
 _SLOW = {"blu", "umap", "tsne", "autoencoder", "vae", "shiftvae", "hdbscan", "isomap"}
 
@@ -40,16 +47,19 @@ def _parse_crop(text: str) -> tuple[float | None, float | None] | None:
 @app.command("unmix")
 def unmix_command(
     cube: Annotated[Path, typer.Argument(
-        help="spectrum image (ny, nx, channels): .npy or any file latentatlas.io.load reads "
-             "(.h5/.hf5, .3ds, .emd/.zip, .dm4 ...)")],
+        help="spectrum image (ny, nx, channels), line scan (n, channels) or (..., ny, nx, "
+             "channels): .npy or any file latentatlas.io.load reads (.h5/.hf5, .3ds, .emd/.zip, "
+             ".dm4, .hspy ...)")],
     method: Annotated[str, typer.Option(
         "--method", "-m", help="pca, nmf, blu, kmeans, gmm, dbscan, hdbscan, isomap, umap, "
                                "tsne, som, autoencoder, vae, shiftvae")] = "pca",
     k: Annotated[int, typer.Option(
         "-k", "--n-components", help="components / clusters / dimensions")] = 3,
     out: Annotated[str, typer.Option(
-        "--out", help="results folder (default: results/unmix/METHOD)")] = "",
-    channel: Annotated[str, typer.Option(help="channel or signal of a multi-signal file")] = "",
+        "--out", "-o", help="results folder (default: results/unmix/METHOD)")] = "",
+    channel: Annotated[str, typer.Option(
+        "--channel", "-c", help="channel or signal of a multi-signal file (index or name; "
+                                "see the names with --list-channels)")] = "",
     crop: Annotated[str, typer.Option(
         help="channel range LOW:HIGH in axis units, e.g. 450:900")] = "",
     bin: Annotated[int, typer.Option(help="spatial binning factor")] = 1,
@@ -58,13 +68,17 @@ def unmix_command(
         help="'channel' or 'global': divide by the standard deviation first")] = "",
     offset: Annotated[str, typer.Option(
         help="'min' (subtract the minimum) or a number to subtract")] = "",
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="random seed")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto (torch-backed methods)")] = "cpu",
     option: Annotated[list[str] | None, typer.Option(
-        "--option", "-o", help="method option KEY=VALUE, repeatable (e.g. -o max_iter=500)")
+        "--option", "-p", help="method option KEY=VALUE, repeatable (e.g. -p max_iter=500)")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
-    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+    figure_format: Annotated[list[str] | None, typer.Option(
+        "--figure-format", "-F", help=FIGURE_FORMAT_HELP)] = None,
+    list_channels: Annotated[bool, typer.Option(
+        "--list-channels", help="print the channels/signals of CUBE and exit")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help=OVERWRITE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Unmix or cluster the spectra of a cube; write result .h5, params JSON, PNG figures and
     index.html into one results folder."""
@@ -72,6 +86,13 @@ def unmix_command(
     from latentatlas.spectral.unmix import list_methods
 
     set_quiet(quiet)
+    if list_channels:
+        from latentatlas.io import list_channels as channels_of
+
+        with user_errors():
+            for i, name in enumerate(channels_of(cube)):
+                typer.echo(f"{i}: {name}")
+        return
     if method not in list_methods():
         raise fail(f"--method must be one of {', '.join(list_methods())}, got {method!r}")
     if k < 1:
@@ -98,7 +119,7 @@ def unmix_command(
                         crop=_parse_crop(crop), bin=bin, poisson=poisson,
                         scale=scale or False,  # type: ignore[arg-type]
                         offset=off, random_state=seed, device=device, progress=not quiet,
-                        overwrite=overwrite, **options)
+                        overwrite=overwrite, figure_formats=figure_format or (), **options)
     result = run.result
     err = "" if result.reconstruction_error is None else \
         f"; relative reconstruction error {result.reconstruction_error:.4g}"

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,17 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas._repr import html_summary, text_summary
+from latentatlas.analysis.baselines import Baselines
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
-from latentatlas.descriptors.patches import Patches, as_stack, extract_patches
+from latentatlas.descriptors.patches import NORMALIZE_MODES, Patches, as_stack, extract_patches
 from latentatlas.descriptors.timedelay import time_delay_stack
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.io import Dataset, load
-from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder
+from latentatlas.io.calibration import Calibration
+from latentatlas.models.latents import LatentActivity
+from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +51,29 @@ class AnalysisConfig:
     window: patch side in pixels (None: twice the typical atom spacing; 32 for windows).
     stride: sliding-window step (None: window // 4).
     model: a registered VAE family name (``vae``, ``shiftvae``, ``rvae``, ...).
-    latent_dim: content latents. epochs, batch_size, lr: training.
+    latent_dim: content latents. batch_size, lr: training.
+    epochs: None chooses them for the number of patches: enough epochs for about ``steps``
+        optimiser steps (at least 20, at most 1000). Real scans give a few hundred to a few
+        thousand patches; 20 epochs of 128 were ~120 steps on a 256 x 256 PFM scan, too few
+        to leave the prior, and every latent collapsed on half the scans (issue 13).
+    steps: the number of optimiser steps the automatic epochs aim for.
+    kl_warmup: the KL weight rises linearly from 0 to the model's beta over this fraction of
+        the steps (plain VAE family only; 0 = off), so the encoder learns to use its latents
+        before the prior pulls them in.
     train_samples: train on a seeded random subset of at most this many patches (None: all);
         every patch is encoded. One CPU epoch of the rVAE on 40,000 22x22 patches took
         minutes (benchmarks/RESULTS.md), and a few thousand patches of a lattice
         already cover its variability.
     n_components: GMM size (None: chosen by BIC up to ``max_components``).
     cluster_on: ``content`` (z1..zk; pose latents are nuisance) or ``all`` latents.
-    normalize, border: patch options (see ``extract_patches``).
+    normalize, border: patch options (see ``extract_patches``). The default ``auto`` is
+        ``background`` for patches around atoms: the slow background and local contrast
+        changes are removed at the scale ``background_sigma`` (None: the window, i.e. two
+        atomic spacings) before cutting, so classes follow the sublattices instead of a
+        gradient or a thickness change. For sliding windows it is ``image``: there the
+        contrast between windows (a domain's phase, its switched fraction) is the signal,
+        and dividing by the local contrast lowered the latents' correlation with the
+        switched fraction on the real PZT scans (benchmarks/RESULTS.md, issue 13).
     channel: channel of a multi-channel file; a list of channels (e.g. ["AmplitudeRetrace",
         "PhaseRetrace"]) stacks them as the channels of every patch (multilayer descriptors).
         invert: negate the image first, for contrast where atoms are dark (annular bright
@@ -62,6 +82,9 @@ class AnalysisConfig:
         t+(time_delay-1)*lag become the channels of one patch, in time order (time-delay
         descriptors); atoms or windows are taken from frame t.
     seed: for training and the GMM.
+    model_from: reuse a trained model instead of training one: a previous ``analyze``
+        results folder or a saved model folder (``model.save``). The patch side is the
+        model's; ``model``, ``latent_dim`` and the training settings are then unused.
     atom_options: keyword arguments for ``descriptors.atoms.find_atoms`` (spacing,
         threshold, n_classes, ...); atoms are found on the first channel.
     """
@@ -71,20 +94,24 @@ class AnalysisConfig:
     stride: int | None = None
     model: str = "rvae"
     latent_dim: int = 2
-    epochs: int = 20
-    batch_size: int = 128
+    epochs: int | None = None
+    steps: int = 3000
+    kl_warmup: float = 0.3
+    batch_size: int = 64
     train_samples: int | None = 5000
     lr: float = 1e-3
     n_components: int | None = None
     max_components: int = 6
     cluster_on: str = "content"
-    normalize: str = "image"
+    normalize: str = "auto"
+    background_sigma: float | None = None
     border: str = "drop"
     channel: int | str | list[int | str] | None = None
     time_delay: int = 1
     lag: int = 1
     invert: bool = False
     seed: int = 0
+    model_from: str | None = None
     atom_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,12 +128,30 @@ class AnalysisConfig:
             raise ValueError(f"train_samples must be >= 4 or None, got {self.train_samples}")
         if self.time_delay < 1 or self.lag < 1:
             raise ValueError(f"time_delay and lag must be >= 1, got {self.time_delay}, {self.lag}")
-        if self.epochs < 1 or self.latent_dim < 1:
-            raise ValueError(f"epochs and latent_dim must be >= 1, got {self.epochs}, "
+        if (self.epochs is not None and self.epochs < 1) or self.latent_dim < 1:
+            raise ValueError(f"epochs (or None) and latent_dim must be >= 1, got {self.epochs}, "
                              f"{self.latent_dim}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0 <= self.kl_warmup <= 1:
+            raise ValueError(f"kl_warmup must be in [0, 1] (a fraction of the steps), got "
+                             f"{self.kl_warmup}")
+        if self.normalize not in ("auto", *NORMALIZE_MODES):
+            raise ValueError(f"normalize must be 'auto' or one of {NORMALIZE_MODES}, got "
+                             f"{self.normalize!r}")
+        if self.background_sigma is not None and not self.background_sigma > 0:
+            raise ValueError(f"background_sigma must be > 0 pixels or None, got "
+                             f"{self.background_sigma}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def normalization(self, windows: bool) -> str:
+        """The normalisation used: ``normalize``, with ``auto`` resolved for atom patches
+        (``background``) or sliding windows (``image``)."""
+        if self.normalize != "auto":
+            return self.normalize
+        return "image" if windows else "background"
 
 
 @dataclass
@@ -123,6 +168,42 @@ class AnalysisResult:
     out: Path | None = None
     truth: dict[str, np.ndarray] | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
+    activity: LatentActivity | None = None
+    baselines: Baselines | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def _summary(self) -> dict[str, Any]:
+        return {"model": self.config.model, "frames": int(self.image.shape[0]),
+                "image": f"{self.image.shape[2]} x {self.image.shape[3]} px, "
+                         + self.calibration.describe(),
+                "patches": len(self.patches), "window": self.patches.window,
+                "latents": self.maps.names, "classes": self.labels.n_components,
+                "scores": self.scores or None, "out": self.out}
+
+    def __repr__(self) -> str:
+        return text_summary("AnalysisResult", self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary("AnalysisResult", self._summary())
+
+    def plot(self) -> dict[str, Any]:
+        """The figures of the report as ``{name: matplotlib Figure}`` (maps calibrated)."""
+        return {name: fig for name, (_, fig) in _figure_set(self).items()}
+
+    def to_signals(self) -> dict[str, Any]:
+        """Latent and class maps as calibrated HyperSpy signals (needs ``hyperspy``); see
+        :func:`latentatlas.pipelines.signals.analysis_signal_dicts`."""
+        from latentatlas.pipelines.signals import analysis_signal_dicts, to_signals
+
+        return to_signals(analysis_signal_dicts(self))
+
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer of this result in a Jupyter notebook (the same views as
+        ``explorer.html`` in the results folder)."""
+        from latentatlas.report import explore
+
+        return explore(self, **options)
 
     @property
     def label_image(self) -> np.ndarray:
@@ -247,6 +328,7 @@ def analyze(
     frames: Any = None,
     progress: bool = True,
     overwrite: bool = False,
+    figure_formats: Sequence[str] = (),
     **options: Any,
 ) -> AnalysisResult:
     """Run the whole analysis on an image, a stack, a file or ``"example:lattice"``.
@@ -265,13 +347,20 @@ def analyze(
         is replaced; any other existing folder is refused before the work starts, unless
         ``overwrite`` (then only latentatlas's own files in it are replaced; see
         :mod:`latentatlas.pipelines.outputs`).
+    figure_formats : ``svg`` and/or ``pdf`` copies of every figure beside the PNGs.
     options : further :class:`AnalysisConfig` fields (epochs, latent_dim, n_components, ...).
     """
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     given = None if isinstance(atoms, str) else np.asarray(atoms, dtype=np.float64)
+    if options.get("model_from") is not None:
+        options["model_from"] = os.fspath(options["model_from"])
     cfg = AnalysisConfig(atoms=atoms if isinstance(atoms, str) else "given", window=window,
                          model=model, **options)
+    pretrained = None if cfg.model_from is None else _pretrained(cfg)
+    if pretrained is not None:
+        cfg = dataclasses.replace(cfg, model=pretrained.name,
+                                  window=int(pretrained.config.input_shape[-1]))
     inputs = _input_paths(source)
     plan = None if out is None else check_output(out, inputs, overwrite)
     truth = None
@@ -319,11 +408,13 @@ def analyze(
         t = time.perf_counter()
         patches = extract_patches(stack, centers, win, frames=frm, classes=classes,
                                   border=cfg.border,  # type: ignore[arg-type]
-                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+                                  normalize=cfg.normalization(windows=False),  # type: ignore[arg-type]
+                                  background_sigma=cfg.background_sigma or win)
     else:
         win = cfg.window or min(32, min(h, w) // 4)
         patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
-                                  normalize=cfg.normalize)  # type: ignore[arg-type]
+                                  normalize=cfg.normalization(windows=True),  # type: ignore[arg-type]
+                                  background_sigma=cfg.background_sigma or win)
     timings["patches"] = time.perf_counter() - t
     step(f"{len(patches)} patches")
     log.info("%d patches of %d x %d (%d dropped at the border)", len(patches), win, win,
@@ -337,22 +428,37 @@ def analyze(
 
     X = patches.as_model_input()
     shape = X.shape[1:]
-    vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
-    train_x = X
-    if cfg.train_samples is not None and len(X) > cfg.train_samples:
-        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(X), cfg.train_samples,
-                                                              replace=False))
-        train_x = X[pick]
-        log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
-    t = time.perf_counter()
-    vae.fit(train_x, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(train_x)), lr=cfg.lr,
-            seed=cfg.seed, progress=progress)
-    timings["train"] = time.perf_counter() - t
+    if pretrained is not None:
+        expected = tuple(pretrained.config.input_shape)  # (channels, h, w)
+        got = tuple(shape) if len(shape) == len(expected) else (1, *shape)
+        if got != expected:
+            raise ValueError(
+                f"the model from {cfg.model_from} takes patches {expected} but these are {got}: "
+                "use the same channels (and time_delay) as its run")
+        vae = pretrained
+        training: dict[str, Any] = {"reused": str(cfg.model_from)}
+        log.info("reusing the trained %s from %s (no training)", vae.name, cfg.model_from)
+    else:
+        vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim, seed=cfg.seed)
+        train_x = X
+        if cfg.train_samples is not None and len(X) > cfg.train_samples:
+            pick = np.sort(np.random.default_rng(cfg.seed).choice(len(X), cfg.train_samples,
+                                                                  replace=False))
+            train_x = X[pick]
+            log.info("training on %d of %d patches (train_samples)", len(train_x), len(X))
+        t = time.perf_counter()
+        training = training_plan(cfg, len(train_x), vae)
+        vae.fit(train_x, epochs=training["epochs"], batch_size=training["batch_size"],
+                lr=cfg.lr, seed=cfg.seed, progress=progress, schedules=training.pop("schedules"))
+        timings["train"] = time.perf_counter() - t
     step("trained")
     t = time.perf_counter()
     lat = vae.encode(X)
     timings["encode"] = time.perf_counter() - t
     maps = latent_maps(lat, patches)
+    activity = lat.activity()
+    if activity.collapsed:
+        log.warning("%s", activity.warning())
     step("encoded")
 
     # -- labels
@@ -367,18 +473,92 @@ def analyze(
     timings["labels"] = time.perf_counter() - t
     step(f"{labels.n_components} classes")
 
+    t = time.perf_counter()
+    baselines = _baselines(stack, patches, maps, activity, labels, cfg, data)
+    timings["baselines"] = time.perf_counter() - t
+    log.info("verdict: %s", baselines.verdict)
     result = AnalysisResult(config=cfg, image=stack, patches=patches, maps=maps, labels=labels,
-                            model=vae, timings=timings, truth=truth)
+                            model=vae, timings=timings, truth=truth,
+                            calibration=_calibration(data), activity=activity,
+                            baselines=baselines, training=training)
     if truth is not None:
         result.scores = _score_against_truth(result, truth)
     if plan is not None:
         t = time.perf_counter()
-        result.out = _write_run(result, data, plan, inputs)
+        result.out = _write_run(result, data, plan, inputs, tuple(figure_formats))
         timings["write"] = time.perf_counter() - t
         step("written")
     bar.close()
     timings["total"] = time.perf_counter() - t_all
     return result
+
+
+def _pretrained(cfg: AnalysisConfig) -> Any:
+    """The model of ``cfg.model_from``: an analyze results folder (its ``model``) or a saved
+    model folder."""
+    from latentatlas.models import load_model
+
+    path = Path(str(cfg.model_from))
+    folder = path / "model" if (path / "model").is_dir() else path
+    if not folder.is_dir():
+        raise ValueError(f"model_from {path} is neither an analyze results folder nor a saved "
+                         "model folder")
+    return load_model(folder)
+
+
+def training_plan(cfg: AnalysisConfig, n_train: int, model: Any) -> dict[str, Any]:
+    """Batch size, epochs and KL warm-up for ``n_train`` training patches (see AnalysisConfig).
+
+    The fit holds out 10 % for its test loss, so an epoch is ceil(0.9 n / batch) steps.
+    """
+    from latentatlas.models.vae import VAEModule
+    from latentatlas.train.schedules import Linear
+
+    batch = max(1, min(cfg.batch_size, n_train))
+    per_epoch = max(1, int(np.ceil(0.9 * n_train / batch)))
+    epochs = cfg.epochs or int(np.clip(np.ceil(cfg.steps / per_epoch), 20, 1000))
+    total = epochs * per_epoch
+    schedules: dict[str, Any] = {}
+    # Only the plain VAE family's loss reads one "beta" knob for all its KL terms; the joint
+    # and semi-supervised families bring their own capacity schedules.
+    if cfg.kl_warmup > 0 and getattr(model, "module_class", None) is VAEModule:
+        warm = max(1, int(cfg.kl_warmup * total))
+        schedules["beta"] = Linear(0.0, float(model.config.beta), warm)
+    return {"epochs": epochs, "batch_size": batch, "steps": total, "schedules": schedules,
+            "kl_warmup_steps": int(schedules["beta"].steps) if schedules else 0}
+
+
+def _baselines(stack: np.ndarray, patches: Patches, maps: LatentMaps, activity: LatentActivity,
+               labels: LatentLabels, cfg: AnalysisConfig, data: Dataset) -> Baselines:
+    """PCA, PCA k-means/GMM and plain descriptors on the same patches (analysis.baselines)."""
+    from latentatlas.analysis.baselines import (
+        background_level,
+        compute_baselines,
+        pfm_descriptors,
+        plain_descriptors,
+    )
+
+    if patches.grid_shape is not None:
+        raw = sliding_windows(stack, patches.window, int(patches.extra["stride"]), normalize="none")
+    else:
+        raw = extract_patches(stack, patches.centers, patches.window, frames=patches.frames,
+                              border=cfg.border, normalize="none")  # type: ignore[arg-type]
+    channels = cfg.channel if isinstance(cfg.channel, list) else [cfg.channel]
+    names = [str(c) for c in channels] if len(channels) == stack.shape[1] else None
+    desc = plain_descriptors(raw.data, np.median(stack, axis=(0, 2, 3)), names)
+    desc["background"] = background_level(stack[:, 0], patches.centers, 2.0 * patches.window,
+                                          patches.frames)
+    # PFM: the phase channel gives domains and walls; taken from the channel's name or the
+    # file's quantity when the analysed stack has that one channel
+    phase = [i for i, c in enumerate(channels) if isinstance(c, str) and "phase" in c.lower()]
+    if not phase and stack.shape[1] == 1 and "phase" in str(data.quantity or "").lower():
+        phase = [0]
+    if phase and cfg.time_delay == 1:
+        sign = -1.0 if cfg.invert else 1.0
+        desc.update(pfm_descriptors(sign * stack[:, phase[0]], patches))
+    return compute_baselines(patches.as_model_input(), maps.values, maps.names, activity,
+                             labels.labels, desc, max_components=cfg.max_components,
+                             seed=cfg.seed)
 
 
 def _score_against_truth(result: AnalysisResult, truth: dict[str, np.ndarray]) -> dict[str, float]:
@@ -409,7 +589,8 @@ def save_results(path: Path, result: AnalysisResult) -> Path:
     }
     config = json.dumps({"analysis": result.config.to_dict(), "patches": p.summary(),
                          "labels": lab.summary(), "latent_names": m.names,
-                         "timings": result.timings, "scores": result.scores})
+                         "timings": result.timings, "scores": result.scores,
+                         **_checks(result)})
 
     def write(tmp: Path) -> None:
         if path.suffix == ".npz":
@@ -432,90 +613,192 @@ def save_results(path: Path, result: AnalysisResult) -> Path:
     return path
 
 
-def _figures(result: AnalysisResult, folder: Path) -> list[tuple[str, Path]]:
+def _calibration(data: Dataset) -> Calibration:
+    """The pixel size of the analysed images: the last two axes longer than one (files often
+    carry singleton batch/channel axes)."""
+    axes = [a for a in data.axes if a.size > 1 and a.kind != "spectral"]
+    cal = Calibration.from_axes(axes[-2:])
+    if cal.calibrated and not cal.square:
+        log.warning("the pixels are not square (%s): atoms and patches are found in pixels, so "
+                    "shapes look stretched by %.2f along x; the maps are drawn at the true size. "
+                    "Resample the image to square pixels first for a rotation-invariant model",
+                    cal.describe(), cal.scale[0] / cal.scale[1])
+    return cal
+
+
+def _checks(result: AnalysisResult) -> dict[str, Any]:
+    """The trust block of the results: training plan, latent activity, baselines, verdict."""
+    out: dict[str, Any] = {"training": {k: v for k, v in result.training.items()
+                                        if k != "schedules"}}
+    if result.activity is not None:
+        out["activity"] = result.activity.to_dict()
+        out["warning"] = result.activity.warning()
+    if result.baselines is not None:
+        out["baselines"] = result.baselines.to_dict()
+        out["verdict"] = result.baselines.verdict
+    return out
+
+
+def _report_tables(b: Baselines) -> dict[str, dict[str, Any]]:
+    """Verdict, latent activity and the baseline comparison as report tables."""
+    d = b.to_dict()
+    act = d["activity"]["latents"]
+    return {
+        "Verdict": {"verdict": b.verdict, **({"warning": b.activity.warning()}
+                                             if b.activity.collapsed else {})},
+        "Latent activity (active: spread of the means >= "
+        f"{b.activity.threshold} x posterior std)": {
+            n: f"ratio {v['ratio']:.2f}, KL {v['kl']:.2f} nats, "
+               f"{'active' if v['active'] else 'inactive'}" for n, v in act.items()},
+        "Baselines": {
+            "PCA explained variance": [round(v, 3) for v in d["pca_explained_variance"]],
+            "PCA k-means: classes, ARI vs model": [d["pca_kmeans"]["n_classes"],
+                                                   d["pca_kmeans"]["ari_vs_model"]],
+            "PCA GMM (BIC): classes, ARI vs model": [d["pca_gmm"]["n_classes"],
+                                                     d["pca_gmm"]["ari_vs_model"]],
+            **{f"{lat} best match": f"{e['by']} (rho {e['rho']})"
+               for lat, e in d["explained_by"].items()},
+        },
+    }
+
+
+def _figure_set(result: AnalysisResult) -> dict[str, Any]:
+    """name -> (caption, Figure) of every figure of a run."""
     from matplotlib.figure import Figure
 
     from latentatlas.plots.maps import (
+        latent_label,
         latent_maps_figure,
+        plot_image,
         plot_labels,
         plot_latent_hist2d,
         plot_manifold,
-        save_figure,
     )
 
     p, m, lab = result.patches, result.maps, result.labels
+    cal = result.calibration
     img = result.image[0, 0]
     sel = p.frames == 0
-    figs: list[tuple[str, Path]] = []
+    figs: dict[str, Any] = {}
 
-    fig = Figure(figsize=(6, 6), layout="tight")
+    fig = Figure(figsize=(5.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    ax.imshow(img, cmap="gray")
+    plot_image(ax, img, cal, title=f"frame 0: {int(sel.sum())} patches of {p.window} px")
     if p.grid_shape is None:
-        ax.scatter(p.centers[sel, 1], p.centers[sel, 0], s=6, c="tab:red", linewidths=0)
-    ax.set_title(f"input (frame 0), {int(sel.sum())} patches of {p.window} px")
-    figs.append(("Input image with patch centres", save_figure(fig, folder / "image.png")))
+        from latentatlas.plots.style import display_calibration, to_display
 
-    fig = latent_maps_figure(m, image=img)
-    figs.append(("Latent maps (one per latent; angle in radians, shifts in patch half-widths)",
-                 save_figure(fig, folder / "latent_maps.png")))
+        xy = to_display(display_calibration(cal, img.shape), p.centers[sel])
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, c="tab:red", linewidths=0)
+    figs["image"] = ("Input image (frame 0) with the patch centres", fig)
+
+    fig = latent_maps_figure(m, image=img, calibration=cal, window=p.window)
+    figs["latent_maps"] = ("Latent maps, one per latent (angle in degrees, shifts in "
+                           f"{cal.length_units}, content latents unitless)", fig)
 
     z = [n for n in m.names if n.startswith("z")]
     pairs = [(z[0], z[1])] if len(z) > 1 else []
     if "angle" in m.names and z:
         pairs.append(("angle", z[0]))
     if pairs:
-        fig = Figure(figsize=(4.5 * len(pairs), 4), layout="tight")
+        fig = Figure(figsize=(4.5 * len(pairs), 4), layout="constrained")
         for ax, (a, b) in zip(np.atleast_1d(fig.subplots(1, len(pairs))), pairs, strict=True):
-            plot_latent_hist2d(ax, m[a], m[b], bins=48, xlabel=a, ylabel=b)
-        figs.append(("Latent distributions (2-D histograms)",
-                     save_figure(fig, folder / "latent_hist2d.png")))
+            (fa, la), (fb, lb) = (latent_label(a, p.window, cal), latent_label(b, p.window, cal))
+            plot_latent_hist2d(ax, m[a] * fa, m[b] * fb, bins=48, xlabel=la, ylabel=lb)
+        figs["latent_hist2d"] = ("Latent distributions (2-D histograms, log colour scale)", fig)
 
     if hasattr(result.model, "manifold"):
-        fig = Figure(figsize=(6, 6), layout="tight")
+        fig = Figure(figsize=(5.5, 5.5), layout="constrained")
         plot_manifold(fig.subplots(), result.model.manifold(n=8))
-        figs.append(("Decoded manifold over the content latents (canonical pose)",
-                     save_figure(fig, folder / "manifold.png")))
+        figs["manifold"] = ("Decoded manifold over the content latents (canonical pose)", fig)
 
-    fig = Figure(figsize=(6, 6), layout="tight")
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
     if p.grid_shape is None:
         plot_labels(ax, p.centers[sel], lab.labels[sel], image=img,
-                    label_raster=result.label_image)
+                    label_raster=result.label_image, calibration=cal)
     else:
         grid = lab.labels.reshape(p.n_frames, *p.grid_shape)[0].astype(float)
-        from latentatlas.plots.maps import label_colors
-
-        ax.imshow(grid, cmap=label_colors(lab.n_components), interpolation="nearest")
-        ax.set_title("classes")
-    figs.append((f"Gaussian-mixture classes ({lab.n_components} components)",
-                 save_figure(fig, folder / "labels.png")))
+        plot_labels(ax, p.centers[sel], lab.labels[sel], image=img, calibration=cal,
+                    label_raster=_grid_raster(grid, p.centers[sel], img.shape))
+    figs["labels"] = (f"Gaussian-mixture classes ({lab.n_components} components)", fig)
     return figs
 
 
+def explorer_calibration(calibration: Calibration) -> dict[str, Any]:
+    """``pixel_size`` and ``units`` for the explorer, which draws square pixels (pixels when
+    the image is uncalibrated or its pixels are not square)."""
+    sy, sx = calibration.scale
+    if calibration.units and np.isclose(sy, sx):
+        return {"pixel_size": float(sy), "units": calibration.units}
+    return {}
+
+
+def _grid_raster(grid: np.ndarray, centers: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A window-grid map painted on the image pixels (each window's centre cell)."""
+    from latentatlas.analysis.latent_maps import paint_points
+
+    return paint_points(grid.ravel(), centers[: grid.size], (int(shape[0]), int(shape[1])))
+
+
+def _figures(result: AnalysisResult, folder: Path,
+             formats: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    from latentatlas.plots.style import save_figure
+
+    return [(caption, save_figure(fig, folder / f"{name}.png", formats=formats))
+            for name, (caption, fig) in _figure_set(result).items()]
+
+
 def _write_run(result: AnalysisResult, data: Dataset, plan: OutputPlan,
-               inputs: list[str]) -> Path:
-    from latentatlas.report import write_report
+               inputs: list[str], formats: tuple[str, ...] = ()) -> Path:
+    from latentatlas.pipelines.signals import analysis_signal_dicts, save_signal_dicts
+    from latentatlas.report import write_explorer, write_report
 
     source = safe_text(data.source or data.name)
     with results_folder(plan, "analyze", result.config.to_dict(), inputs) as tmp:
         save_results(tmp / "results.h5", result)
         config = {"analysis": result.config.to_dict(), "source": source,
                   "patches": result.patches.summary(), "labels": result.labels.summary(),
-                  "latent_names": result.maps.names, "scores": result.scores}
+                  "latent_names": result.maps.names, "scores": result.scores,
+                  "calibration": result.calibration.to_dict(), **_checks(result)}
         write_text_atomic(tmp / "config.json", json.dumps(config, indent=2, default=safe_text))
         result.model.save(tmp / "model")
-        figs = _figures(result, tmp)
+        save_signals(lambda f: save_signal_dicts(analysis_signal_dicts(result), f), tmp)
+        figs = _figures(result, tmp, formats)
+        counts = result.labels.summary().get("counts")
+        summary: dict[str, Any] = {
+            "patches": f"{len(result.patches)} of {result.patches.window} px "
+                       f"({result.patches.n_dropped} dropped at the border)",
+            "model": f"{result.config.model}, latents {', '.join(result.maps.names)}",
+            "classes": f"{result.labels.n_components} (patches per class: {counts})",
+            **{f"score: {k}": v for k, v in result.scores.items()},
+            "seconds": sum(v for k, v in result.timings.items() if k != "total"),
+        }
         tables: dict[str, dict[str, Any]] = {
+            "Parameters": result.config.to_dict(),
             "Input": {"source": source, "shape": list(data.shape),
                       "quantity": data.quantity, "units": data.units},
-            "Parameters": result.config.to_dict(),
             "Patches": result.patches.summary(),
             "Classes": result.labels.summary(),
-            "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
+            "Timings (s)": result.timings,
         }
-        if result.scores:
-            tables["Score against ground truth"] = result.scores
+        verdict = ""
+        if result.baselines is not None:
+            tables = {**_report_tables(result.baselines), **tables}
+            verdict = result.baselines.verdict
+        if result.activity is not None and result.activity.collapsed:
+            verdict = f"{result.activity.warning()} {verdict}".strip()
         write_report(tmp / "index.html", f"latentatlas analyze: {safe_text(data.name or source)}",
-                     figs, tables)
+                     figs, tables, summary=summary, verdict=verdict, inputs=inputs,
+                     command="latentatlas analyze",
+                     calibration=_calibration_table(data, result.calibration))
+        write_explorer(tmp / "explorer.html", result, **explorer_calibration(result.calibration))
     return plan.path
+
+
+def _calibration_table(data: Dataset, cal: Calibration) -> dict[str, Any]:
+    """The report's calibration section: the pixel size used and every axis of the file."""
+    table: dict[str, Any] = {"pixel size": cal.describe()}
+    for a in data.axes:
+        table[f"axis {a.name}"] = (f"{a.size} x {a.scale:.6g} {a.units}, offset {a.offset:.6g}"
+                                   if a.uniform else f"{a.size} values (non-uniform) {a.units}")
+    return table

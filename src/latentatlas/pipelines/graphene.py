@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from scipy import ndimage
 
 from latentatlas._checks import check_array
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas._repr import html_summary, text_summary
+from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import (
     confusion_matrix,
     match_labels,
@@ -61,7 +64,8 @@ from latentatlas.descriptors.rings import (
     estimate_bond_length,
     ring_labelled_patches,
 )
-from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder
+from latentatlas.io.calibration import Calibration
+from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,8 @@ __all__ = [
 #: User-facing model names -> registry names (all with rotation and translation latents).
 GRAPHENE_MODELS: dict[str, str] = {"ssvae": "ssrvae", "jvae": "jrvae", "cvae": "cvae"}
 _ATOM_METHODS = ("peaks", "log", "dcnn")
+#: C-C bond length (nm): the generated example sheet is calibrated with it
+_BOND_NM = 0.142
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,33 @@ class GrapheneResult:
     scores: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def _summary(self) -> dict[str, Any]:
+        s = self.scores
+        return {"model": self.config.model, "image": f"{self.image.shape[0]} x "
+                f"{self.image.shape[1]} px, {self.calibration.describe()}",
+                "atoms": len(self.coords), "rings": len(self.rings.rings),
+                "patches": len(self.patches), "latents": self.latent_names,
+                "accuracy": s.get("accuracy"), "balanced_accuracy": s.get("balanced_accuracy"),
+                "majority_baseline": s.get("majority_baseline"), "out": self.out}
+
+    def __repr__(self) -> str:
+        return text_summary("GrapheneResult", self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary("GrapheneResult", self._summary())
+
+    def plot(self) -> dict[str, Any]:
+        """The figures of the report as ``{name: matplotlib Figure}`` (maps calibrated)."""
+        return {name: fig for name, (_, fig) in _figure_set(self).items()}
+
+    def to_signals(self) -> dict[str, Any]:
+        """Latent and predicted-label maps as calibrated HyperSpy signals (needs
+        ``hyperspy``); see :func:`latentatlas.pipelines.signals.graphene_signal_dicts`."""
+        from latentatlas.pipelines.signals import graphene_signal_dicts, to_signals
+
+        return to_signals(graphene_signal_dicts(self))
 
     @property
     def table(self) -> RingClassTable:
@@ -217,6 +250,18 @@ class GrapheneResult:
     def centers(self) -> np.ndarray:
         """``(m, 2)`` patch centres (row, col) in input pixels."""
         return self.coords[self.patches.index]
+
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer of this result in a Jupyter notebook."""
+        from latentatlas.report import explore
+
+        return explore(self, **options)
+
+    def abundance(self) -> AbundanceTable:
+        """Every latent's distribution in every ring label and its correlation ratio with
+        the labels (the "latent abundance" hypothesis)."""
+        return latent_abundance(self.latents, self.ring_labels, self.latent_names,
+                                self.table.label_names)
 
     def label_image(self, which: str = "predictions") -> np.ndarray:
         """``predictions`` or ``ring_labels`` painted as discs on the input image ``(h, w)``
@@ -290,25 +335,31 @@ def _check_coords(coords: Any, name: str = "coords") -> np.ndarray:
     return arr
 
 
-def _load_image(source: Any) -> tuple[np.ndarray, str, Any]:
-    """``(h, w)`` float32 image, its name and the generated sample (for examples) or None."""
+def _load_image(source: Any) -> tuple[np.ndarray, str, Any, Calibration]:
+    """``(h, w)`` float32 image, its name, the generated sample (for examples) or None, and
+    the pixel size."""
     if isinstance(source, str) and source.startswith("example:"):
         if source != "example:graphene":
             raise ValueError(f"unknown example {source!r}; available: example:graphene")
         sample = example_graphene()
-        return sample.image.astype(np.float32), source, sample
-    if isinstance(source, (str, os.PathLike)):
+        px = 0.2 * _BOND_NM  # example_graphene draws 0.2 bond lengths per pixel
+        return sample.image.astype(np.float32), source, sample, Calibration((px, px), units="nm")
+    calibration = Calibration()
+    if isinstance(source, (str, os.PathLike)) or hasattr(source, "axes_manager") or (
+            hasattr(source, "axes") and hasattr(source, "data")):
         from latentatlas.io import load
 
         data = load(source)
-        arr, name = np.asarray(data.data), str(source)
+        arr, name = np.asarray(data.data), str(source) if isinstance(
+            source, (str, os.PathLike)) else (data.name or "signal")
+        calibration = Calibration.from_axes([a for a in data.axes if a.size > 1][-2:])
     else:
         arr, name = np.asarray(source), "array"
     arr = arr.reshape([n for n in arr.shape if n != 1]) if arr.ndim > 2 else arr
     img = check_array(arr, "image", ndim=2).astype(np.float32)
     if min(img.shape) < 16:
         raise ValueError(f"image must be at least 16 x 16 pixels, got {img.shape}")
-    return img, name, None
+    return img, name, None, calibration
 
 
 # ----------------------------------------------------------------------------------- run
@@ -327,6 +378,7 @@ def analyze_graphene(
     table: RingClassTable = DEFAULT_RING_CLASSES,
     progress: bool = False,
     overwrite: bool = False,
+    figure_formats: Sequence[str] = (),
     **options: Any,
 ) -> GrapheneResult:
     """Ring-labelled class-aware VAE analysis of a graphene image.
@@ -346,6 +398,7 @@ def analyze_graphene(
         temporary name and swapped in when complete (see :mod:`latentatlas.pipelines.outputs`:
         an existing folder that is not latentatlas's is refused unless ``overwrite``).
     table : the ring class table (labels 0 .. table.n_labels - 1).
+    figure_formats : ``svg`` and/or ``pdf`` copies of every figure beside the PNGs.
     options : further :class:`GrapheneConfig` fields (bond_pixels, latent_dim, atoms, ...).
     """
     t_all = time.perf_counter()
@@ -356,7 +409,7 @@ def analyze_graphene(
               and not str(p).startswith("example:")]
     plan = None if out is None else check_output(out, inputs, overwrite)
     t = time.perf_counter()
-    img, name, sample = _load_image(image_or_path)
+    img, name, sample, calibration = _load_image(image_or_path)
     if coords is None and sample is not None:
         xyc = np.column_stack([sample.coords, sample.classes]).astype(np.float64)
     elif coords is None:
@@ -430,7 +483,7 @@ def analyze_graphene(
         config=cfg, image=img, coords=xy, elements=elements, rings=rings, patches=patches,
         ring_labels=y, labelled=labelled, predictions=predictions, probabilities=proba,
         latent_names=list(lat.names), latents=np.asarray(lat.mean), latents_std=np.asarray(lat.std),
-        model=vae, scale=scale, class_ids=class_ids, timings=timings,
+        model=vae, scale=scale, class_ids=class_ids, timings=timings, calibration=calibration,
     )
     scored = result.scored
     result.scores = score_predictions(y[scored], predictions[scored], table.label_names)
@@ -440,7 +493,7 @@ def analyze_graphene(
              result.scores.get("majority_baseline", np.nan), int(scored.sum()))
     if plan is not None:
         t = time.perf_counter()
-        result.out = _write_run(result, name, plan, inputs)
+        result.out = _write_run(result, name, plan, inputs, tuple(figure_formats))
         timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     return result
@@ -593,47 +646,57 @@ def _config_record(result: GrapheneResult) -> dict[str, Any]:
     }
 
 
-def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
+def _figure_set(result: GrapheneResult) -> dict[str, Any]:
+    """name -> (caption, Figure) of every figure of a run (maps calibrated)."""
     from matplotlib.figure import Figure
 
     from latentatlas.analysis.classes import traversal_grid
+    from latentatlas.plots.abundance import plot_abundance
     from latentatlas.plots.classes import plot_confusion, plot_latent_classes, plot_traversal
-    from latentatlas.plots.maps import plot_labels, plot_latent_scatter, save_figure
+    from latentatlas.plots.maps import latent_label, plot_labels, plot_latent_scatter
     from latentatlas.plots.rings import plot_rings
 
     names = result.table.label_names
-    figs: list[tuple[str, Path]] = []
+    cal = result.calibration
+    figs: dict[str, Any] = {}
 
-    fig = Figure(figsize=(7, 7), layout="tight")
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     plot_rings(fig.subplots(), result.coords, result.rings.rings, labels=result.rings.labels,
-               label_names=names, bonds=result.rings.bonds, image=result.image)
-    figs.append(("Rings (coloured by size) and ring labels of every atom",
-                 save_figure(fig, folder / "rings.png")))
+               label_names=names, bonds=result.rings.bonds, image=result.image, calibration=cal)
+    figs["rings"] = ("Rings (coloured by size) and ring labels of every atom", fig)
 
     grid = traversal_grid(result.model, n=8, dim=0)
     row_names = [names[int(k)] if k >= 0 else f"class {c} (unmatched)"
                  for c, k in enumerate(result.class_ids)]
-    fig = Figure(figsize=(7, 1.0 + 0.8 * len(grid)), layout="tight")
+    fig = Figure(figsize=(7, 1.0 + 0.8 * len(grid)), layout="constrained")
     plot_traversal(fig.subplots(), grid, class_names=row_names, latent_name="z1")
-    figs.append(("Traversal manifolds: one row per class, z1 swept (canonical orientation)",
-                 save_figure(fig, folder / "traversals.png")))
+    figs["traversals"] = ("Traversal manifolds: one row per class, z1 swept (canonical "
+                          "orientation)", fig)
 
     if "angle" in result.latent_names:
-        fig = Figure(figsize=(6, 6), layout="tight")
-        ang = result.latents[:, result.latent_names.index("angle")]
-        plot_latent_scatter(fig.subplots(), result.centers, ang, image=result.image, name="angle")
-        figs.append(("Angle latent at every atom (radians)", save_figure(fig, folder / "angle.png")))
+        fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+        factor, label = latent_label("angle")
+        ang = result.latents[:, result.latent_names.index("angle")] * factor
+        plot_latent_scatter(fig.subplots(), result.centers, ang, image=result.image,
+                            name="angle", calibration=cal, label=label)
+        figs["angle"] = ("Angle latent at every atom (degrees)", fig)
 
     zcols = [i for i, n in enumerate(result.latent_names) if n.startswith("z")]
     if zcols:
         dims = (zcols[0], zcols[1]) if len(zcols) > 1 else (zcols[0], zcols[0])
         if "angle" in result.latent_names and len(zcols) == 1:
             dims = (result.latent_names.index("angle"), zcols[0])
-        fig = Figure(figsize=(6, 5), layout="tight")
+        fig = Figure(figsize=(6.5, 5), layout="constrained")
         plot_latent_classes(fig.subplots(), result.latents, result.ring_labels, dims=dims,
                             names=result.latent_names, class_names=list(names))
-        figs.append(("Content latents coloured by ring label",
-                     save_figure(fig, folder / "latent_classes.png")))
+        figs["latent_classes"] = ("Content latents coloured by ring label", fig)
+
+    fig = Figure(figsize=(1.6 * len(result.latent_names) + 3, 0.5 * len(names) + 2),
+                 layout="tight")
+    plot_abundance(fig.subplots(), result.abundance())
+    figs["abundance"] = ("Latent abundance: each latent's mean in each ring label (in standard "
+                         "deviations from its overall mean) and its correlation ratio eta with "
+                         "the labels", fig)
 
     scored = result.scored
     # a joint-VAE class matched to no ring label (-1) gets its own last column
@@ -643,41 +706,78 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
     keep_rows = np.flatnonzero(counts.sum(1) > 0)
     keep_cols = np.flatnonzero(counts.sum(0) > 0)
     col_names = [*names, "unmatched"]
-    fig = Figure(figsize=(7, 6), layout="tight")
+    fig = Figure(figsize=(7, 6), layout="constrained")
     plot_confusion(fig.subplots(), counts[np.ix_(keep_rows, keep_cols)],
                    true_names=[names[k] for k in keep_rows],
                    pred_names=[col_names[k] for k in keep_cols])
     acc = result.scores.get("accuracy", float("nan"))
-    figs.append((f"Confusion matrix: ring labels (rows) vs {result.config.model} predictions on "
-                 f"{int(scored.sum())} atoms whose label the model did not see (accuracy "
-                 f"{acc:.3f})", save_figure(fig, folder / "confusion.png")))
+    figs["confusion"] = (f"Confusion matrix: ring labels (rows) vs {result.config.model} "
+                         f"predictions on {int(scored.sum())} atoms whose label the model did "
+                         f"not see (accuracy {acc:.3f})", fig)
 
-    fig = Figure(figsize=(7, 7), layout="tight")
-    plot_labels(fig.subplots(), result.centers, pred, image=result.image)
-    figs.append(("Labelled image: predicted ring class of every atom (class k = "
-                 + ", ".join(f"{k}: {n}" for k, n in enumerate(col_names)) + ")",
-                 save_figure(fig, folder / "labels.png")))
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    plot_labels(fig.subplots(), result.centers, pred, image=result.image, calibration=cal,
+                class_names=col_names, title="predicted ring class")
+    figs["labels"] = ("Labelled image: predicted ring class of every atom", fig)
     return figs
 
 
-def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list[str]) -> Path:
-    from latentatlas.report import write_report
+def _figures(result: GrapheneResult, folder: Path,
+             formats: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    from latentatlas.plots.style import save_figure
+
+    return [(caption, save_figure(fig, folder / f"{name}.png", formats=formats))
+            for name, (caption, fig) in _figure_set(result).items()]
+
+
+def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list[str],
+               formats: tuple[str, ...] = ()) -> Path:
+    from latentatlas.pipelines.signals import graphene_signal_dicts, save_signal_dicts
+    from latentatlas.report import write_explorer, write_report
 
     name = safe_text(name)
     with results_folder(plan, "graphene", result.config.to_dict(), inputs) as tmp:
         save_results(tmp / "results.npz", result)
-        record = {"source": name, **_config_record(result)}
+        record = {"source": name, **_config_record(result),
+                  "calibration": result.calibration.to_dict()}
         write_text_atomic(tmp / "config.json", json.dumps(record, indent=2, default=safe_text))
         result.model.save(tmp / "model")
-        figs = _figures(result, tmp)
+        save_signals(lambda f: save_signal_dicts(graphene_signal_dicts(result), f), tmp)
+        figs = _figures(result, tmp, formats)
+        s = result.scores
+        summary: dict[str, Any] = {
+            "atoms": len(result.coords), "rings": len(result.rings.rings),
+            "patches": len(result.patches),
+            "model": f"{result.config.model} ({result.model.name}), latents "
+                     + ", ".join(result.latent_names),
+        }
+        for key in ("accuracy", "balanced_accuracy", "majority_baseline", "n_scored",
+                    "n_labelled"):
+            if key in s:
+                summary[key.replace("_", " ")] = s[key]
+        verdict = ""
+        if {"accuracy", "balanced_accuracy", "majority_baseline"} <= set(s):
+            present = len(np.unique(result.ring_labels[result.scored]))
+            verdict = (f"{result.config.model}: accuracy {s['accuracy']:.3f}, balanced accuracy "
+                       f"{s['balanced_accuracy']:.3f} against the ring labels; always "
+                       f"predicting the majority label scores {s['majority_baseline']:.3f} and "
+                       f"{1 / max(present, 1):.3f}.")
         tables: dict[str, dict[str, Any]] = {
+            "Parameters": result.config.to_dict(),
             "Input": {"source": name, "shape": list(result.image.shape),
                       "atoms": len(result.coords), "patches": len(result.patches)},
-            "Parameters": result.config.to_dict(),
             "Rings": {"ring sizes": record["ring_size_counts"],
                       "atom labels": record["atom_label_counts"]},
             "Scores against ring labels": result.scores,
-            "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
+            "Latent abundance by ring label (eta, Kruskal-Wallis p, class means)":
+                result.abundance().as_dict(),
+            "Timings (s)": result.timings,
         }
-        write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
+        write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables,
+                     summary=summary, verdict=verdict, inputs=inputs,
+                     command="latentatlas graphene",
+                     calibration={"pixel size": result.calibration.describe(),
+                                  "resampling": f"{result.scale:.4g} working pixels per input "
+                                                "pixel"})
+        write_explorer(tmp / "explorer.html", result)
     return plan.path

@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,7 @@ from latentatlas._files import (
 log = logging.getLogger(__name__)
 
 __all__ = ["MARKER", "OutputError", "OutputPlan", "add_own_entry", "check_output",
-           "check_output_file", "read_marker", "results_folder"]
+           "check_output_file", "read_marker", "results_folder", "save_signals"]
 
 MARKER = "latentatlas-run.json"
 _LIST_LIMIT = 5
@@ -284,3 +284,13 @@ def check_output_file(
                           "choose a new name or pass --overwrite")
     _check_writable(path.parent, path)
     return path
+
+
+def save_signals(write: Callable[[Path], list[Path]], folder: Path) -> list[Path]:
+    """Call ``write(folder)`` to save results as ``.hspy`` files (``hs.load`` opens them)
+    beside latentatlas's own; without rosettasciio they are left out with a note in the log."""
+    try:
+        return write(folder)
+    except ImportError as exc:
+        log.info("results not written as .hspy: %s", exc)
+        return []

@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from latentatlas._files import safe_text
-from latentatlas.pipelines.outputs import check_output, results_folder
+from latentatlas.pipelines.outputs import check_output, results_folder, save_signals
 from latentatlas.spectral import unmix
 from latentatlas.spectral.result import UnmixResult
 from latentatlas.spectral.unmix import list_methods
@@ -32,6 +35,13 @@ class UnmixRun:
     out: Path | None = None
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    cube: Any = None
+
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer (maps, spectra, reconstruction) in a Jupyter notebook."""
+        from latentatlas.report import explore
+
+        return explore(self.result, cube=self.cube, **options)
 
 
 def run_unmix(
@@ -50,13 +60,16 @@ def run_unmix(
     device: str = "cpu",
     progress: bool = False,
     overwrite: bool = False,
+    figure_formats: Sequence[str] = (),
     **options: Any,
 ) -> UnmixRun:
     """Unmix or cluster the spectra of the file ``cube`` and write ``out``.
 
-    out: results folder (``<method>.h5``, ``<method>_params.json``, figures, index.html),
-    checked before any work (see :mod:`latentatlas.pipelines.outputs`). The other arguments
-    are those of :func:`latentatlas.spectral.unmix`.
+    out: results folder (``<method>.h5``, ``<method>_params.json``, the result as ``.hspy``
+    signals that ``hs.load`` opens, figures, index.html), checked before any work (see
+    :mod:`latentatlas.pipelines.outputs`). figure_formats: ``svg`` and/or ``pdf`` copies of
+    every figure beside the PNGs. The other arguments are those of
+    :func:`latentatlas.spectral.unmix`.
     """
     from latentatlas.io import load
 
@@ -69,31 +82,63 @@ def run_unmix(
     result = unmix(data, method, n_components, crop=crop, bin=bin, poisson=poisson, scale=scale,
                    offset=offset, random_state=random_state, device=device, progress=progress,
                    **options)
-    run = UnmixRun(result, seconds=time.perf_counter() - t0)
+    run = UnmixRun(result, seconds=time.perf_counter() - t0, cube=data)
     if plan is None:
         return run
     config = {"method": method, "n_components": n_components, "channel": channel, "crop": crop,
               "bin": bin, "poisson": poisson, "scale": scale, "offset": offset,
               "random_state": random_state, "options": options}
     with results_folder(plan, "unmix", config, [source]) as tmp:
-        run.files = _write(run, tmp, safe_text(source), config)
+        run.files = _write(run, tmp, source, config, tuple(figure_formats))
     run.out = plan.path
     run.files = [plan.path / f.name for f in run.files]
     return run
 
 
-def _write(run: UnmixRun, folder: Path, source: str, config: dict[str, Any]) -> list[Path]:
+def _write(run: UnmixRun, folder: Path, source: str, config: dict[str, Any],
+           formats: tuple[str, ...]) -> list[Path]:
     from latentatlas.plots.spectral import save_figures
     from latentatlas.report import write_report
 
     result = run.result
     h5 = result.save(folder / f"{result.method}.h5")
     params = result.save_params(folder / f"{result.method}_params.json")
-    figs = save_figures(result, folder)
-    summary = {"method": result.method, "components": result.n_components,
-               "spatial shape": list(result.spatial_shape), "seconds": round(run.seconds, 3),
-               "relative reconstruction error": result.reconstruction_error}
-    write_report(folder / "index.html", f"latentatlas unmix: {source}",
-                 [(p.stem.replace("_", " "), p) for p in figs],
-                 {"Summary": summary, "Parameters": config, "Method parameters": result.params})
-    return [h5, params, *figs, folder / "index.html"]
+    signals = save_signals(result.save_hspy, folder)
+    figs = save_figures(result, folder, formats=formats)
+    summary: dict[str, Any] = {
+        "method": result.method, "components": result.n_components,
+        "navigation shape": list(result.navigation_shape or result.spatial_shape),
+        "relative reconstruction error": result.reconstruction_error,
+        "seconds": run.seconds}
+    if result.explained_variance_ratio is not None:
+        summary["explained variance (cumulative)"] = float(
+            np.sum(result.explained_variance_ratio))
+    if result.labels is not None:
+        summary["pixels per cluster"] = np.bincount(
+            result.labels[result.labels >= 0].ravel()).tolist()
+    captions = {"scree": "Explained variance per component (log scale) and cumulative",
+                "components": "Component spectra beside their loading maps",
+                "clusters": "Cluster map beside the mean spectrum of each cluster",
+                "maps": "Embedding maps"}
+    write_report(
+        folder / "index.html", f"latentatlas unmix: {safe_text(Path(source).name)}",
+        [(captions.get(p.stem.removeprefix(f"{result.method}_"), p.stem), p) for p in figs],
+        {"Parameters": config, "Method parameters": result.params},
+        summary=summary, inputs=[source], command="latentatlas unmix",
+        calibration={"maps": result.calibration.describe(),
+                     "energy axis": f"{result.energy_name} {result.energy[0]:.6g} to "
+                                    f"{result.energy[-1]:.6g} {result.energy_units}".rstrip(),
+                     "channels": int(result.energy.shape[0])})
+    explorer = _write_spectral_explorer(run, folder)
+    return [h5, params, *signals, *figs, folder / "index.html", *explorer]
+
+def _write_spectral_explorer(run: UnmixRun, folder: Path) -> list[Path]:
+    """explorer.html, or nothing (with the reason logged) for cubes the explorer cannot
+    hold in one page."""
+    from latentatlas.report import write_explorer
+
+    try:
+        return [write_explorer(folder / "explorer.html", run.result, cube=run.cube)]
+    except ValueError as exc:
+        log.warning("no explorer.html: %s", exc)
+        return []
