@@ -15,6 +15,8 @@ Parts:
   lies from the centroid of the file's ``defect_coord_0`` atoms, in pm.
 
 The JSON is rewritten after every run, so an interrupted benchmark keeps what it measured.
+Parts and seeds can run in parallel processes, each with its own ``--out``; ``--combine``
+merges their JSON files into one.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/classify_cv.py \\
         --parts semi,unsup3,unsup8 --out benchmarks/results/classify_cv.json
@@ -92,6 +94,62 @@ def summarise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     return out
 
 
+def per_class(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean recall of every class and the confusion matrix summed over runs, per method."""
+    methods = ["model", *rows[0]["baselines"]]
+    out: dict[str, Any] = {}
+    for m in methods:
+        scores = [r["model"] if m == "model" else r["baselines"][m] for r in rows]
+        names = list(scores[0]["recall"])
+        out[m] = {"recall_mean": {c: float(np.mean([s["recall"][c] for s in scores]))
+                                  for c in names},
+                  "confusion_sum": np.sum([s["confusion"] for s in scores], axis=0).tolist()}
+    return out
+
+
+def wins(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per baseline and metric: in how many runs the model scored above it (of how many)."""
+    out: dict[str, Any] = {}
+    for b in rows[0]["baselines"]:
+        out[b] = {metric: f"{sum(r['model'][metric] > r['baselines'][b][metric] for r in rows)}"
+                          f"/{len(rows)}" for metric in ("accuracy", "balanced_accuracy", "ari")}
+    return out
+
+
+def summarised(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the summaries of every part's runs (re)computed."""
+    for part in doc["parts"].values():
+        if part.get("runs"):
+            part["summary"] = {m: summarise(part["runs"], m)
+                               for m in ("accuracy", "balanced_accuracy", "ari")}
+            part["per_class"] = per_class(part["runs"])
+            part["model_above_baseline"] = wins(part["runs"])
+    return doc
+
+
+def combine(files: list[str], out: Path) -> None:
+    """One JSON from the partial ones of runs started in parallel (same parts, same configs)."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    doc = {k: docs[0][k] for k in ("machine", "data")}
+    doc["command"] = [d["command"] for d in docs]
+    doc["date"] = sorted(d["date"] for d in docs)
+    doc["parts"] = {}
+    for d in docs:
+        for name, part in d["parts"].items():
+            if name not in doc["parts"]:
+                doc["parts"][name] = {k: v for k, v in part.items() if k not in ("summary",)}
+                doc["parts"][name]["runs"] = list(part.get("runs", []))
+                continue
+            if part.get("config") != doc["parts"][name].get("config"):
+                raise SystemExit(f"part {name}: the files ran different configurations")
+            doc["parts"][name]["runs"] += part.get("runs", [])
+    for part in doc["parts"].values():
+        if "runs" in part:
+            part["runs"].sort(key=lambda r: (r["seed"], r["split_seed"] or 0))
+    out.write_text(json.dumps(summarised(doc), indent=1))
+    print(f"wrote {out}")
+
+
 def centring(crops: LabelledCrops) -> dict[str, Any]:
     """Distance (pm) between the finder's defect centre and the given atoms' centroid."""
     from latentatlas.descriptors.defects import defect_centre
@@ -126,7 +184,12 @@ def main() -> None:
     ap.add_argument("--options", default="{}", help="further ClassifyConfig fields (JSON)")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default="benchmarks/results/classify_cv.json")
+    ap.add_argument("--combine", default="", help="comma-separated JSON files of parallel runs "
+                    "to merge into --out (nothing is run)")
     args = ap.parse_args()
+    if args.combine:
+        combine(args.combine.split(","), Path(args.out))
+        return
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     splits = [int(s) for s in args.splits.split(",")]
@@ -136,7 +199,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
         "command": "python benchmarks/classify_cv.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "data"),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("data", "combine")),
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1, "
                    f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -145,11 +209,7 @@ def main() -> None:
     }
 
     def save() -> None:
-        for part in doc["parts"].values():
-            if part.get("runs"):
-                part["summary"] = {m: summarise(part["runs"], m)
-                                   for m in ("accuracy", "balanced_accuracy", "ari")}
-        out.write_text(json.dumps(doc, indent=1))
+        out.write_text(json.dumps(summarised(doc), indent=1))
 
     for part in args.parts.split(","):
         if part == "centring":
