@@ -196,8 +196,23 @@ def test_classify_recovers_planted_classes_and_beats_logistic_regression(
                                                "logreg_pca", "cnn"}
     assert len(doc["crops"]) == len(crops) and doc["split"]["validation"] == 0
     assert np.asarray(doc["scores"]["model"]["confusion"]).sum() == s["scored_crops"]
-    for name in ("index.html", "predictions.csv", "confusion.png", "scores.png", "gallery.png"):
+    for name in ("index.html", "explorer.html", "predictions.csv", "confusion.png",
+                 "scores.png", "gallery.png", "abundance.png"):
         assert (tmp_path / "run" / name).is_file()
+    html = (tmp_path / "run" / "index.html").read_text()
+    assert "Latent abundance by class" in html and "patch pixel size" in html
+    # the content latents tell the planted classes apart: one goes with the class
+    assert set(doc["crops"][0]["latents"]) == set(result.latent_names)
+    assert np.nanmax(result.abundance().eta) > 0.6
+    # the explorer's points sit on the tiles of their own crops' patches
+    from latentatlas.report.explorer_adapters import from_classify
+
+    view = from_classify(result, reconstructions=False)
+    w = result.data.canonical.shape[-1]
+    for i in (0, len(crops) - 1):
+        r, c = (view.positions[i] - (w - 1) / 2).astype(int)
+        np.testing.assert_array_equal(view.frames[0, r:r + w, c:c + w], result.data.canonical[i])
+    assert view.values["label"].tolist() == crops.labels.tolist()
 
 
 def test_joint_vae_finds_the_planted_classes_without_labels(crops: LabelledCrops,

@@ -39,8 +39,9 @@ The job, step by step:
    small CNN (the VAE's classifier network trained on the labelled crops' views alone).
 5. **Results**: ``results.json`` (configuration, split, scores of the model and of every
    baseline: accuracy, balanced accuracy, per-class recall, ARI, confusion matrix; and per
-   crop: file, label, prediction, probabilities, centre), ``predictions.csv``, the model,
-   figures and ``index.html``.
+   crop: file, label, prediction, probabilities, centre, content latents), ``predictions.csv``,
+   the model, figures (confusion, scores, galleries, latent abundance by class), ``index.html``
+   and ``explorer.html`` (the crops' patches and latents, linked).
 
 ``classify`` is the Python entry point; ``latentatlas classify`` is a thin shell over it.
 """
@@ -61,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import safe_text, write_text_atomic
+from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import class_scores, match_labels, stratified_labels
 from latentatlas.datasets.crops import LabelledCrops, load_labelled_crops
 from latentatlas.descriptors.defects import defect_centre, defect_patches
@@ -226,8 +228,9 @@ class ClassifyResult:
     predictions: (n,) label index per crop (-1: a joint-VAE class matched to no label);
     probabilities: (n, K) over the model's classes; class_ids: (K,) the label of each model
     class (-1 none). scores: ``model`` and ``baselines`` (name -> :func:`class_scores`).
-    restarts: (ELBO, classes occupied) of every joint-VAE restart. occupied: model classes
-    holding a crop."""
+    latent_names, latents, latents_std: the content latents of every crop, (n, d) posterior
+    means and standard deviations averaged over its views. restarts: (ELBO, classes
+    occupied) of every joint-VAE restart. occupied: model classes holding a crop."""
 
     config: ClassifyConfig
     data: DefectSet
@@ -241,6 +244,9 @@ class ClassifyResult:
     scores: dict[str, Any]
     baseline_predictions: dict[str, np.ndarray]
     model: Any
+    latent_names: list[str]
+    latents: np.ndarray
+    latents_std: np.ndarray
     restarts: list[tuple[float, int]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
@@ -248,6 +254,24 @@ class ClassifyResult:
     @property
     def occupied(self) -> int:
         return int(len(np.unique(self.probabilities.argmax(1))))
+
+    def abundance(self) -> AbundanceTable:
+        """Per-class statistics of every content latent over the labelled crops, with eta and
+        the Kruskal-Wallis p (does a latent differ between the defect classes?)."""
+        return latent_abundance(self.latents, self.data.crops.labels, self.latent_names,
+                                self.data.crops.class_names)
+
+
+def crop_latents(model: Any, views: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Names and (n, d) means and standard deviations of the content latents of every crop,
+    averaged over its views (n, V, w, w); pose latents are left out (their mean over random
+    rotations says nothing)."""
+    n, v, w, _ = views.shape
+    lat = model.encode(views.reshape(n * v, 1, w, w))
+    idx = [i for i, name in enumerate(lat.names) if name.startswith("z")]
+    mean = np.asarray(lat.mean)[:, idx].reshape(n, v, -1).mean(1)
+    std = np.asarray(lat.std)[:, idx].reshape(n, v, -1).mean(1)
+    return [lat.names[i] for i in idx], mean, std
 
 
 # ------------------------------------------------------------------------------ patches
@@ -452,6 +476,7 @@ def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
         mapping = match_labels(y[known], raw[known]) if known.any() else {}
         class_ids = np.array([mapping.get(c, -1) for c in range(k)], np.int64)
     predictions = class_ids[proba.argmax(1)]
+    latent_names, latents, latents_std = crop_latents(model, data.views)
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
     baselines = _baselines(data, y, seen, scored, k, config)
@@ -466,7 +491,8 @@ def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
                  int(scored.sum()), {b: round(s["balanced_accuracy"], 3)
                                      for b, s in scores["baselines"].items()})
     return ClassifyResult(config, data, k, seen, validation, scored, predictions, proba,
-                          class_ids, scores, baselines, model, restarts, timings)
+                          class_ids, scores, baselines, model, latent_names, latents,
+                          latents_std, restarts, timings)
 
 
 def classify(
@@ -536,6 +562,8 @@ def _crop_records(result: ClassifyResult) -> list[dict[str, Any]]:
             "centre_row_col": [round(float(c), 2) for c in result.data.centres[i]],
             "centring": result.data.centring[i],
             "pixel_size_pm": round(float(crops.pixel_sizes[i]), 4),
+            "latents": {name: round(float(v), 5)
+                        for name, v in zip(result.latent_names, result.latents[i], strict=True)},
         })
     return out
 
@@ -586,13 +614,14 @@ def _predictions_csv(records: list[dict[str, Any]]) -> str:
 def _figures(result: ClassifyResult, folder: Path) -> list[tuple[str, Path]]:
     from matplotlib.figure import Figure
 
+    from latentatlas.plots.abundance import plot_abundance
     from latentatlas.plots.classes import (
         plot_class_gallery,
         plot_confusion,
         plot_method_scores,
     )
     from latentatlas.plots.latents import plot_history
-    from latentatlas.plots.maps import save_figure
+    from latentatlas.plots.style import save_figure
 
     crops = result.data.crops
     names = list(crops.class_names)
@@ -623,6 +652,15 @@ def _figures(result: ClassifyResult, folder: Path) -> list[tuple[str, Path]]:
     plot_class_gallery(fig.subplots(), result.data.canonical, crops.labels, names)
     figs.append(("Patches by true class (the labels of the folder)",
                  save_figure(fig, folder / "gallery_labels.png")))
+    if (crops.labels >= 0).any():
+        abundance = result.abundance()
+        fig = Figure(figsize=(1.5 + 1.2 * len(abundance.latents),
+                              1.0 + 0.5 * len(abundance.classes)), layout="tight")
+        plot_abundance(fig.subplots(), abundance)
+        figs.append(("Latent abundance: each content latent's mean over the crops of each "
+                     "class, in units of its overall standard deviation (eta: how much of the "
+                     "latent's variance the class explains)",
+                     save_figure(fig, folder / "abundance.png")))
     history = getattr(result.model, "history", {})
     if history.get("train/elbo"):
         fig = Figure(figsize=(6, 4), layout="tight")
@@ -631,8 +669,36 @@ def _figures(result: ClassifyResult, folder: Path) -> list[tuple[str, Path]]:
     return figs
 
 
+def _verdict(result: ClassifyResult) -> str:
+    """One sentence: the model against its best baseline on each score."""
+    scores = result.scores
+    if "model" not in scores:
+        return ""
+    m, model = scores["model"], result.config.model
+    metrics = (("accuracy", "balanced_accuracy") if result.config.semi_supervised
+               else ("ari", "accuracy"))
+    parts = []
+    for metric in metrics:
+        best = max(scores["baselines"], key=lambda b: scores["baselines"][b][metric])
+        b = scores["baselines"][best][metric]
+        word = "above" if m[metric] > b else "not above"
+        parts.append(f"{metric.replace('_', ' ')} {m[metric]:.3f}, {word} the best baseline "
+                     f"({best} {b:.3f})")
+    return f"{model} on {scores['scored_crops']} scored crops: " + "; ".join(parts) + "."
+
+
+def _calibration(result: ClassifyResult) -> dict[str, Any]:
+    sizes = np.round(result.data.crops.pixel_sizes, 4)
+    values, counts = np.unique(sizes, return_counts=True)
+    w, px = result.data.canonical.shape[-1], result.config.pixel_size
+    return {"crop pixel sizes (pm: crops)": {f"{v:g}": int(c)
+                                             for v, c in zip(values, counts, strict=True)},
+            "patch pixel size": f"{px:g} pm (every crop resampled to it)",
+            "patch": f"{w} x {w} px = {w * px:g} x {w * px:g} pm"}
+
+
 def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[str]) -> Path:
-    from latentatlas.report import write_report
+    from latentatlas.report import write_explorer, write_report
 
     records = _crop_records(result)
     summary = _summary(result, source)
@@ -643,6 +709,16 @@ def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[s
         result.model.save(tmp / "model")
         figs = _figures(result, tmp)
         scores = result.scores
+        lines: dict[str, Any] = {
+            "crops": f"{len(result.data)} ("
+                     + ", ".join(f"{k} {v}" for k, v in summary["class_counts"].items()) + ")",
+            "model": f"{result.config.model}, K = {result.n_classes} ({result.occupied} occupied)",
+            "labels seen": int(result.labelled.sum()),
+        }
+        if "model" in scores:
+            lines.update({f"{result.config.model} {m.replace('_', ' ')}":
+                          round(scores["model"][m], 3) for m in ("accuracy", "balanced_accuracy",
+                                                                 "ari")})
         tables: dict[str, dict[str, Any]] = {
             "Input": {"source": source, "crops": len(result.data), "classes": summary["class_counts"],
                       "centring": {m: result.data.centring.count(m)
@@ -656,6 +732,9 @@ def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[s
                                 **scores["baselines"]}.items()}
             tables["Recall per class"] = {result.config.model: scores["model"]["recall"],
                                           **{b: s["recall"] for b, s in scores["baselines"].items()}}
+        if (result.data.crops.labels >= 0).any():
+            tables["Latent abundance by class (eta, Kruskal-Wallis p, class means)"] = \
+                result.abundance().as_dict()
         tables["Classes"] = {"K": result.n_classes, "rule": summary["n_classes_rule"],
                              "occupied": result.occupied,
                              "labels of the model's classes": summary["model_class_labels"]}
@@ -665,5 +744,8 @@ def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[s
                 f"restart {i}": f"{e:.2f}, {c}" for i, (e, c) in enumerate(result.restarts)}
         tables["Parameters"] = result.config.resolved()
         tables["Timings (s)"] = {k: round(v, 2) for k, v in result.timings.items()}
-        write_report(tmp / "index.html", f"latentatlas classify: {source}", figs, tables)
+        write_report(tmp / "index.html", f"latentatlas classify: {source}", figs, tables,
+                     summary=lines, verdict=_verdict(result), inputs=inputs,
+                     command="latentatlas classify", calibration=_calibration(result))
+        write_explorer(tmp / "explorer.html", result)
     return plan.path
