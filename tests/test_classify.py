@@ -166,6 +166,17 @@ def test_ssvae_holds_nothing_out_silently_and_reports_an_explicit_validation() -
     np.testing.assert_allclose(np.exp(model.module.log_class_prior.numpy()), [0.5, 0.5])
 
 
+@pytest.mark.parametrize("kind", ["ssvae", "ssrvae"])
+def test_semi_supervised_fit_trains_on_every_labelled_sample_by_default(kind: str) -> None:
+    # the training plan's default holds 10 % out at random; here no sample may be dropped
+    rng = np.random.default_rng(1)
+    x = rng.random((30, 1, 8, 8)).astype(np.float32)
+    y = np.where(np.arange(30) < 10, np.arange(30) % 2, -1)
+    model = get_model(kind, (8, 8), n_classes=2, hidden=16)
+    model.fit(x, y, epochs=1, progress=False)
+    assert not any(k.startswith("test/") for k in model.history)
+
+
 @pytest.fixture(scope="module")
 def joint(crops: LabelledCrops) -> ClassifyResult:
     return classify(crops, model="jvae", **{**FAST, "restarts": 2})
@@ -260,3 +271,80 @@ def test_real_library_crops_load_calibrated_and_classify() -> None:
     result = classify(three, model="jvae", n_classes=2, epochs=6, views=2, restarts=1)
     assert result.scores["scored_crops"] == 73 and "kmeans_pca" in result.scores["baselines"]
     assert result.scores["model"]["accuracy"] > 0.6
+
+
+def _twin(crops: LabelledCrops, i: int, cut: tuple[int, int]) -> LabelledCrops:
+    """Crop ``i`` imaged again at half the pixel size (2x upsampled) and cut off-centre by
+    ``cut`` (rows, cols of the upsampled image), without its defect coordinates: the folder
+    must bring it to the same physical scale and find its centre in the image."""
+    from scipy.ndimage import zoom
+
+    big = zoom(crops.images[i], 2, order=3, grid_mode=True, mode="reflect")[cut[0]:, cut[1]:]
+    return LabelledCrops([big], crops.pixel_sizes[[i]] / 2, crops.labels[[i]], crops.class_names,
+                         [None], [None], [None])
+
+
+def test_cli_classify_folder_end_to_end_at_one_scale_centred_into_a_safe_folder(
+        crops: LabelledCrops, tmp_path: Path) -> None:
+    from latentatlas.pipelines.classify import ClassifyConfig, prepare_defects
+
+    small = crops.subset(np.arange(0, len(crops), 2))
+    lib = tmp_path / "lib"
+    write_labelled_crops(lib, small)
+    twin_dir = lib / small.class_names[int(small.labels[0])]
+    write_labelled_crops(tmp_path / "twin", _twin(small, 0, (10, 30)))
+    (tmp_path / "twin").rglob("*.hdf5").__next__().rename(twin_dir / "twin.hdf5")
+
+    # one physical scale, centred: the twin's patch is the original's, although it has twice
+    # the pixels, its defect 5 and 15 of the original's pixels off-centre and no coordinates
+    data = prepare_defects(load_labelled_crops(lib), ClassifyConfig(views=1))
+    names = data.crops.names()
+    a, b = (data.canonical[names.index(f"{twin_dir.name}/{f}")] for f in ("0.hdf5", "twin.hdf5"))
+    assert data.centring[names.index(f"{twin_dir.name}/twin.hdf5")] == "peaks"
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+    # a foreign folder is refused before any work, and left alone
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ["classify", str(lib), "--out", str(out), "--labelled-fraction", "0.5", "--epochs",
+            "3", "--quiet"]
+    res = CliRunner().invoke(_app(), args)
+    assert res.exit_code == 2 and "not a latentatlas results folder" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    res = CliRunner().invoke(_app(), [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (out / "notes.txt").read_text() == "mine"
+    for name in ("results.json", "predictions.csv", "confusion.png", "index.html",
+                 "latentatlas-run.json"):
+        assert (out / name).is_file()
+
+    # per-crop predictions: every crop once, labels from the sub-folders, the centring used
+    import csv
+
+    rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
+    assert sorted(r["crop"] for r in rows) == sorted(names)
+    for r in rows:
+        assert r["label"] == r["crop"].split("/")[0]
+        assert r["centring"] == ("peaks" if r["crop"].endswith("twin.hdf5") else "given")
+        assert r["prediction"] in small.class_names
+    # the found centre of the twin is the original's given one, in the twin's pixels
+    doc = json.loads((out / "results.json").read_text())
+    by_name = {c["crop"]: c for c in doc["crops"]}
+    orig, twin = by_name[f"{twin_dir.name}/0.hdf5"], by_name[f"{twin_dir.name}/twin.hdf5"]
+    expected = 2 * np.asarray(orig["centre_row_col"]) + 0.5 - np.array([10, 30])
+    assert np.hypot(*(np.asarray(twin["centre_row_col"]) - expected)) * twin[
+        "pixel_size_pm"] < 30.0  # pm
+    assert twin["pixel_size_pm"] == pytest.approx(orig["pixel_size_pm"] / 2, rel=1e-3)
+    # scores of the model and of every baseline on the same scored crops, confusion matrices
+    scores = doc["scores"]
+    n_scored = sum(r["scored"] == "True" for r in rows)
+    assert scores["scored_crops"] == n_scored > 0
+    assert set(scores["baselines"]) == {"kmeans_pca", "gmm_pca", "logreg_pixels", "logreg_pca",
+                                        "cnn"}
+    for s in (scores["model"], *scores["baselines"].values()):
+        confusion = np.asarray(s["confusion"])
+        assert confusion.shape[0] == len(small.class_names) and confusion.sum() == n_scored
+        assert 0.0 <= s["balanced_accuracy"] <= 1.0
+    # the scored crops are exactly those whose label the model did not see
+    assert all((r["scored"] == "True") != (r["label_seen"] == "True") for r in rows)
