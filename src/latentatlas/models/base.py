@@ -87,10 +87,12 @@ class VAEModel:
 
     @classmethod
     def create(cls, name: str, input_shape: tuple[int, ...] | list[int], seed: int = 0,
-               signal_dims: int | None = None, **config: Any) -> VAEModel:
+               signal_dims: int | None = None, channels: str | None = None,
+               **config: Any) -> VAEModel:
         if signal_dims not in (None, 1, 2):
             raise ValueError(f"signal_dims must be 1 (spectra) or 2 (images), got {signal_dims}")
-        shape = normalise_shape(input_shape, image=None if signal_dims is None else signal_dims == 2)
+        shape = normalise_shape(input_shape, image=None if signal_dims is None else signal_dims == 2,
+                                channels=channels)
         return cls(name, cls.config_class(input_shape=shape, **config), seed=seed)
 
     # -- display ----------------------------------------------------------------------------
@@ -121,6 +123,10 @@ class VAEModel:
                 raise ValueError(f"{name} has shape {arr.shape} but the model expects {shape[0]} "
                                  f"channels: pass (n, {', '.join(map(str, shape))})")
             arr = arr[:, None]
+        if arr.shape[1:] != shape and arr.ndim == 4 and arr.shape[1:] == (*shape[1:], shape[0]):
+            raise ValueError(
+                f"{name} has shape {arr.shape}: channel-last (n, h, w, c) where the model takes "
+                f"channels first {shape}; pass np.moveaxis({name}, -1, 1)")
         if arr.shape[1:] != shape:
             raise ValueError(
                 f"{name} samples have shape {arr.shape[1:]} but the model was built for "

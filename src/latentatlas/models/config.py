@@ -191,15 +191,35 @@ class VAEConfig:
         return cls(**values)
 
 
-def normalise_shape(shape: tuple[int, ...] | list[int], image: bool | None = None) -> tuple[int, ...]:
-    """(h, w) -> (1, h, w) and (L,) -> (1, L); (c, h, w) and (c, L) pass through.
+CHANNELS = ("first", "last")
 
-    A 2-tuple is ambiguous: (h, w) image or (c, L) signal. It is read as an image unless
-    ``image`` is False.
+
+def normalise_shape(shape: tuple[int, ...] | list[int], image: bool | None = None,
+                    channels: str | None = None) -> tuple[int, ...]:
+    """The channels-first input shape of a model: (c, h, w) for images, (c, L) for signals.
+
+    (h, w) -> (1, h, w) and (L,) -> (1, L); a 2-tuple is read as an image (h, w) unless
+    ``image`` is False, when it is (c, L). channels: how a shape with a channel axis is laid
+    out: ``"first"`` ((c, h, w), (c, L)), ``"last"`` ((h, w, c), (L, c)), or None: channels
+    first, except that a 3-tuple that looks channel-last (its last size at most 4, the other
+    two larger, e.g. (256, 256, 1)) is refused rather than read as 256 channels of 256 x 1
+    images.
     """
+    if channels not in (None, *CHANNELS):
+        _fail("channels", f"None or one of {CHANNELS}", channels)
     shape = tuple(int(s) for s in shape)
     if len(shape) == 1:
         return (1, shape[0])
     if len(shape) == 2 and image is not False:
+        if channels == "last":
+            raise ValueError(f"input_shape {shape} has no channel axis to move (an image (h, w)); "
+                             "drop channels='last' or pass (h, w, c)")
         return (1, *shape)
+    if channels == "last":
+        return (shape[-1], *shape[:-1])
+    if channels is None and len(shape) == 3 and shape[2] <= 4 < min(shape[0], shape[1]):
+        raise ValueError(
+            f"input_shape {shape} looks channel-last (h, w, c); models take channels first. "
+            f"Pass ({shape[2]}, {shape[0]}, {shape[1]}), or channels='last' to convert, or "
+            "channels='first' if it really is (c, h, w)")
     return shape

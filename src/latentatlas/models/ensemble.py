@@ -392,15 +392,24 @@ class Ensemble:
         y: object | None = None,
         schedules: dict[str, Schedule] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        groups: object | None = None,
         **train_options: Any,
     ) -> Ensemble:
         """Train every member at once on X (and labels y for semi-supervised members).
 
-        The data and default schedules are what the member family's own ``fit`` would use.
+        The data and default schedules are what the member family's own ``fit`` would use
+        (``groups``: the object of each sample, for families whose ``fit`` takes them).
         train_options: TrainConfig fields (epochs, batch_size, lr, ...); ``epochs`` counts the
         baseline's epochs too when the members grow from a baseline.
         """
         first = self.members[0]
+        if getattr(first.config, "class_prior", "uniform") == "learned":
+            raise ValueError("joint VAEs with a learned class prior train in two stages (warm-up, "
+                             "then the mixture); fit them one by one and combine them with "
+                             "Ensemble.from_members (or keep the best: best_member)")
+        if y is not None:
+            # labelled samples are never held out silently (see SSVAE.fit)
+            train_options.setdefault("test_fraction", 0.0)
         prepare = getattr(first, "prepare_fit", None)
         if prepare is None:
             # Plain and conditional families: labels, if any, are the decoder's condition.
@@ -409,10 +418,12 @@ class Ensemble:
             if condition is not None:
                 data["condition"] = condition
             merged = dict(schedules or {})
-        elif y is None:
-            data, merged = prepare(X, schedules, **train_options)
         else:
-            data, merged = prepare(X, y, schedules, **train_options)
+            extra = {} if groups is None else {"groups": groups}
+            if y is None:
+                data, merged = prepare(X, schedules, **extra, **train_options)
+            else:
+                data, merged = prepare(X, y, schedules, **extra, **train_options)
         config = TrainConfig(schedules=merged, **train_options)
         if self.from_baseline_epochs == 0:
             module = EnsembleModule([m.module for m in self.members])
@@ -509,6 +520,16 @@ class Ensemble:
     def predict(self, X: object, **kwargs: Any) -> np.ndarray:
         """Class of the mean aligned probabilities (n,)."""
         return self.uncertainty(X, **kwargs).labels
+
+    def elbo(self, X: object, **kwargs: Any) -> np.ndarray:
+        """(m,) each member's mean ELBO per sample on X (its ``elbo``): no labels needed."""
+        if not hasattr(self.members[0], "elbo"):
+            raise ValueError(f"members of {self.member!r} have no elbo method")
+        return np.array([m.elbo(X, **kwargs) for m in self.members])
+
+    def best_member(self, X: object, **kwargs: Any) -> Any:
+        """The member with the highest ELBO on X: restarts chosen without labels."""
+        return self.members[int(np.argmax(self.elbo(X, **kwargs)))]
 
     def encode(self, X: object) -> list[Any]:
         """Each member's ``encode`` (named latents)."""

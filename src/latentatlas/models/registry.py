@@ -50,12 +50,15 @@ def registered(name: str) -> RegisteredModel:
 
 
 def get_model(name: str, input_shape: tuple[int, ...] | list[int], seed: int = 0,
-              signal_dims: int | None = None, **config: Any) -> Any:
+              signal_dims: int | None = None, channels: str | None = None, **config: Any) -> Any:
     """A new, untrained model of the registered family ``name``.
 
     input_shape: (h, w), (c, h, w) for images; (L,) for spectra, or (c, L) with signal_dims=1.
-    Further keyword arguments override the family's config defaults (see its config class).
+    channels: ``"last"`` to give (h, w, c) or (L, c) instead (converted to channels first);
+    without it a shape that looks channel-last, e.g. (256, 256, 1), is refused with an error
+    (``latentatlas.models.config.normalise_shape``). Further keyword arguments override the
+    family's config defaults (see its config class).
     """
     entry = registered(name)
     return entry.model_class.create(name, input_shape, seed=seed, signal_dims=signal_dims,
-                                    **{**entry.defaults, **config})
+                                    channels=channels, **{**entry.defaults, **config})
