@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import (
+    Baselines,
     background_share,
     compute_baselines,
     pfm_descriptors,
@@ -196,6 +197,44 @@ def test_verdict_does_not_call_background_classes_a_finding() -> None:
                           seed=0)
     assert b.background_share_model == pytest.approx(background_share(halves, ramp))
     assert "slow background" in b.verdict and "classes" not in b.verdict.split(".")[0]
+
+
+def _physics_case(latent_noise: float, plain_noise: float) -> tuple[Baselines, np.ndarray,
+                                                                    dict[str, np.ndarray]]:
+    """Windows whose switched fraction ``sf`` shows in a latent and in the window mean, each
+    with its own noise; the second latent and the classes are unrelated to it."""
+    rng = np.random.default_rng(3)
+    sf = rng.uniform(0, 1, 300)
+    raw = (sf + plain_noise * rng.normal(size=300))[:, None, None, None] + 0.1 * rng.normal(
+        size=(300, 1, 6, 6))
+    z = np.c_[sf + latent_noise * rng.normal(size=300), rng.normal(size=300)]
+    act = latent_activity(z, np.full_like(z, 0.05), ["z1", "z2"])
+    desc = {**plain_descriptors(raw, np.median(raw)), "switched_fraction": sf}
+    labels = (z[:, 1] > 0).astype(int)
+    return compute_baselines(raw[:, 0], z, ["z1", "z2"], act, labels, desc, seed=0), z, desc
+
+
+def test_verdict_says_when_the_baselines_follow_the_physics_as_well() -> None:
+    # the window mean follows the switched fraction better than any latent: nothing new,
+    # even though z2 is explained by nothing (it is noise)
+    b, z, desc = _physics_case(latent_noise=0.5, plain_noise=0.05)
+    m = b.physics["switched_fraction"]
+    sf = desc["switched_fraction"]
+    assert m.latent == "z1" and m.latent_rho == pytest.approx(stats.spearmanr(sf, z[:, 0])[0])
+    direct = {k: stats.spearmanr(sf, v)[0] for k, v in
+              [*((k, v) for k, v in desc.items() if k != "switched_fraction"),
+               *((f"PC{i + 1}", b.pca_scores[:, i]) for i in range(b.pca_scores.shape[1]))]}
+    best = max(direct, key=lambda k: abs(direct[k]))
+    assert m.baseline == best and m.baseline_rho == pytest.approx(direct[best])
+    assert abs(m.baseline_rho) > abs(m.latent_rho) + 0.1 and not m.model_adds
+    assert m.classes_model == pytest.approx(background_share((z[:, 1] > 0).astype(int), sf))
+    assert b.verdict.startswith("The baselines explain as much")
+    assert "Beyond" not in b.verdict and "z2 is not explained" in b.verdict
+    assert b.to_dict()["physics"]["switched_fraction"]["model_adds"] is False
+    # a latent that follows it clearly better than every baseline is a finding
+    b, _, _ = _physics_case(latent_noise=0.01, plain_noise=0.5)
+    assert b.physics["switched_fraction"].model_adds
+    assert b.verdict.startswith("Beyond the baselines on switched_fraction")
 
 
 def test_background_share_and_window_means() -> None:
