@@ -88,6 +88,7 @@ def _common(r: AnalysisResult, seconds: float) -> dict[str, Any]:
         "ari_model_vs_pca_kmeans": _r(b.ari_kmeans),
         "background_share": {"model": _r(b.background_share_model),
                              "pca_kmeans": _r(b.background_share_kmeans)},
+        "physics": {k: m.to_dict() for k, m in b.physics.items()},
         "verdict": b.verdict,
     }
 
@@ -176,25 +177,34 @@ def run_graphene(seed: int, options: dict[str, Any]) -> Any:
                                        "pca_kmeans": _r(adjusted_rand_score(d, b.kmeans_labels))}}
 
 
-def run_generated(seed: int, options: dict[str, Any]) -> Any:
+def run_generated(seed: int, options: dict[str, Any], gradient: float = 1.0,
+                  thickness: float = 0.5) -> Any:
     from latentatlas.datasets.lattices import two_site_lattice
 
-    lat = two_site_lattice(gradient=1.0, thickness=0.5, seed=seed)
+    lat = two_site_lattice(gradient=gradient, thickness=thickness, seed=seed)
     t = time.perf_counter()
     r = analyze(lat.image, atoms=lat.positions, progress=False, seed=seed, **options)
     b = r.baselines
     assert b is not None
     truth = lat.classes[r.patches.index]
-    yield {"file": "two_site_lattice(gradient=1, thickness=0.5)", "seed": seed,
+    yield {"file": f"two_site_lattice(gradient={gradient:g}, thickness={thickness:g})",
+           "seed": seed,
            **_common(r, time.perf_counter() - t),
            "ari_vs_truth": {"model": _r(adjusted_rand_score(truth, r.labels.labels)),
                             "pca_kmeans": _r(adjusted_rand_score(truth, b.kmeans_labels)),
                             "pca_gmm": _r(adjusted_rand_score(truth, b.gmm_labels))}}
 
 
-def _load(name: str) -> list[dict[str, Any]]:
-    path = RESULTS / f"real_data_{name}.json"
-    return json.loads(path.read_text())["runs"] if path.exists() else []
+def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(settings, runs) of every JSON file of one part: "default" or its overrides."""
+    out = []
+    for path in sorted(RESULTS.glob(f"real_data_{part}*.json")):
+        record = json.loads(path.read_text())
+        o = record.get("overrides") or {}
+        label = "legacy" if o == LEGACY else (
+            ", ".join(f"{k}={v}" for k, v in o.items()) or "default")
+        out.append((label, record["runs"]))
+    return out
 
 
 def _spread(values: list[float]) -> str:
@@ -207,8 +217,9 @@ def _spread(values: list[float]) -> str:
 def table() -> None:
     """Markdown tables of every JSON file written by the parts above."""
     for tag, title in (("phase", "PhaseRetrace"), ("amp_phase", "AmplitudeRetrace + PhaseRetrace")):
-        runs = _load(f"pfm_{tag}") + _load(f"pfm_{tag}_seeds12")
-        legacy = {r["file"]: r for r in _load(f"pfm_{tag}_legacy")}
+        records = _records(f"pfm_{tag}")
+        runs = [r for label, rs in records if label == "default" for r in rs]
+        legacy = {r["file"]: r for label, rs in records if label == "legacy" for r in rs}
         if not runs:
             continue
         print(f"\nPFM, {title}: best |rho| with the switched fraction / wall density "
@@ -232,8 +243,7 @@ def table() -> None:
                   f"{col('switched_fraction', 'plain')} | {col('wall_density', 'plain')} | {before} |")
     for part, key in (("stem", "ari_vs_sites"), ("generated", "ari_vs_truth"),
                       ("graphene", "ari_vs_defect_atoms")):
-        rows = [(tag or "default", r) for tag in ("", "image", "legacy")
-                for r in _load(part + (f"_{tag}" if tag else ""))]
+        rows = [(label, r) for label, rs in _records(part) for r in rs]
         if not rows:
             continue
         print(f"\n{part}: ARI of the classes ({key}); background share = eta^2 of the slow "
@@ -264,6 +274,10 @@ def main() -> None:
                     help="AnalysisConfig overrides, e.g. normalize='\"image\"'")
     ap.add_argument("--legacy", action="store_true", help="the settings before issue 13")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+    ap.add_argument("--gradient", type=float, default=1.0,
+                    help="generated: background rise across the image, in A peaks")
+    ap.add_argument("--thickness", type=float, default=0.5,
+                    help="generated: relative contrast change from top to bottom")
     args = ap.parse_args()
     if args.part == "table":
         table()
@@ -287,9 +301,10 @@ def main() -> None:
     for seed in args.seeds:
         if args.part == "pfm":
             runs = run_pfm(seed, options, channels)
+        elif args.part == "generated":
+            runs = run_generated(seed, options, args.gradient, args.thickness)
         else:
-            runs = {"stem": run_stem, "graphene": run_graphene,
-                    "generated": run_generated}[args.part](seed, options)
+            runs = {"stem": run_stem, "graphene": run_graphene}[args.part](seed, options)
         for row in runs:
             record["runs"].append(row)
             tmp = out.with_suffix(".tmp")

@@ -25,7 +25,7 @@ from latentatlas.descriptors.patches import extract_patches, remove_background
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.models import Latents, get_model
 from latentatlas.models.latents import latent_activity
-from latentatlas.pipelines.analyze import AnalysisConfig
+from latentatlas.pipelines.analyze import AnalysisConfig, analyze
 
 
 def _blobs(n: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,23 +85,24 @@ def _gradient_lattice(seed: int = 1):  # type: ignore[no-untyped-def]
     return two_site_lattice(shape=(192, 192), gradient=1.0, thickness=0.5, seed=seed)
 
 
-def _pca_kmeans_ari(patches: np.ndarray, truth: np.ndarray) -> float:
-    scores = PCA(2, random_state=0).fit_transform(patches.reshape(len(patches), -1))
-    labels = KMeans(2, n_init=4, random_state=0).fit_predict(scores)
-    return float(adjusted_rand_score(truth, labels))
-
-
 def test_default_normalisation_follows_sublattices_under_a_gradient() -> None:
+    """The model's classes, from analyze with the default normalisation, follow the two
+    sublattices under a ramp and a thickness change; with ``normalize="image"`` the same model
+    and training give classes unrelated to them (ARI ~0). A plain VAE with a short training
+    keeps the test fast; at the full default training (3000 steps) the rVAE's classes with
+    "image" survive this ramp but not a stronger one (benchmarks/RESULTS.md, issue 13)."""
     lat = _gradient_lattice()
-    window = 24
-    default = AnalysisConfig().normalization(windows=False)
-    aris = {}
-    for mode in (default, "image"):
-        p = extract_patches(lat.image, lat.positions, window, classes=lat.classes,
-                            normalize=mode, background_sigma=window)  # type: ignore[arg-type]
-        aris[mode] = _pca_kmeans_ari(p.data, p.classes)
-    assert aris[default] >= 0.9
-    assert aris["image"] < 0.5  # the gradient, not the sites, splits the image
+    assert AnalysisConfig().normalization(windows=False) == "background"
+    model, baseline = {}, {}
+    for mode in ("auto", "image"):
+        r = analyze(lat.image, atoms=lat.positions, model="vae", steps=150, normalize=mode,
+                    progress=False, seed=0)
+        assert r.baselines is not None
+        truth = lat.classes[r.patches.index]
+        model[mode] = adjusted_rand_score(truth, r.labels.labels)
+        baseline[mode] = adjusted_rand_score(truth, r.baselines.kmeans_labels)
+    assert model["auto"] >= 0.9 and baseline["auto"] >= 0.9
+    assert model["image"] < 0.5 and baseline["image"] < 0.5  # the gradient splits them
 
 
 def test_remove_background_ignores_a_ramp_and_a_contrast_change() -> None:
