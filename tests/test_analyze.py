@@ -159,6 +159,7 @@ def test_pipeline_input_errors(tmp_path: Path) -> None:
 
 
 def test_cli_analyze_example(tmp_path: Path) -> None:
+    from markupsafe import escape
     from typer.testing import CliRunner
 
     import latentatlas.cli  # noqa: F401  (registers every command)
@@ -171,6 +172,11 @@ def test_cli_analyze_example(tmp_path: Path) -> None:
                               "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "2 classes" in res.output and (out / "index.html").exists()
+    # the verdict beside the baselines, printed and in the report, word for word
+    verdict = json.loads((out / "config.json").read_text())["verdict"]
+    assert len(verdict) > 20 and f"verdict: {verdict}" in res.output
+    shown = (out / "index.html").read_text().split('<div class="verdict">')[1].split("</div>")[0]
+    assert str(escape(verdict)) in shown
     with h5py.File(out / "results.h5") as f:
         assert tuple(f.attrs["grid_shape"]) == (18, 18)
     bad = runner.invoke(app, ["analyze", str(tmp_path / "missing.npy"), "--quiet"])
