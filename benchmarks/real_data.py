@@ -51,6 +51,7 @@ from scipy import ndimage, stats
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from latentatlas.analysis.baselines import background_share
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
 
@@ -174,7 +175,18 @@ def run_graphene(seed: int, options: dict[str, Any]) -> Any:
         yield {"file": name, "seed": seed, **_common(r, time.perf_counter() - t),
                "atoms_on_non_hexagonal_rings": int(d.sum()),
                "ari_vs_defect_atoms": {"model": _r(adjusted_rand_score(d, r.labels.labels)),
-                                       "pca_kmeans": _r(adjusted_rand_score(d, b.kmeans_labels))}}
+                                       "pca_kmeans": _r(adjusted_rand_score(d, b.kmeans_labels))},
+               "defect_share_by_class": {"model": _shares(r.labels.labels, d),
+                                         "pca_kmeans": _shares(b.kmeans_labels, d)},
+               "mean_intensity_eta2": {
+                   "model": _r(background_share(r.labels.labels, b.descriptors["mean"])),
+                   "pca_kmeans": _r(background_share(b.kmeans_labels, b.descriptors["mean"]))}}
+
+
+def _shares(labels: np.ndarray, flag: np.ndarray) -> list[list[float]]:
+    """[class size, share of flagged atoms in it] for every class, largest share first."""
+    rows = [[int((labels == c).sum()), _r(flag[labels == c].mean())] for c in np.unique(labels)]
+    return sorted(rows, key=lambda row: -row[1])
 
 
 def run_generated(seed: int, options: dict[str, Any], gradient: float = 1.0,
