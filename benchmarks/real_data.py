@@ -6,6 +6,8 @@
     PYTHONPATH=src python benchmarks/real_data.py graphene
     PYTHONPATH=src python benchmarks/real_data.py generated --seeds 0 1 2
     PYTHONPATH=src python benchmarks/real_data.py table    (markdown tables from the JSON files)
+    ... --only 'PTO*' --tag phase_pto  (pfm: a subset of the scans, into its own JSON; the
+                                        table reads every JSON of a part)
     ... --set normalize='"image"'      (override AnalysisConfig fields; JSON values)
     ... --legacy                       (the settings before issue 13: image min-max, 20 epochs
                                         of 128, no KL warm-up)
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fnmatch
 import json
 import os
 import platform
@@ -108,9 +111,10 @@ def _best(values: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ parts
 
 
-def run_pfm(seed: int, options: dict[str, Any], channels: list[str]) -> Any:
+def run_pfm(seed: int, options: dict[str, Any], channels: list[str], only: str = "*") -> Any:
     files = (sorted((DATA / "pfm_dtmicroscope").glob("PZT_final000*.h5"))
              + sorted((DATA / "pfm_dtmicroscope").glob("PTO_Funakubo000*.h5")))
+    files = [f for f in files if fnmatch.fnmatch(f.name, only)]
     if not files:
         raise SystemExit(f"no PFM scans in {DATA / 'pfm_dtmicroscope'}")
     for path in files:
@@ -285,6 +289,8 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                     help="AnalysisConfig overrides, e.g. normalize='\"image\"'")
     ap.add_argument("--legacy", action="store_true", help="the settings before issue 13")
+    ap.add_argument("--only", default="*",
+                    help="pfm: only the scans whose name matches this pattern, e.g. 'PTO*'")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
     ap.add_argument("--gradient", type=float, default=1.0,
                     help="generated: background rise across the image, in A peaks")
@@ -312,7 +318,7 @@ def main() -> None:
     }
     for seed in args.seeds:
         if args.part == "pfm":
-            runs = run_pfm(seed, options, channels)
+            runs = run_pfm(seed, options, channels, args.only)
         elif args.part == "generated":
             runs = run_generated(seed, options, args.gradient, args.thickness)
         else:
