@@ -238,11 +238,14 @@ def table() -> None:
         legacy = {r["file"]: r for label, rs in records if label == "legacy" for r in rs}
         if not runs:
             continue
-        print(f"\nPFM, {title}: best |rho| with the switched fraction / wall density "
-              "(mean over seeds, range); collapsed = runs without an active content latent\n")
-        print("| scan | seeds | collapsed | classes | latent SF | latent WD | PCA SF | PCA WD | "
-              "plain SF | plain WD | before: collapsed, latent SF / WD |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"\nPFM, {title}: best |rho| with the switched fraction (SF) / wall density (WD) "
+              "of a model latent, a PCA score and a plain window statistic (mean over seeds, "
+              "range); active = active content latents per seed; verdict = its first clause "
+              "per seed\n")
+        print("| scan | seeds | active content | latent SF | PCA SF | plain SF | latent WD | "
+              "PCA WD | plain WD | classes | ARI vs PCA k-means | verdict | "
+              "before (legacy): collapsed, latent SF / WD |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for f in dict.fromkeys(r["file"] for r in runs):
             rs = [r for r in runs if r["file"] == f]
             def col(target: str, kind: str, rs: list[dict[str, Any]] = rs) -> str:
@@ -252,11 +255,16 @@ def table() -> None:
                 f"{'yes' if old['collapsed'] else 'no'}, "
                 f"{abs(old['switched_fraction']['any_latent']['rho']):.2f} / "
                 f"{abs(old['wall_density']['any_latent']['rho']):.2f}")
-            print(f"| {f.removesuffix('.h5')} | {len(rs)} | {sum(r['collapsed'] for r in rs)} | "
+            active = " / ".join(",".join(n for n in r["active"] if n.startswith("z")) or "none"
+                                for r in rs)
+            verdicts = " / ".join(r["verdict"].split(":")[0].split(".")[0] for r in rs)
+            print(f"| {f.removesuffix('.h5')} | {len(rs)} | {active} | "
+                  f"{col('switched_fraction', 'any_latent')} | {col('switched_fraction', 'pca')} | "
+                  f"{col('switched_fraction', 'plain')} | {col('wall_density', 'any_latent')} | "
+                  f"{col('wall_density', 'pca')} | {col('wall_density', 'plain')} | "
                   f"{'/'.join(str(r['n_classes']) for r in rs)} | "
-                  f"{col('switched_fraction', 'any_latent')} | {col('wall_density', 'any_latent')} | "
-                  f"{col('switched_fraction', 'pca')} | {col('wall_density', 'pca')} | "
-                  f"{col('switched_fraction', 'plain')} | {col('wall_density', 'plain')} | {before} |")
+                  f"{_spread([r['ari_model_vs_pca_kmeans'] for r in rs])} | {verdicts} | "
+                  f"{before} |")
     for part, key in (("stem", "ari_vs_sites"), ("generated", "ari_vs_truth"),
                       ("graphene", "ari_vs_defect_atoms")):
         rows = [(label, r) for label, rs in _records(part) for r in rs]
@@ -265,8 +273,8 @@ def table() -> None:
         print(f"\n{part}: ARI of the classes ({key}); background share = eta^2 of the slow "
               "background on the classes\n")
         print("| image | settings | seeds | classes (BIC min) | ARI model | ARI PCA k-means | "
-              "background share model / PCA k-means | collapsed |")
-        print("|---|---|---|---|---|---|---|---|")
+              "background share model / PCA k-means | active content | verdict |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for f in dict.fromkeys(r["file"] for _, r in rows):
             for tag in dict.fromkeys(t for t, _ in rows):
                 rs = [r for t, r in rows if t == tag and r["file"] == f]
@@ -278,7 +286,9 @@ def table() -> None:
                       f"{_spread([r[key]['pca_kmeans'] for r in rs])} | "
                       f"{_spread([r['background_share']['model'] for r in rs])} / "
                       f"{_spread([r['background_share']['pca_kmeans'] for r in rs])} | "
-                      f"{sum(r['collapsed'] for r in rs)} |")
+                      + " / ".join(",".join(n for n in r["active"] if n.startswith("z"))
+                                   or "none" for r in rs) + " | "
+                      + " / ".join(r["verdict"].split(":")[0].split(".")[0] for r in rs) + " |")
 
 
 def main() -> None:
