@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 
-from latentatlas.datasets.lattices import DOPANT, generate_lattice
+from latentatlas.datasets.lattices import DOPANT, contamination_mask, generate_lattice
 from latentatlas.datasets.render import add_microscope_noise, render_columns
 from latentatlas.descriptors.rings import (
     DEFAULT_RING_CLASSES,
@@ -903,7 +903,8 @@ def random_graphene(
     40 % are ideal honeycombs from :func:`~latentatlas.datasets.lattices.generate_lattice`
     (Si-like dopants: brighter and wider columns with the contrast of :func:`graphene_sheets`;
     vacancies, jitter, scan distortion, contamination), 60 % crops of ``sheets`` (grain
-    boundaries with 5-7 rings, Si complexes). Then a slow background (half of them), blur
+    boundaries with 5-7 rings, Si complexes; bright amorphous contamination over 5-35 % of
+    the crop in 30 % of them, the atoms under it dropped). Then a slow background (half of them), blur
     (30 %) and white noise at a per-pixel contrast-to-noise of 0.45-1.6, the range of 60 kV
     HAADF graphene once resampled to about 11 pixels per bond.
     """
@@ -936,6 +937,17 @@ def random_graphene(
         # Columns just outside still light the border pixels: keep them in the target.
         inside = (pos > -3).all(axis=1) & (pos < size + 3).all(axis=1)
         pos, classes = pos[inside], sheet.classes[inside]
+        if rng.random() < 0.3:
+            # A bright amorphous patch (2-5 x the carbon peak) hides the lattice under it; it
+            # also sets the frame's top percentile, so the carbon is compressed after
+            # normalisation, as in real frames with contamination.
+            patch = contamination_mask((size, size), rng, rng.uniform(0.05, 0.35))
+            texture = ndimage.gaussian_filter(rng.random((size, size)), 1.5)
+            level = rng.uniform(2.0, 5.0) * (0.7 + 0.6 * texture / texture.max())
+            img = img * (1 - patch) + patch * level
+            rc = np.clip(np.round(pos).astype(np.int64), 0, size - 1)
+            visible = patch[rc[:, 0], rc[:, 1]] < 0.5
+            pos, classes = pos[visible], classes[visible]
     if rng.random() < 0.5:
         yy, xx = np.mgrid[0:size, 0:size] / size
         img = img + rng.uniform(0, 0.6) * np.sin(rng.uniform(0, 3) * yy * 6 + rng.uniform(0, 6)) * np.cos(

@@ -137,9 +137,10 @@ def scan_distort(
     return out
 
 
-def _contamination(shape: tuple[int, int], rng: np.random.Generator, fraction: float) -> np.ndarray:
-    # A smooth random field thresholded to cover about `fraction` of the image: the bright
-    # amorphous-carbon patches of real HAADF images, under which no lattice is visible.
+def contamination_mask(shape: tuple[int, int], rng: np.random.Generator, fraction: float) -> np.ndarray:
+    """(h, w) float64 in [0, 1]: where the bright amorphous-carbon patches of real HAADF images
+    lie (no lattice is visible under them). A smooth random field thresholded to cover about
+    ``fraction`` of the image, its edges softened over 2 pixels."""
     h, w = shape
     field_ = ndimage.gaussian_filter(rng.normal(size=(h, w)), min(h, w) / 8, mode="wrap")
     level = np.quantile(field_, 1.0 - fraction)
@@ -221,7 +222,7 @@ def generate_lattice(
         bg = ndimage.gaussian_filter(rng.normal(size=(h, w)), min(h, w) / 4, mode="wrap")
         image += background * (bg - bg.min()) / (np.ptp(bg) + 1e-12)
     if contamination > 0:
-        patch = _contamination((h, w), rng, contamination)
+        patch = contamination_mask((h, w), rng, contamination)
         texture = ndimage.gaussian_filter(rng.random((h, w)), 1.5)
         image = image * (1 - patch) + patch * (3.0 + 2.0 * texture / (texture.max() + 1e-12))
         r = np.clip(np.round(pos).astype(np.int64), 0, [h - 1, w - 1])

@@ -1,0 +1,218 @@
+"""Si dopants in graphene: does the graphene atom finder find them, and label them Si?
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/atoms_si.py [--models graphene PATH ...]
+
+Writes benchmarks/results/atoms_si.json and prints markdown tables. For every model (a shipped
+name or a weights path):
+
+- AtomNet frames (../shared/data/stem_graphene_aicrystallographer/AtomNet/exp_data): carbon F1
+  at 1.5 px against the ``*-coord.npy`` lists (unmatched points within 6 px of the edge not
+  counted), plain and with test-time augmentation; the Si columns of those lists (all marked
+  class 0; picked by intensity, ``atoms_data.si_by_intensity``: one in G-Si-2nm) found and
+  labelled Si; atoms labelled Si in each frame.
+- G-dimSi / G-trimSi (no reference lists; two and three Si columns by eye): atoms labelled Si.
+- LibraryNet dev crops (94 crops of Si complexes, ``atoms_data.load_librarynet``): Si recall at
+  1.5 px in the crop's own pixels, with the spacing from the crop's ``scan size`` (bond = 142 pm)
+  and with the spacing estimated; per complex class.
+- Held-back generated graphene with Si (``random_graphene``, seed 2024, training used seeds 0,
+  1 and 1000): carbon F1, Si recall and precision at the network's own scale.
+
+"detected" counts a reference Si matched by any found atom, "labelled" one matched by an atom
+the finder labelled Si. Baseline beside the network's labels: the same atoms labelled Si by
+intensity alone (``si_by_intensity`` on the found positions: 4x the median column above the
+local background).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentatlas.analysis.matching import MatchCounts, match_counts, match_points, scores_from_counts
+from latentatlas.datasets.graphene import graphene_sheets, random_graphene
+from latentatlas.descriptors.atoms import find_atoms, load_atom_finder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from atoms_data import (  # noqa: E402
+    ATOMNET,
+    IMAGES,
+    REFERENCE_BORDER,
+    load_graphene,
+    load_librarynet,
+    si_by_intensity,
+    si_scores,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DIMTRIM = {"G-dimSi": 2, "G-trimSi": 3}
+
+
+def _intensity_labels(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return si_by_intensity(image, positions).astype(np.int64) if len(positions) >= 4 else np.zeros(0)
+
+
+def _add(total: dict[str, int], part: dict[str, int]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0) + v
+
+
+def atomnet(model: str) -> dict:
+    out: dict[str, dict] = {}
+    for name in IMAGES:
+        image, ref = load_graphene(SHARED, name)
+        si_ref = ref[si_by_intensity(image, ref)]
+        row: dict[str, object] = {"n_ref": len(ref), "n_si_ref": len(si_ref)}
+        for tta in (False, True):
+            t0 = time.perf_counter()
+            at = find_atoms(image, "dcnn", model=model, tta=tta)
+            tag = "tta" if tta else "plain"
+            s = match_points(at.positions, ref, 1.5, shape=image.shape, border=REFERENCE_BORDER)
+            row[f"f1_{tag}"] = s.f1
+            row[f"si_{tag}"] = si_scores(at.positions, at.classes, si_ref)
+            row[f"si_intensity_{tag}"] = si_scores(
+                at.positions, _intensity_labels(image, at.positions), si_ref
+            )
+            row[f"seconds_{tag}"] = time.perf_counter() - t0
+        out[name] = row
+    import h5py
+
+    for name, expected in DIMTRIM.items():
+        with h5py.File(SHARED.joinpath(*ATOMNET, "G-dimtrimSi", f"{name}.hdf5"), "r") as h:
+            image = np.asarray(h["image_data"], dtype=np.float32)
+        at = find_atoms(image, "dcnn", model=model)
+        out[name] = {
+            "si_by_eye": expected,
+            "atoms": len(at),
+            "si_found": int((at.classes == 1).sum()),
+            "si_found_intensity": int(_intensity_labels(image, at.positions).sum()),
+        }
+    return out
+
+
+def librarynet(model: str) -> dict:
+    crops = load_librarynet(SHARED)
+    out: dict[str, dict] = {}
+    for mode in ("scan_size", "estimated"):
+        total: dict[str, int] = {}
+        total_int: dict[str, int] = {}
+        per_class: dict[str, dict[str, int]] = defaultdict(dict)
+        missed = []
+        t0 = time.perf_counter()
+        for crop in crops:
+            spacing = crop.bond if mode == "scan_size" else None
+            at = find_atoms(crop.image, "dcnn", model=model, spacing=spacing)
+            s = si_scores(at.positions, at.classes, crop.si)
+            _add(total, s)
+            _add(per_class[crop.complex_class], s)
+            _add(total_int, si_scores(at.positions, _intensity_labels(crop.image, at.positions), crop.si))
+            if s["labelled"] < s["n_si"]:
+                missed.append(f"{crop.complex_class}/{crop.name}")
+        out[mode] = {
+            "total": total,
+            "intensity_baseline": total_int,
+            "per_class": dict(per_class),
+            "crops_with_a_missed_si": missed,
+            "seconds": time.perf_counter() - t0,
+        }
+    return out
+
+
+def generated(model: str, n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    sheets = [s for s in graphene_sheets(max(8, n // 2), rng, size=176) if s.classes.any()]
+    counts = {"c": np.zeros(4), "si": np.zeros(4), "si_int": np.zeros(4)}
+    for _ in range(n):
+        img, pos, cls = random_graphene(rng, sheets, 128)
+        at = find_atoms(img, "dcnn", model=model, scale=1.0)
+        kw = {"shape": img.shape, "border": 3.0}
+        counts["c"] += np.asarray(match_counts(at.positions, pos, 1.5, **kw), float)
+        counts["si"] += np.asarray(match_counts(at.positions[at.classes == 1], pos[cls == 1], 1.5, **kw), float)
+        lab = _intensity_labels(img, at.positions) == 1
+        counts["si_int"] += np.asarray(match_counts(at.positions[lab], pos[cls == 1], 1.5, **kw), float)
+    out = {}
+    for k, c in counts.items():
+        s = scores_from_counts(MatchCounts(int(c[0]), int(c[1]), int(c[2]), float(c[3])))
+        out[k] = {"f1": s.f1, "precision": s.precision, "recall": s.recall, "n_true": int(c[2])}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=["graphene"])
+    p.add_argument("--n-generated", type=int, default=48)
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "atoms_si.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if not SHARED.joinpath(*ATOMNET).exists():
+        raise SystemExit(f"real data absent: {SHARED.joinpath(*ATOMNET)}")
+    result: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "PYTHONPATH=src python benchmarks/atoms_si.py " + " ".join(sys.argv[1:]),
+        "models": {},
+    }
+    for model in args.models:
+        meta = load_atom_finder(model).metadata
+        result["models"][model] = {  # type: ignore[index]
+            "training_command": meta.get("training", {}).get("command"),
+            "classes": meta.get("classes"),
+            "atomnet": atomnet(model),
+            "librarynet": librarynet(model),
+            "generated": generated(model, args.n_generated, args.seed),
+        }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print_tables(result)
+
+
+def _frac(a: int, b: int) -> str:
+    return f"{a / b:.3f} ({a}/{b})" if b else "-"
+
+
+def print_tables(result: dict) -> None:
+    for model, r in result["models"].items():
+        print(f"\n## {model}\n")
+        print("| frame | C F1 plain | C F1 tta | Si ref | Si labelled (plain / tta) | atoms labelled Si |")
+        print("|---|---|---|---|---|---|")
+        for name in IMAGES:
+            a = r["atomnet"][name]
+            print(
+                f"| {name} | {a['f1_plain']:.3f} | {a['f1_tta']:.3f} | {a['n_si_ref']} "
+                f"| {a['si_plain']['labelled']} / {a['si_tta']['labelled']} | {a['si_plain']['si_found']} |"
+            )
+        for name in DIMTRIM:
+            a = r["atomnet"][name]
+            print(f"| {name} | - | - | {a['si_by_eye']} (by eye) | - | {a['si_found']} "
+                  f"(intensity rule: {a['si_found_intensity']}) |")
+        print("\n| LibraryNet spacing | Si | detected | labelled Si (network) | labelled Si (intensity) "
+              "| atoms labelled Si |")
+        print("|---|---|---|---|---|---|")
+        for mode, m in r["librarynet"].items():
+            t, b = m["total"], m["intensity_baseline"]
+            print(f"| {mode} | {t['n_si']} | {_frac(t['detected'], t['n_si'])} "
+                  f"| {_frac(t['labelled'], t['n_si'])} | {_frac(b['labelled'], b['n_si'])} | {t['si_found']} |")
+        print("\n| class (scan size spacing) | Si | detected | labelled Si |")
+        print("|---|---|---|---|")
+        for cls, t in sorted(r["librarynet"]["scan_size"]["per_class"].items()):
+            print(f"| {cls} | {t['n_si']} | {_frac(t['detected'], t['n_si'])} | {_frac(t['labelled'], t['n_si'])} |")
+        g = r["generated"]
+        print(f"\ngenerated: atoms F1 {g['c']['f1']:.3f}; Si recall {g['si']['recall']:.3f} precision "
+              f"{g['si']['precision']:.3f} (n={g['si']['n_true']}); intensity rule recall "
+              f"{g['si_int']['recall']:.3f} precision {g['si_int']['precision']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
