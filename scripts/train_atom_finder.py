@@ -125,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="1 is fastest on a shared, oversubscribed CPU"
     )
     p.add_argument(
+        "--si-weight",
+        type=float,
+        default=1.0,
+        help="graphene: weight of the Si channel in the loss, relative to the atom channel's 1",
+    )
+    p.add_argument(
         "--val",
         type=int,
         default=48,
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             seed=args.seed + 1,
+            channel_weights=(1.0, args.si_weight),
             on_epoch_end=checkpoint,
         )
         return 0
