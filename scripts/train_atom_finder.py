@@ -51,6 +51,13 @@ from latentatlas.train.segmentation import normalize_percentile, save_segmenter,
 
 logger = logging.getLogger("train_atom_finder")
 
+DATA_DESCRIPTION = {
+    "lattices": "generated lattices (latentatlas.datasets.lattices.random_lattice), a fixed pool",
+    "graphene": "generated low-dose graphene with Si dopant complexes "
+    "(latentatlas.datasets.graphene.random_graphene over graphene_sheets), fresh every step; "
+    "targets: channel 0 every atom, channel 1 the Si atoms",
+}
+
 
 def make_pool(n: int, size: int, seed: int, mask_width: float) -> tuple[np.ndarray, np.ndarray]:
     """n generated training images (n, 1, size, size) and their atom masks, seeded."""
@@ -188,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             **inference,
             "training": {
                 "command": f"python scripts/train_atom_finder.py {cmd}",
+                "data": DATA_DESCRIPTION[args.data],
+                "date": time.strftime("%Y-%m-%d"),
                 "epochs_done": done,
                 "loss_per_epoch": [round(x, 5) for x in history["loss"]],
                 "validation_per_epoch": validation_history,
