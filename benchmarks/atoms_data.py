@@ -105,7 +105,8 @@ BOND_PM = 142.0
 class LibraryCrop:
     """One LibraryNet crop: image (h, w) float32, its complex class (folder name), file name,
     bond length in pixels (142 pm over the pixel size from ``scan size``), and the reference
-    atoms of its complex(es): positions (n, 2) (row, col) and elements (n,) ("C" or "Si")."""
+    atoms of its complex(es): positions (n, 2) (row, col), elements (n,) ("C" or "Si") and
+    defect (n,) the k of the ``defect_coord_<k>`` each atom is listed in."""
 
     image: np.ndarray
     complex_class: str
@@ -113,11 +114,18 @@ class LibraryCrop:
     bond: float
     positions: np.ndarray
     elements: np.ndarray
+    defect: np.ndarray
 
     @property
     def si(self) -> np.ndarray:
-        """(k, 2) (row, col) of the reference Si atoms."""
+        """(k, 2) (row, col) of the reference Si atoms of every listed complex."""
         return self.positions[self.elements == "Si"]
+
+    @property
+    def si_first(self) -> np.ndarray:
+        """(k, 2) (row, col) of the reference Si atoms of ``defect_coord_0`` only (the labelled
+        complex; seven crops have none)."""
+        return self.positions[(self.elements == "Si") & (self.defect == 0)]
 
 
 def load_librarynet(root: Path) -> list[LibraryCrop]:
@@ -134,11 +142,19 @@ def load_librarynet(root: Path) -> list[LibraryCrop]:
             x = h["nn_input"]
             image = np.asarray(x[0, :, :, 0], dtype=np.float32)
             pixel_pm = float(x.attrs["scan size"]) / image.shape[1]
-            rows = [r for k in sorted(h) if k.startswith("defect_coord_") for r in h[k][()]]
-        xy = np.array([[float(r[0]), float(r[1])] for r in rows]).reshape(-1, 2)
-        elements = np.array([r[2].decode() for r in rows], dtype=object)
+            listed = [
+                (int(k.removeprefix("defect_coord_")), r)
+                for k in sorted(h)
+                if k.startswith("defect_coord_")
+                for r in h[k][()]
+            ]
+        xy = np.array([[float(r[0]), float(r[1])] for _, r in listed]).reshape(-1, 2)
+        elements = np.array([r[2].decode() for _, r in listed], dtype=object)
+        defect = np.array([k for k, _ in listed], dtype=np.int64)
         crops.append(
-            LibraryCrop(image, f.parent.name, f.stem, BOND_PM / pixel_pm, xy[:, ::-1].copy(), elements)
+            LibraryCrop(
+                image, f.parent.name, f.stem, BOND_PM / pixel_pm, xy[:, ::-1].copy(), elements, defect
+            )
         )
     return crops
 

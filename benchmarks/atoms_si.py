@@ -13,7 +13,8 @@ name or a weights path):
 - G-dimSi / G-trimSi (no reference lists; two and three Si columns by eye): atoms labelled Si.
 - LibraryNet dev crops (94 crops of Si complexes, ``atoms_data.load_librarynet``): Si recall at
   1.5 px in the crop's own pixels, with the spacing from the crop's ``scan size`` (bond = 142 pm)
-  and with the spacing estimated; per complex class.
+  and with the spacing estimated; per complex class; for the Si of every ``defect_coord_<k>``
+  (164) and of ``defect_coord_0`` alone (149).
 - Held-back generated graphene with Si (``random_graphene``, seed 2024, training used seeds 0,
   1 and 1000): carbon F1, Si recall and precision at the network's own scale.
 
@@ -112,6 +113,8 @@ def librarynet(model: str) -> dict:
             at = find_atoms(crop.image, "dcnn", model=model, spacing=spacing)
             s = si_scores(at.positions, at.classes, crop.si)
             s["labelled_3px"] = si_scores(at.positions, at.classes, crop.si, radius=3.0)["labelled"]
+            first = si_scores(at.positions, at.classes, crop.si_first)
+            s["n_si_coord0"], s["labelled_coord0"] = first["n_si"], first["labelled"]
             _add(total, s)
             _add(per_class[crop.complex_class], s)
             _add(total_int, si_scores(at.positions, _intensity_labels(crop.image, at.positions), crop.si))
@@ -136,9 +139,10 @@ def generated(model: str, n: int, seed: int) -> dict:
         at = find_atoms(img, "dcnn", model=model, scale=1.0)
         kw = {"shape": img.shape, "border": 3.0}
         counts["c"] += np.asarray(match_counts(at.positions, pos, 1.5, **kw), float)
-        counts["si"] += np.asarray(match_counts(at.positions[at.classes == 1], pos[cls == 1], 1.5, **kw), float)
+        si_true = pos[cls == 1]
+        counts["si"] += np.asarray(match_counts(at.positions[at.classes == 1], si_true, 1.5, **kw), float)
         lab = _intensity_labels(img, at.positions) == 1
-        counts["si_int"] += np.asarray(match_counts(at.positions[lab], pos[cls == 1], 1.5, **kw), float)
+        counts["si_int"] += np.asarray(match_counts(at.positions[lab], si_true, 1.5, **kw), float)
     out = {}
     for k, c in counts.items():
         s = scores_from_counts(MatchCounts(int(c[0]), int(c[1]), int(c[2]), float(c[3])))
@@ -199,17 +203,19 @@ def print_tables(result: dict) -> None:
             print(f"| {name} | - | - | {a['si_by_eye']} (by eye) | - | {a['si_found']} "
                   f"(intensity rule: {a['si_found_intensity']}) |")
         print("\n| LibraryNet spacing | Si | detected | labelled Si (network) | labelled Si (intensity) "
-              "| labelled Si at 3 px | atoms labelled Si |")
-        print("|---|---|---|---|---|---|---|")
+              "| labelled Si at 3 px | defect_coord_0 Si labelled | atoms labelled Si |")
+        print("|---|---|---|---|---|---|---|---|")
         for mode, m in r["librarynet"].items():
             t, b = m["total"], m["intensity_baseline"]
             print(f"| {mode} | {t['n_si']} | {_frac(t['detected'], t['n_si'])} "
                   f"| {_frac(t['labelled'], t['n_si'])} | {_frac(b['labelled'], b['n_si'])} "
-                  f"| {_frac(t['labelled_3px'], t['n_si'])} | {t['si_found']} |")
+                  f"| {_frac(t['labelled_3px'], t['n_si'])} "
+                  f"| {_frac(t['labelled_coord0'], t['n_si_coord0'])} | {t['si_found']} |")
         print("\n| class (scan size spacing) | Si | detected | labelled Si |")
         print("|---|---|---|---|")
         for cls, t in sorted(r["librarynet"]["scan_size"]["per_class"].items()):
-            print(f"| {cls} | {t['n_si']} | {_frac(t['detected'], t['n_si'])} | {_frac(t['labelled'], t['n_si'])} |")
+            det, lab = _frac(t["detected"], t["n_si"]), _frac(t["labelled"], t["n_si"])
+            print(f"| {cls} | {t['n_si']} | {det} | {lab} |")
         g = r["generated"]
         print(f"\ngenerated: atoms F1 {g['c']['f1']:.3f}; Si recall {g['si']['recall']:.3f} precision "
               f"{g['si']['precision']:.3f} (n={g['si']['n_true']}); intensity rule recall "
