@@ -96,6 +96,15 @@ def si_by_intensity(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return above > SI_INTENSITY_RATIO * np.median(above)
 
 
+#: The Si columns of the two G-dimtrimSi frames (no reference lists), marked by eye on the
+#: image smoothed over 3 px and moved to the brightest pixel within 15 px: (row, col). Each
+#: stands at about 3x the median of the smoothed frame; the carbon columns do not pass 1.6x.
+SI_BY_EYE = {
+    "G-dimSi": ((307.0, 300.0), (297.0, 389.0)),
+    "G-trimSi": ((238.0, 286.0), (276.0, 332.0), (293.0, 276.0)),
+}
+
+
 LIBRARYNET_DEV = ("stem_graphene_aicrystallographer", "LibraryNet", "library_refined_dev")
 #: C-C bond length of graphene in pm (what the crops' ``scan size`` is measured in).
 BOND_PM = 142.0

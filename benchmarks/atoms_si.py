@@ -46,6 +46,7 @@ from atoms_data import (  # noqa: E402
     ATOMNET,
     IMAGES,
     REFERENCE_BORDER,
+    SI_BY_EYE,
     load_graphene,
     load_librarynet,
     si_by_intensity,
@@ -54,16 +55,32 @@ from atoms_data import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-DIMTRIM = {"G-dimSi": 2, "G-trimSi": 3}
+#: the plain baseline: LoG peaks, Si by the intensity rule (no network)
+BASELINE = "log+intensity"
+PARTS = ("atomnet", "librarynet", "generated")
 
 
 def _intensity_labels(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    return si_by_intensity(image, positions).astype(np.int64) if len(positions) >= 4 else np.zeros(0)
+    if len(positions) < 4:
+        return np.zeros(len(positions), dtype=np.int64)
+    return si_by_intensity(image, positions).astype(np.int64)
 
 
 def _add(total: dict[str, int], part: dict[str, int]) -> None:
     for k, v in part.items():
         total[k] = total.get(k, 0) + v
+
+
+def _find(image: np.ndarray, model: str, **kw: object) -> tuple[np.ndarray, np.ndarray, float]:
+    """Positions (n, 2), element classes (n,) (1 = Si) and the spacing used, from the network
+    ``model``, or for ``model == BASELINE`` from LoG peaks labelled by the intensity rule."""
+    if model == BASELINE:
+        kw.pop("tta", None)
+        kw.pop("scale", None)
+        at = find_atoms(image, "log", **kw)  # type: ignore[arg-type]
+        return at.positions, _intensity_labels(image, at.positions), float(at.params["spacing"])
+    at = find_atoms(image, "dcnn", model=model, **kw)  # type: ignore[arg-type]
+    return at.positions, at.classes, float(at.params["spacing"])
 
 
 def atomnet(model: str) -> dict:
@@ -72,29 +89,32 @@ def atomnet(model: str) -> dict:
         image, ref = load_graphene(SHARED, name)
         si_ref = ref[si_by_intensity(image, ref)]
         row: dict[str, object] = {"n_ref": len(ref), "n_si_ref": len(si_ref)}
-        for tta in (False, True):
+        for tta in (False, True) if model != BASELINE else (False,):
             t0 = time.perf_counter()
-            at = find_atoms(image, "dcnn", model=model, tta=tta)
+            positions, classes, _ = _find(image, model, tta=tta)
             tag = "tta" if tta else "plain"
-            s = match_points(at.positions, ref, 1.5, shape=image.shape, border=REFERENCE_BORDER)
+            s = match_points(positions, ref, 1.5, shape=image.shape, border=REFERENCE_BORDER)
             row[f"f1_{tag}"] = s.f1
-            row[f"si_{tag}"] = si_scores(at.positions, at.classes, si_ref)
-            row[f"si_intensity_{tag}"] = si_scores(
-                at.positions, _intensity_labels(image, at.positions), si_ref
-            )
+            row[f"si_{tag}"] = si_scores(positions, classes, si_ref)
+            row[f"si_intensity_{tag}"] = si_scores(positions, _intensity_labels(image, positions), si_ref)
             row[f"seconds_{tag}"] = time.perf_counter() - t0
         out[name] = row
     import h5py
 
-    for name, expected in DIMTRIM.items():
+    for name, si_ref in SI_BY_EYE.items():
         with h5py.File(SHARED.joinpath(*ATOMNET, "G-dimtrimSi", f"{name}.hdf5"), "r") as h:
             image = np.asarray(h["image_data"], dtype=np.float32)
-        at = find_atoms(image, "dcnn", model=model)
+        positions, classes, spacing = _find(image, model)
+        # these frames are at ~30 px per bond: 1.5 px at the network's 11 px per bond
+        radius = 1.5 * spacing / 11.0
         out[name] = {
-            "si_by_eye": expected,
-            "atoms": len(at),
-            "si_found": int((at.classes == 1).sum()),
-            "si_found_intensity": int(_intensity_labels(image, at.positions).sum()),
+            "si_by_eye": len(si_ref),
+            "atoms": len(positions),
+            "spacing": spacing,
+            "radius": radius,
+            "si": si_scores(positions, classes, np.array(si_ref), radius=radius),
+            "si_intensity": si_scores(positions, _intensity_labels(image, positions), np.array(si_ref),
+                                      radius=radius),
         }
     return out
 
@@ -110,14 +130,14 @@ def librarynet(model: str) -> dict:
         t0 = time.perf_counter()
         for crop in crops:
             spacing = crop.bond if mode == "scan_size" else None
-            at = find_atoms(crop.image, "dcnn", model=model, spacing=spacing)
-            s = si_scores(at.positions, at.classes, crop.si)
-            s["labelled_3px"] = si_scores(at.positions, at.classes, crop.si, radius=3.0)["labelled"]
-            first = si_scores(at.positions, at.classes, crop.si_first)
+            positions, classes, _ = _find(crop.image, model, spacing=spacing)
+            s = si_scores(positions, classes, crop.si)
+            s["labelled_3px"] = si_scores(positions, classes, crop.si, radius=3.0)["labelled"]
+            first = si_scores(positions, classes, crop.si_first)
             s["n_si_coord0"], s["labelled_coord0"] = first["n_si"], first["labelled"]
             _add(total, s)
             _add(per_class[crop.complex_class], s)
-            _add(total_int, si_scores(at.positions, _intensity_labels(crop.image, at.positions), crop.si))
+            _add(total_int, si_scores(positions, _intensity_labels(crop.image, positions), crop.si))
             if s["labelled"] < s["n_si"]:
                 missed.append(f"{crop.complex_class}/{crop.name}")
         out[mode] = {
@@ -136,13 +156,13 @@ def generated(model: str, n: int, seed: int) -> dict:
     counts = {"c": np.zeros(4), "si": np.zeros(4), "si_int": np.zeros(4)}
     for _ in range(n):
         img, pos, cls = random_graphene(rng, sheets, 128)
-        at = find_atoms(img, "dcnn", model=model, scale=1.0)
+        positions, classes, _ = _find(img, model, scale=1.0)
         kw = {"shape": img.shape, "border": 3.0}
-        counts["c"] += np.asarray(match_counts(at.positions, pos, 1.5, **kw), float)
+        counts["c"] += np.asarray(match_counts(positions, pos, 1.5, **kw), float)
         si_true = pos[cls == 1]
-        counts["si"] += np.asarray(match_counts(at.positions[at.classes == 1], si_true, 1.5, **kw), float)
-        lab = _intensity_labels(img, at.positions) == 1
-        counts["si_int"] += np.asarray(match_counts(at.positions[lab], si_true, 1.5, **kw), float)
+        counts["si"] += np.asarray(match_counts(positions[classes == 1], si_true, 1.5, **kw), float)
+        lab = _intensity_labels(img, positions) == 1
+        counts["si_int"] += np.asarray(match_counts(positions[lab], si_true, 1.5, **kw), float)
     out = {}
     for k, c in counts.items():
         s = scores_from_counts(MatchCounts(int(c[0]), int(c[1]), int(c[2]), float(c[3])))
@@ -156,6 +176,8 @@ def main() -> None:
     p.add_argument("--n-generated", type=int, default=48)
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
+                   help="which evaluations to run (atomnet: the real frames)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "atoms_si.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -169,14 +191,18 @@ def main() -> None:
         "models": {},
     }
     for model in args.models:
-        meta = load_atom_finder(model).metadata
+        meta = {} if model == BASELINE else load_atom_finder(model).metadata
         result["models"][model] = {  # type: ignore[index]
             "training_command": meta.get("training", {}).get("command"),
             "classes": meta.get("classes"),
-            "atomnet": atomnet(model),
-            "librarynet": librarynet(model),
-            "generated": generated(model, args.n_generated, args.seed),
+            **({"atomnet": atomnet(model)} if "atomnet" in args.parts else {}),
+            **({"librarynet": librarynet(model)} if "librarynet" in args.parts else {}),
+            **({"generated": generated(model, args.n_generated, args.seed)}
+               if "generated" in args.parts else {}),
         }
+        if "atomnet" in args.parts:
+            entry = result["models"][model]  # type: ignore[index]
+            entry["real_summary"] = real_summary(entry["atomnet"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -187,39 +213,74 @@ def _frac(a: int, b: int) -> str:
     return f"{a / b:.3f} ({a}/{b})" if b else "-"
 
 
+def real_summary(atomnet_result: dict) -> dict[str, float]:
+    """Si recall and precision pooled over the real frames that hold Si (G-Si-2nm, without
+    test-time augmentation, and the two G-dimtrimSi frames), and carbon F1 of each AtomNet frame."""
+    parts = [atomnet_result["G-Si-2nm"]["si_plain"]] + [atomnet_result[n]["si"] for n in SI_BY_EYE]
+    n_si = sum(p["n_si"] for p in parts)
+    labelled = sum(p["labelled"] for p in parts)
+    found = sum(p["si_found"] for p in parts)
+    out = {"si_recall": labelled / n_si, "si_precision": labelled / found if found else 0.0,
+           "n_si": n_si, "si_labelled": labelled, "si_found": found}
+    out.update({f"c_f1 {name}": atomnet_result[name]["f1_plain"] for name in IMAGES})
+    return out
+
+
 def print_tables(result: dict) -> None:
+    print("\n| model | Si recall (real) | Si precision (real) | "
+          + " | ".join(f"C F1 {n}" for n in IMAGES) + " |")
+    print("|---|---|---|" + "---|" * len(IMAGES))
+    for model, r in result["models"].items():
+        if "real_summary" not in r:
+            continue
+        t = r["real_summary"]
+        print(f"| {model} | {t['si_recall']:.2f} ({t['si_labelled']}/{t['n_si']}) | "
+              f"{t['si_precision']:.2f} ({t['si_labelled']}/{t['si_found']}) | "
+              + " | ".join(f"{t[f'c_f1 {n}']:.3f}" for n in IMAGES) + " |")
     for model, r in result["models"].items():
         print(f"\n## {model}\n")
-        print("| frame | C F1 plain | C F1 tta | Si ref | Si labelled (plain / tta) | atoms labelled Si |")
-        print("|---|---|---|---|---|---|")
-        for name in IMAGES:
-            a = r["atomnet"][name]
-            print(
-                f"| {name} | {a['f1_plain']:.3f} | {a['f1_tta']:.3f} | {a['n_si_ref']} "
-                f"| {a['si_plain']['labelled']} / {a['si_tta']['labelled']} | {a['si_plain']['si_found']} |"
-            )
-        for name in DIMTRIM:
-            a = r["atomnet"][name]
-            print(f"| {name} | - | - | {a['si_by_eye']} (by eye) | - | {a['si_found']} "
-                  f"(intensity rule: {a['si_found_intensity']}) |")
-        print("\n| LibraryNet spacing | Si | detected | labelled Si (network) | labelled Si (intensity) "
-              "| labelled Si at 3 px | defect_coord_0 Si labelled | atoms labelled Si |")
-        print("|---|---|---|---|---|---|---|---|")
-        for mode, m in r["librarynet"].items():
-            t, b = m["total"], m["intensity_baseline"]
-            print(f"| {mode} | {t['n_si']} | {_frac(t['detected'], t['n_si'])} "
-                  f"| {_frac(t['labelled'], t['n_si'])} | {_frac(b['labelled'], b['n_si'])} "
-                  f"| {_frac(t['labelled_3px'], t['n_si'])} "
-                  f"| {_frac(t['labelled_coord0'], t['n_si_coord0'])} | {t['si_found']} |")
-        print("\n| class (scan size spacing) | Si | detected | labelled Si |")
-        print("|---|---|---|---|")
-        for cls, t in sorted(r["librarynet"]["scan_size"]["per_class"].items()):
-            det, lab = _frac(t["detected"], t["n_si"]), _frac(t["labelled"], t["n_si"])
-            print(f"| {cls} | {t['n_si']} | {det} | {lab} |")
-        g = r["generated"]
-        print(f"\ngenerated: atoms F1 {g['c']['f1']:.3f}; Si recall {g['si']['recall']:.3f} precision "
-              f"{g['si']['precision']:.3f} (n={g['si']['n_true']}); intensity rule recall "
-              f"{g['si_int']['recall']:.3f} precision {g['si_int']['precision']:.3f}")
+        if "atomnet" in r:
+            _print_atomnet(r["atomnet"])
+        if "librarynet" in r:
+            _print_librarynet(r["librarynet"])
+        if "generated" in r:
+            g = r["generated"]
+            print(f"\ngenerated: atoms F1 {g['c']['f1']:.3f}; Si recall {g['si']['recall']:.3f} precision "
+                  f"{g['si']['precision']:.3f} (n={g['si']['n_true']}); intensity rule recall "
+                  f"{g['si_int']['recall']:.3f} precision {g['si_int']['precision']:.3f}")
+
+
+def _print_atomnet(atomnet_result: dict) -> None:
+    print("| frame | C F1 plain | C F1 tta | Si ref | Si labelled (plain / tta) | atoms labelled Si |")
+    print("|---|---|---|---|---|---|")
+    for name in IMAGES:
+        a = atomnet_result[name]
+        tta = a.get("si_tta", {}).get("labelled", "-")
+        print(
+            f"| {name} | {a['f1_plain']:.3f} | {a.get('f1_tta', float('nan')):.3f} | {a['n_si_ref']} "
+            f"| {a['si_plain']['labelled']} / {tta} | {a['si_plain']['si_found']} |"
+        )
+    for name in SI_BY_EYE:
+        a = atomnet_result[name]
+        print(f"| {name} | - | - | {a['si_by_eye']} (by eye) | {a['si']['labelled']} "
+              f"(intensity rule: {a['si_intensity']['labelled']}) | {a['si']['si_found']} |")
+
+
+def _print_librarynet(librarynet_result: dict) -> None:
+    print("\n| LibraryNet spacing | Si | detected | labelled Si (network) | labelled Si (intensity) "
+          "| labelled Si at 3 px | defect_coord_0 Si labelled | atoms labelled Si |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, m in librarynet_result.items():
+        t, b = m["total"], m["intensity_baseline"]
+        print(f"| {mode} | {t['n_si']} | {_frac(t['detected'], t['n_si'])} "
+              f"| {_frac(t['labelled'], t['n_si'])} | {_frac(b['labelled'], b['n_si'])} "
+              f"| {_frac(t['labelled_3px'], t['n_si'])} "
+              f"| {_frac(t['labelled_coord0'], t['n_si_coord0'])} | {t['si_found']} |")
+    print("\n| class (scan size spacing) | Si | detected | labelled Si |")
+    print("|---|---|---|---|")
+    for cls, t in sorted(librarynet_result["scan_size"]["per_class"].items()):
+        det, lab = _frac(t["detected"], t["n_si"]), _frac(t["labelled"], t["n_si"])
+        print(f"| {cls} | {t['n_si']} | {det} | {lab} |")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,12 @@ from latentatlas.analysis.matching import MatchCounts
 from latentatlas.datasets.graphene import graphene_sheets, random_graphene
 from latentatlas.datasets.lattices import atom_mask, random_lattice
 from latentatlas.nn.unet import UNet
-from latentatlas.train.segmentation import normalize_percentile, save_segmenter, train_segmenter
+from latentatlas.train.segmentation import (
+    load_segmenter,
+    normalize_percentile,
+    save_segmenter,
+    train_segmenter,
+)
 
 logger = logging.getLogger("train_atom_finder")
 
@@ -143,6 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         default=48,
         help="graphene: generated validation images (seed + 1000) scored after every epoch",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="weights (.safetensors) to start from instead of a random initialisation, e.g. to "
+        "continue a stopped run (same --base, --depth and --data); its training record is kept",
+    )
+    p.add_argument(
+        "--draw-seed",
+        type=int,
+        default=None,
+        help="graphene: seed of the per-step crop draws and augmentation (default --seed + 1); "
+        "give a new one when continuing a run with --init so the crops are not those already seen",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # find_atoms logs every call; the per-epoch validation makes hundreds
@@ -184,6 +202,19 @@ def main(argv: list[str] | None = None) -> int:
         "upsample": graphene,
         **({"classes": ["C", "Si"], "class_threshold": 0.5} if graphene else {}),
     }
+    init_training: object = None
+    if args.init is not None:
+        start = load_segmenter(args.init)
+        if (start.config.base, start.config.depth, start.config.out_channels) != (
+            model.config.base, model.config.depth, model.config.out_channels
+        ):
+            raise SystemExit(
+                f"--init {args.init}: U-Net base {start.config.base}, depth {start.config.depth}, "
+                f"{start.config.out_channels} output channels; this run builds base {args.base}, "
+                f"depth {args.depth}, {model.config.out_channels} channels: match --base/--depth/--data"
+            )
+        model.load_state_dict(start.state_dict())
+        init_training = start.metadata.get("training")
     model.metadata = dict(inference)
     validation_set = graphene_validation(args.val, args.seed + 1000, args.size) if graphene else []
 
@@ -200,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 "epochs_done": done,
                 "loss_per_epoch": [round(x, 5) for x in history["loss"]],
                 "validation_per_epoch": validation_history,
+                **({"init_training": init_training} if args.init is not None else {}),
                 "seconds": round(time.time() - t0),
                 "torch": torch.__version__,
                 "numpy": np.__version__,
@@ -232,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
-            seed=args.seed + 1,
+            seed=args.seed + 1 if args.draw_seed is None else args.draw_seed,
             channel_weights=(1.0, args.si_weight),
             on_epoch_end=checkpoint,
         )

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import shared_data
 from latentatlas.analysis.matching import match_counts, match_points, scores_from_counts
+from latentatlas.datasets.graphene import GrapheneSample, make_graphene
 from latentatlas.datasets.lattices import (
     DOPANT,
     LATTICE_KINDS,
@@ -18,7 +19,6 @@ from latentatlas.datasets.lattices import (
     lattice_stack,
     two_site_lattice,
 )
-from latentatlas.datasets.graphene import GrapheneSample, make_graphene
 from latentatlas.descriptors.atoms import (
     DEFAULT_WEIGHTS,
     SHIPPED_ATOM_FINDERS,

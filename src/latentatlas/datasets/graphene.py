@@ -580,7 +580,8 @@ def make_graphene(
     shape: image size (h, w) in pixels. pixel_size: pixel size in C-C bond lengths (0.1 =
     10 pixels per bond). stone_wales, divacancies, vacancies, silicon: number of defects of
     each kind (silicon: three-fold substitutional Si, Si1C3). si_complexes: names from
-    :data:`SI_COMPLEXES`, one complex placed per entry. grain_boundary: tilt angle in degrees between two grains joined along the
+    :data:`SI_COMPLEXES`, one complex placed per entry.
+    grain_boundary: tilt angle in degrees between two grains joined along the
     horizontal middle line (None = single crystal). angle: lattice rotation in radians (None =
     random). min_separation: smallest distance between defect sites (and from the grain
     boundary), in bond lengths. border: smallest distance from a defect site to the image

@@ -173,7 +173,8 @@ def generate_lattice(
     length for honeycomb). angle: lattice rotation in degrees (None = uniform random).
     sigma: column width (None = 0.25 x the nearest-neighbour distance, like HAADF columns).
     second_intensity: peak of perovskite B columns relative to A (= 1). Dopants replace host
-    sites with ``dopant_intensity`` (peak) and ``dopant_width`` x ``sigma`` (width); vacancies remove sites. position_jitter: standard deviation of
+    sites with ``dopant_intensity`` (peak) and ``dopant_width`` x ``sigma`` (width); vacancies remove sites.
+    position_jitter: standard deviation of
     random column displacements (pixels). distortion: scan distortion strength (pixels).
     background: smooth background amplitude. blur, counts, gaussian_noise: passed to
     :func:`latentatlas.datasets.render.add_microscope_noise`. contamination: fraction of the

@@ -522,7 +522,8 @@ def find_atoms(
         ``model``: ``"general"`` (default; trained on square, hexagonal, honeycomb and
         perovskite lattices at 6-22 px), ``"graphene"`` (trained on low-dose honeycomb with
         grain boundaries, vacancies and Si dopant complexes; use it for 60-80 kV graphene; it
-        labels each atom C = 0 or Si = 1), a path to weights, or a UNet. Each frame is first resampled by ``scale`` (None = automatic: the model's
+        labels each atom C = 0 or Si = 1), a path to weights, or a UNet.
+        Each frame is first resampled by ``scale`` (None = automatic: the model's
         preferred spacing over ``spacing`` or its estimate; the general model only shrinks)
         and the coordinates are mapped back to the original grid. ``tta=True`` averages the
         map over the 8 flips/rotations (8x slower, steadier on very noisy frames).

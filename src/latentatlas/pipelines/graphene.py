@@ -55,6 +55,7 @@ from latentatlas.analysis.classes import (
     stratified_labels,
 )
 from latentatlas.analysis.labels import label_image
+from latentatlas.datasets.graphene import ELEMENT_NAMES
 from latentatlas.descriptors.patches import Patches
 from latentatlas.descriptors.rings import (
     DEFAULT_RING_CLASSES,
@@ -64,7 +65,6 @@ from latentatlas.descriptors.rings import (
     estimate_bond_length,
     ring_labelled_patches,
 )
-from latentatlas.datasets.graphene import ELEMENT_NAMES
 from latentatlas.io.calibration import Calibration, length_factor
 from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
 

@@ -64,7 +64,8 @@ def segmentation_loss(
     if kind not in _LOSSES:
         raise ValueError(f"loss must be one of {_LOSSES}, got {kind!r}")
     n_out = logits.shape[1]
-    w = torch.ones(n_out) if channel_weights is None else torch.as_tensor(channel_weights, dtype=torch.float32)
+    w = (torch.ones(n_out) if channel_weights is None
+         else torch.as_tensor(channel_weights, dtype=torch.float32))
     if w.shape != (n_out,) or not bool((w >= 0).all()) or not float(w.sum()) > 0:
         raise ValueError(
             f"channel_weights must be {n_out} non-negative numbers, not all 0; got {channel_weights!r}"
