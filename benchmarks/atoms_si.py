@@ -39,7 +39,7 @@ import torch
 
 from latentatlas.analysis.matching import MatchCounts, match_counts, match_points, scores_from_counts
 from latentatlas.datasets.graphene import graphene_sheets, random_graphene
-from latentatlas.descriptors.atoms import find_atoms, load_atom_finder
+from latentatlas.descriptors.atoms import find_atoms, load_atom_finder, take_elements
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from atoms_data import (  # noqa: E402
@@ -79,6 +79,13 @@ def _find(image: np.ndarray, model: str, **kw: object) -> tuple[np.ndarray, np.n
         kw.pop("scale", None)
         at = find_atoms(image, "log", **kw)  # type: ignore[arg-type]
         return at.positions, _intensity_labels(image, at.positions), float(at.params["spacing"])
+    if "+" in model:  # positions from the first network, elements from the second
+        first, second = model.split("+")
+        base = find_atoms(image, "dcnn", model=first, **kw)  # type: ignore[arg-type]
+        spacing = float(base.params["spacing"])
+        labeller = find_atoms(image, "dcnn", model=second, **{**kw, "spacing": spacing})  # type: ignore[arg-type]
+        at = take_elements(base, labeller, radius=0.5 * spacing)
+        return at.positions, at.classes, spacing
     at = find_atoms(image, "dcnn", model=model, **kw)  # type: ignore[arg-type]
     return at.positions, at.classes, float(at.params["spacing"])
 
@@ -192,7 +199,7 @@ def main() -> None:
         "models": {},
     }
     for model in args.models:
-        meta = {} if model == BASELINE else load_atom_finder(model).metadata
+        meta = {} if model == BASELINE else load_atom_finder(model.split("+")[-1]).metadata
         result["models"][model] = {  # type: ignore[index]
             "training_command": meta.get("training", {}).get("command"),
             "classes": meta.get("classes"),

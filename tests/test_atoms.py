@@ -27,6 +27,7 @@ from latentatlas.descriptors.atoms import (
     find_atoms,
     probability_to_points,
     refine_on_lattice,
+    take_elements,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -371,3 +372,21 @@ def test_graphene_dcnn_si_recall_on_librarynet_crops() -> None:
         total = {k: total[k] + counts[k] for k in total}
     assert total["n_si"] == 164
     assert total["labelled"] >= 0.95 * total["n_si"]
+
+
+def test_take_elements_relabels_near_atoms_and_adds_missed_ones() -> None:
+    def atoms(rc: list[tuple[float, float]], cls: list[int]) -> Atoms:
+        a = np.array(rc, dtype=float)
+        return Atoms(a[:, 0], a[:, 1], np.array(cls), np.zeros(len(a), dtype=np.int64), (64, 64),
+                     params={"class_names": ["C", "Si"]})
+
+    base = atoms([(10, 10), (10, 20), (30, 30)], [0, 0, 0])
+    # Si 1.5 px from the second base atom (relabels it), Si far from all (added), C ignored
+    labeller = atoms([(11, 21), (50, 50), (30, 31)], [1, 1, 0])
+    out = take_elements(base, labeller, radius=3.0)
+    assert out.classes.tolist() == [0, 1, 0, 1]
+    np.testing.assert_allclose(out.positions[:3], base.positions)  # base keeps its positions
+    np.testing.assert_allclose(out.positions[3], [50, 50])
+    assert out.params["elements_added"] == 1 and out.params["class_names"] == ["C", "Si"]
+    with pytest.raises(ValueError, match="radius"):
+        take_elements(base, labeller, radius=0.0)

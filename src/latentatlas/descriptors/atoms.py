@@ -485,6 +485,43 @@ def refine_on_lattice(
 # --------------------------------------------------------------------------- public
 
 
+def take_elements(base: Atoms, labeller: Atoms, radius: float) -> Atoms:
+    """``base``'s atoms with the element classes that ``labeller`` (a finder with element
+    classes, e.g. the graphene DCNN) gives: each atom ``labeller`` puts in a class other than
+    0 relabels the nearest ``base`` atom within ``radius`` pixels, or, with none there, is
+    added. For a finder that places columns best and one that tells elements best (single
+    frames only; ``params["class_names"]`` from ``labeller``).
+    """
+    from scipy.spatial import cKDTree
+
+    if base.n_frames != 1 or labeller.n_frames != 1 or base.shape != labeller.shape:
+        raise ValueError(f"take_elements needs two single frames of one shape, got {base.n_frames} "
+                         f"frame(s) of {base.shape} and {labeller.n_frames} of {labeller.shape}")
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0 pixels, got {radius}")
+    classes = np.zeros(len(base), dtype=np.int64)
+    heavy = np.flatnonzero(labeller.classes != 0)
+    added = []
+    tree = cKDTree(base.positions) if len(base) else None
+    for k in heavy:
+        dist, j = tree.query(labeller.positions[k]) if tree is not None else (np.inf, -1)
+        if dist <= radius:
+            classes[j] = labeller.classes[k]
+        else:
+            added.append(k)
+    add = np.asarray(added, dtype=np.int64)
+    return Atoms(
+        np.concatenate([base.row, labeller.row[add]]),
+        np.concatenate([base.col, labeller.col[add]]),
+        np.concatenate([classes, labeller.classes[add]]),
+        np.zeros(len(base) + len(add), dtype=np.int64),
+        base.shape,
+        1,
+        f"{base.method}+{labeller.method}",
+        {**base.params, "class_names": labeller.params.get("class_names"), "elements_added": len(add)},
+    )
+
+
 def find_atoms(
     image: np.ndarray,
     method: str = "peaks",
