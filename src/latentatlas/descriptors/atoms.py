@@ -488,9 +488,10 @@ def refine_on_lattice(
 def take_elements(base: Atoms, labeller: Atoms, radius: float) -> Atoms:
     """``base``'s atoms with the element classes that ``labeller`` (a finder with element
     classes, e.g. the graphene DCNN) gives: each atom ``labeller`` puts in a class other than
-    0 relabels the nearest ``base`` atom within ``radius`` pixels, or, with none there, is
-    added. For a finder that places columns best and one that tells elements best (single
-    frames only; ``params["class_names"]`` from ``labeller``).
+    0 replaces the nearest ``base`` atom within ``radius`` pixels (class and position: the
+    labeller was trained on those columns, which may be outside what ``base`` saw), or, with
+    none there, is added. For a finder that places columns best and one that tells elements
+    best (single frames only; ``params["class_names"]`` from ``labeller``).
     """
     from scipy.spatial import cKDTree
 
@@ -500,6 +501,7 @@ def take_elements(base: Atoms, labeller: Atoms, radius: float) -> Atoms:
     if not radius > 0:
         raise ValueError(f"radius must be > 0 pixels, got {radius}")
     classes = np.zeros(len(base), dtype=np.int64)
+    row, col = base.row.astype(np.float64), base.col.astype(np.float64)
     heavy = np.flatnonzero(labeller.classes != 0)
     added = []
     tree = cKDTree(base.positions) if len(base) else None
@@ -507,12 +509,13 @@ def take_elements(base: Atoms, labeller: Atoms, radius: float) -> Atoms:
         dist, j = tree.query(labeller.positions[k]) if tree is not None else (np.inf, -1)
         if dist <= radius:
             classes[j] = labeller.classes[k]
+            row[j], col[j] = labeller.row[k], labeller.col[k]
         else:
             added.append(k)
     add = np.asarray(added, dtype=np.int64)
     return Atoms(
-        np.concatenate([base.row, labeller.row[add]]),
-        np.concatenate([base.col, labeller.col[add]]),
+        np.concatenate([row, labeller.row[add]]),
+        np.concatenate([col, labeller.col[add]]),
         np.concatenate([classes, labeller.classes[add]]),
         np.zeros(len(base) + len(add), dtype=np.int64),
         base.shape,
