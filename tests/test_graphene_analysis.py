@@ -159,8 +159,8 @@ def test_bond_in_pixels_from_the_calibration() -> None:
     assert _bond_in_pixels(Calibration()) is None  # pixels: the finder estimates the spacing
 
 
-@pytest.mark.skipif(not SHIPPED_ATOM_FINDERS["graphene"].exists(),
-                    reason="shipped graphene atom finder not present")
+@pytest.mark.skipif(not SHIPPED_ATOM_FINDERS["graphene-si"].exists(),
+                    reason="shipped graphene Si finder not present")
 def test_graphene_run_takes_the_si_the_atom_finder_labels() -> None:
     # a calibrated generated sheet at 14 px per bond (the finder works at 11: the calibration
     # gives the scale) with seven Si in four complexes; no coordinates given

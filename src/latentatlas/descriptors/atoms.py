@@ -7,8 +7,8 @@ convention (the column at (r, c) is brightest at ``image[round(r), round(c)]``).
 Classes: with ``n_classes=k`` > 1 the atoms are split into k intensity classes (0 = dimmest)
 by k-means on their smoothed intensity, jointly over all frames of a stack. With the default
 ``n_classes=1`` every atom is class 0, except with a DCNN that outputs element classes (the
-shipped ``"graphene"`` finder: 0 = C, 1 = Si, the names in ``Atoms.params["class_names"]``),
-whose classes are the network's.
+shipped ``"graphene-si"`` finder: 0 = C, 1 = Si, the names in ``Atoms.params["class_names"]``),
+whose classes are the network's. :func:`find_graphene_atoms` gives graphene atoms with elements.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ METHODS = ("peaks", "log", "dcnn")
 
 _WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: The shipped DCNN atom finders by name (see scripts/train_atom_finder.py): "general" was
-#: trained on a broad mix of lattices, "graphene" on low-dose honeycomb with grain boundaries.
+#: trained on a broad mix of lattices, "graphene" on low-dose honeycomb with grain boundaries
+#: (atoms only), "graphene-si" on the same with Si dopant complexes (atoms and a Si class; it
+#: places carbon less precisely than "graphene": :func:`find_graphene_atoms` combines them).
 SHIPPED_ATOM_FINDERS = {
     "general": _WEIGHTS / "atom_finder.safetensors",
     "graphene": _WEIGHTS / "graphene_atom_finder.safetensors",
+    "graphene-si": _WEIGHTS / "graphene_si_finder.safetensors",
 }
 DEFAULT_WEIGHTS = SHIPPED_ATOM_FINDERS["general"]
 
@@ -525,6 +528,17 @@ def take_elements(base: Atoms, labeller: Atoms, radius: float) -> Atoms:
     )
 
 
+def find_graphene_atoms(image: np.ndarray, spacing: float | None = None, tta: bool = False) -> Atoms:
+    """Atoms of a graphene frame (h, w) with their elements (C = 0, Si = 1): positions from the
+    shipped ``"graphene"`` DCNN, Si from ``"graphene-si"`` (:func:`take_elements`, radius half
+    a bond). spacing: C-C bond in pixels (None: estimated); tta: see :func:`find_atoms`.
+    """
+    base = find_atoms(image, "dcnn", model="graphene", spacing=spacing, tta=tta)
+    bond = float(base.params["spacing"])
+    labeller = find_atoms(image, "dcnn", model="graphene-si", spacing=bond, tta=tta)
+    return take_elements(base, labeller, radius=0.5 * bond)
+
+
 def find_atoms(
     image: np.ndarray,
     method: str = "peaks",
@@ -561,8 +575,9 @@ def find_atoms(
         centroids of regions above ``threshold`` (default 0.5) of at least ``min_area`` pixels.
         ``model``: ``"general"`` (default; trained on square, hexagonal, honeycomb and
         perovskite lattices at 6-22 px), ``"graphene"`` (trained on low-dose honeycomb with
-        grain boundaries, vacancies and Si dopant complexes; use it for 60-80 kV graphene; it
-        labels each atom C = 0 or Si = 1), a path to weights, or a UNet.
+        grain boundaries and vacancies; use it for 60-80 kV graphene), ``"graphene-si"`` (the
+        same with Si dopant complexes; it labels each atom C = 0 or Si = 1), a path to
+        weights, or a UNet.
         Each frame is first resampled by ``scale`` (None = automatic: the model's
         preferred spacing over ``spacing`` or its estimate; the general model only shrinks)
         and the coordinates are mapped back to the original grid. ``tta=True`` averages the

@@ -112,10 +112,10 @@ class GrapheneConfig:
     tta: the class probabilities of ssvae and jvae are averaged over the 12 symmetry copies
         of each patch (test-time augmentation with the same symmetries).
     epochs, batch_size, lr, latent_dim, hidden, encoder, decoder: model and training.
-    atoms: atom finder when no coordinates are given (``dcnn``, the DCNN trained on low-dose
-        graphene, which also tells Si from C: its element classes become ``elements``;
-        ``peaks``; ``log``). On a length-calibrated image the finder is given the C-C bond
-        (0.142 nm) in pixels instead of estimating the spacing.
+    atoms: atom finder when no coordinates are given (``dcnn``: the DCNNs trained on
+        low-dose graphene, ``find_graphene_atoms``, which also tell Si from C: their element
+        classes become ``elements``; ``peaks``; ``log``). On a length-calibrated image the
+        finder is given the C-C bond (0.142 nm) in pixels instead of estimating the spacing.
     cutoff: bond cut-off in input pixels (None: estimated). border_rings: see ``find_rings``.
     normalize: patch normalisation (``image``, ``patch``, ``none``).
     seed: for the labelled subset, the model and training.
@@ -439,13 +439,13 @@ def analyze_graphene(
     if coords is None and sample is not None:
         xyc = np.column_stack([sample.coords, sample.classes]).astype(np.float64)
     elif coords is None:
-        from latentatlas.descriptors.atoms import find_atoms
+        from latentatlas.descriptors.atoms import find_atoms, find_graphene_atoms
 
         spacing = _bond_in_pixels(calibration)
-        found = find_atoms(img, method=cfg.atoms, model="graphene" if cfg.atoms == "dcnn" else None,
-                           spacing=spacing)
-        # the graphene finder labels C = 0 and Si = 1 (the order of ELEMENT_NAMES); other
-        # finders give intensity-free class 0 for every atom
+        # the graphene finders label C = 0 and Si = 1 (the order of ELEMENT_NAMES); the
+        # classical finders give class 0 for every atom
+        found = (find_graphene_atoms(img, spacing=spacing) if cfg.atoms == "dcnn"
+                 else find_atoms(img, method=cfg.atoms, spacing=spacing))
         if found.params["class_names"] not in (None, list(ELEMENT_NAMES)):
             raise ValueError(f"the atom finder's classes {found.params['class_names']} are not "
                              f"the elements {list(ELEMENT_NAMES)}")
