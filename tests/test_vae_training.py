@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning_fabric import Fabric
 from safetensors.torch import load_file
 
 from latentatlas.datasets.shapes import rotated_shapes
 from latentatlas.models import get_model, load_model
+from latentatlas.train.plan import TrainConfig, train
 from latentatlas.train.schedules import (
     Constant,
     Exponential,
@@ -155,3 +157,36 @@ def test_schedules_values_and_round_trip() -> None:
     assert schedule_from_dict(0.3) == Constant(0.3)
     with pytest.raises(ValueError, match="schedule kind"):
         schedule_from_dict({"kind": "cosine"})
+
+
+class _FourProcessFabric(Fabric):
+    """Rank 0 of four: the plan gives it a quarter of the data, as under DDP."""
+
+    @property
+    def world_size(self) -> int:
+        return 4
+
+
+@pytest.mark.parametrize("fabric_class", [Fabric, _FourProcessFabric])
+def test_joint_capacities_reach_their_targets_on_any_number_of_processes(fabric_class) -> None:
+    """The joint VAE plans its capacity ramps for the whole run; with the data shared by four
+    processes each takes a quarter of the steps, and the ramps must still end at their targets
+    (they stopped at about a third of them when schedules counted each process's own steps)."""
+    model = get_model("jvae", (8, 8), discrete=(3,), hidden=8, latent_dim=2, capacity_z=10.0)
+    x = np.random.default_rng(0).random((256, 8, 8)).astype(np.float32)
+    options = {"epochs": 4, "batch_size": 16, "test_fraction": 0.0}
+    data, schedules = model.prepare_fit(x, **options)
+    seen: list[float] = []
+    forward = model.module.forward
+
+    def recording(batch, knobs):  # type: ignore[no-untyped-def]
+        seen.append(knobs["capacity_z"])
+        return forward(batch, knobs)
+
+    model.module.forward = recording  # type: ignore[method-assign]
+    fabric = fabric_class(accelerator="cpu", devices=1)
+    fabric.launch()
+    train(model.module, data, TrainConfig(schedules=schedules, progress=False, **options),
+          fabric=fabric)
+    assert len(seen) == 4 * 256 // 16 // (4 if fabric_class is _FourProcessFabric else 1)
+    assert seen[-1] == pytest.approx(10.0)

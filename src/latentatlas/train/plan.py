@@ -156,6 +156,8 @@ def train(
     blocks are the test set (``config.test_fraction`` is then not used).
     start_step: the first value of the step counter that drives the schedules, for a run
     that continues another one (ensemble members grown from a trained baseline).
+    Schedules are evaluated at ``step * world_size``: their unit is one batch of
+    ``batch_size`` samples, whatever the number of processes sharing the data.
     Returns the history: per-epoch means of every loss term, keys "train/<term>" and
     "test/<term>" (test terms only when test_fraction > 0).
     """
@@ -217,7 +219,10 @@ def train(
         sums: dict[str, Tensor] = {}
         n_batches = 0
         for batch in batches:
-            knobs = {name: schedule(step) for name, schedule in config.schedules.items()}
+            # Schedules count batches of batch_size samples over all processes: each process
+            # takes 1/world of the steps, so a schedule planned for one device (joint VAE
+            # capacities over the run) reaches the same value at the same epoch on any number.
+            knobs = {name: schedule(step * world) for name, schedule in config.schedules.items()}
             record: LossRecord = model(batch, knobs)
             optimizer.zero_grad(set_to_none=True)
             fabric.backward(record.total)
