@@ -1,9 +1,11 @@
 """Spectral benchmark: time and peak memory of PCA, NMF, k-means, GMM, UMAP and BLU.
 
-Each (method, implementation) runs in a fresh subprocess that loads the cube from disk, so the
-peak resident memory it reports belongs to that run alone: ``extra_peak_mib`` is the high-water
-mark minus the resident size just before the method started (cube already loaded), and
-``peak_over_cube`` is ``(cube + extra_peak) / cube``.
+Each (method, implementation) runs in a fresh subprocess that loads the cube from disk.
+``extra_peak_mib`` is that process' own resident high-water mark (``VmHWM``, reset to the
+current size just before the method starts, cube already loaded) minus the resident size at
+that moment; ``peak_over_cube`` is ``(cube + extra_peak) / cube``. ``ru_maxrss`` is not used: a
+child started by fork + exec inherits its parent's peak there (Linux keeps the larger of the
+two), so when the parent had just generated the cube every row read ~700 MiB too high.
 
     nice python benchmarks/spectral_bench.py                # 256x256x1024, 2 threads
     nice python benchmarks/spectral_bench.py --size 128 --channels 512   # reduced
@@ -17,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -40,10 +41,19 @@ CASES = [
 ]
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mib(field: str) -> float:
+    """A memory line of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB: this process only."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"/proc/self/status has no {field} line (Linux only)")
+
+
+def _reset_peak() -> None:
+    """Set this process' resident high-water mark (VmHWM) to its current size (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def _rel_err(X, W, H) -> float:  # type: ignore[no-untyped-def]
@@ -86,7 +96,8 @@ def run_one(method: str, impl: str, k: int, cube_path: str, blu_path: str, threa
         from sklearn.decomposition import PCA as SkPCA
 
         {"pca": SkPCA, "nmf": SkNMF, "kmeans": SkKMeans}[method](2, random_state=0).fit(X[:64])
-    rss0 = _rss_mib()
+    _reset_peak()
+    rss0 = _status_mib("VmRSS")
     t0 = time.perf_counter()
     if method == "pca":
         if impl == "latentatlas":
@@ -116,7 +127,7 @@ def run_one(method: str, impl: str, k: int, cube_path: str, blu_path: str, threa
             info["n_iter"] = est.n_iter_
         elapsed = time.perf_counter() - t0
         # the error check below allocates; take the method's memory peak before it
-        info["_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        info["_peak"] = _status_mib("VmHWM")
         info["relative_error"] = _rel_err(X, W, est.components_)
     elif method == "kmeans":
         if impl == "latentatlas":
@@ -152,7 +163,7 @@ def run_one(method: str, impl: str, k: int, cube_path: str, blu_path: str, threa
         info["sweeps"] = est.n_burn + est.n_samples
     if "relative_error" not in info:
         elapsed = time.perf_counter() - t0
-    peak = info.pop("_peak", None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = info.pop("_peak", None) or _status_mib("VmHWM")
     cube_mib = cube.nbytes / 2**20
     info.update(time_s=elapsed, cube_mib=cube_mib, extra_peak_mib=max(peak - rss0, 0.0),
                 peak_over_cube=(cube_mib + max(peak - rss0, 0.0)) / cube_mib)
