@@ -47,6 +47,16 @@ class VAEConfig:
     scale_prior: float = 0.1
     condition_dim: int = 0
     beta: float = 1.0
+    pose_consistency: float = 0.0
+    consistency_symmetric: bool = False
+    consistency_pose: bool = False
+    consistency_swap: bool = False
+    angle_prior_uniform: bool = False
+    equivariant_angle: bool = False
+    consistency_content_moved: bool = False
+    augment_angle: float = 0.25
+    augment_shift: float = 0.1
+    augment_scale: float = 0.1
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.input_shape)

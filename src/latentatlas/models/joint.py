@@ -79,9 +79,6 @@ class JointConfig(VAEConfig):
     balance: float = 0.0
     capacity_covers_pose: bool = True
     consistency: float = 0.0
-    augment_angle: float = 0.25
-    augment_shift: float = 0.1
-    augment_scale: float = 0.1
 
     def __post_init__(self) -> None:
         discrete = tuple(int(k) for k in self.discrete)
