@@ -104,7 +104,7 @@ def main() -> None:
     centers = found.positions
     if not args.window:
         from latentatlas.analysis.latent_maps import typical_spacing
-        from latentatlas.analysis.pipeline import _auto_window
+        from latentatlas.pipelines.analyze import _auto_window
 
         args.window = _auto_window(typical_spacing(centers), image.shape)
 

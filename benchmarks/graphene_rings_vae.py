@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentatlas.analysis.graphene import analyze_graphene, example_graphene
+from latentatlas.pipelines.graphene import analyze_graphene, example_graphene
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "stem_graphene_aicrystallographer" / "AtomNet" / "exp_data"

@@ -13,9 +13,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.labels import gmm_labels, label_image
 from latentatlas.analysis.latent_maps import latent_maps, paint_points, typical_spacing
-from latentatlas.analysis.pipeline import analyze, save_results
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.pipelines.analyze import analyze, save_results
 from latentatlas.report import write_report
 
 
@@ -107,7 +107,7 @@ def test_end_to_end_two_kinds_of_sites(tmp_path: Path) -> None:
     assert _labels_at_truth(res, lat.positions, lat.classes) >= 0.9
     # the run folder is complete and nothing temporary is left beside it
     names = {p.name for p in out.iterdir()}
-    assert {"results.h5", "config.json", "index.html", "labels.png", "latent_maps.png",
+    assert {"results.h5", "config.json", "index.html", "explorer.html", "labels.png", "latent_maps.png",
             "manifold.png", "model"} <= names
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # before the NPZ below
     with h5py.File(out / "results.h5") as f:
@@ -116,7 +116,17 @@ def test_end_to_end_two_kinds_of_sites(tmp_path: Path) -> None:
         assert f["latents_mean"].shape == (len(res.patches), 5)
         assert json.loads(f.attrs["latent_names"]) == ["angle", "shift_x", "shift_y", "z1", "z2"]
         assert json.loads(f.attrs["config"])["analysis"]["model"] == "rvae"
-    assert json.loads((out / "config.json").read_text())["patches"]["border"] == "drop"
+    config = json.loads((out / "config.json").read_text())
+    assert config["patches"]["border"] == "drop"
+    # the trust block: latent activity, baselines and the verdict, in every output
+    assert res.baselines is not None and res.activity is not None
+    assert config["verdict"] == res.baselines.verdict and config["baselines"]["pca_kmeans"]
+    assert set(config["activity"]["latents"]) == set(res.maps.names)
+    assert config["training"]["epochs"] == 5
+    with h5py.File(out / "results.h5") as f:
+        assert json.loads(f.attrs["config"])["baselines"]["verdict"] == res.baselines.verdict
+    html = (out / "index.html").read_text()
+    assert "Verdict" in html and "Baselines" in html and "Latent activity" in html
     npz = save_results(tmp_path / "r.npz", res)  # the NPZ flavour holds the same arrays
     with np.load(npz) as z:
         np.testing.assert_array_equal(z["labels"], res.labels.labels)

@@ -191,6 +191,9 @@ def test_bad_input_errors() -> None:
         find_atoms(img[:4, :4], "peaks")
     with pytest.raises(ValueError, match="spacing"):
         find_atoms(img, "peaks", spacing=-1)
+    for name in ("spacing", "smooth", "min_sigma", "max_sigma"):  # kernels would grow unbounded
+        with pytest.raises(ValueError, match=rf"{name} must be .* larger side \(32 pixels\)"):
+            find_atoms(img, "log", **{name: 1e9})
     with pytest.raises(ValueError, match="n_classes"):
         find_atoms(img, "peaks", n_classes=0)
     with pytest.raises(FileNotFoundError, match="weights"):

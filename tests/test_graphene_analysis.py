@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from latentatlas.analysis.graphene import (
+from latentatlas.pipelines.graphene import (
     analyze_graphene,
     example_graphene,
     load_coords,
@@ -90,7 +90,7 @@ def test_cli_on_example_writes_its_files(tmp_path: Path) -> None:
                                    "--epochs", "2", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output
-    for name in ("results.npz", "config.json", "index.html", "rings.png", "traversals.png",
+    for name in ("results.npz", "config.json", "index.html", "explorer.html", "rings.png", "traversals.png",
                  "angle.png", "latent_classes.png", "confusion.png", "labels.png",
                  "model/model.safetensors"):
         assert (out / name).is_file(), name

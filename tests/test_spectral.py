@@ -321,7 +321,7 @@ def test_unmix_accepts_loaded_object_with_axes() -> None:
 
     res = unmix(Loaded(), "pca", 2, crop=(105.0, 110.0))
     assert res.energy_units == "eV" and res.energy_name == "Energy loss"
-    assert res.pixel_size is None and res.spatial_units == "px"  # spatial axes uncalibrated
+    assert not res.calibration.calibrated  # spatial axes uncalibrated
     np.testing.assert_allclose(res.energy, 100 + 0.5 * np.arange(10, 21))
     assert res.components is not None and res.components.shape == (2, 11)
 
@@ -369,8 +369,8 @@ def test_bad_inputs_give_clear_errors(eels: SpectralCube) -> None:
     cube[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         unmix(cube, "pca", 2)
-    with pytest.raises(ValueError, match="3 dimensions"):
-        unmix(eels.cube.reshape(-1, 96), "pca", 2)
+    with pytest.raises(ValueError, match="line scan"):
+        unmix(eels.cube.ravel(), "pca", 2)
     with pytest.raises(ValueError, match="larger than the number of channels"):
         unmix(eels.cube[..., :4], "nmf", 5)
     neg = eels.cube - 10.0
@@ -414,3 +414,23 @@ def test_vae_family_on_spectra(method: str, tmp_path: Path) -> None:
     assert res.reconstruction_error < np.linalg.norm(X - X.mean(0)) / np.linalg.norm(X)
     back = UnmixResult.load(res.save(tmp_path / "vae.h5"))
     np.testing.assert_array_equal(back.extras["history_train_total"], total)
+
+
+def test_line_scans_and_4d_data_are_unmixed(eels: SpectralCube) -> None:
+    """A line scan (n, E) and a 4-D (t, ny, nx, E) cube give the same components as the
+    spectrum image they were cut from; the maps keep the navigation shape."""
+    cube = eels.cube  # (ny, nx, E)
+    ref = unmix(cube, "pca", 2)
+    line = unmix(cube.reshape(-1, cube.shape[-1]), "pca", 2)
+    assert line.navigation_shape == (cube.shape[0] * cube.shape[1],)
+    assert line.loadings is not None and line.loadings.shape[:2] == (1, cube.shape[0] * cube.shape[1])
+    four = unmix(np.stack([cube, cube[::-1]]), "pca", 2)
+    assert four.navigation_shape == (2, *cube.shape[:2])
+    assert four.spatial_shape == (2 * cube.shape[0], cube.shape[1])
+    for r in (line, four):
+        assert r.components is not None and ref.components is not None
+        # the same subspace: each component matches the reference up to sign
+        overlap = np.abs(r.components @ ref.components.T)
+        np.testing.assert_allclose(np.sort(overlap.max(1)), [1.0, 1.0], atol=1e-3)
+    with pytest.raises(ValueError, match="navigation shape"):
+        unmix(np.stack([cube, cube]), "pca", 2, bin=2)

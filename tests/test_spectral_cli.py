@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from latentatlas.datasets.spectral import make_spectral_cube
+from latentatlas.io.calibration import Calibration
 from latentatlas.plots.spectral import (
     plot_cluster_map,
     plot_components,
@@ -45,7 +46,7 @@ def test_cli_writes_result_figures_and_params(cube_file: Path, tmp_path: Path,
                                               method: str) -> None:
     out = tmp_path / "run"
     res = CliRunner().invoke(_app(), ["unmix", str(cube_file), "--method", method, "-k", "3",
-                                      "--out", str(out), "-o", "max_iter=50", "--quiet"])
+                                      "--out", str(out), "-p", "max_iter=50", "--quiet"])
     assert res.exit_code == 0, res.output
     result = UnmixResult.load(out / f"{method}.h5")
     assert result.method == method and result.spatial_shape == (16, 16)
@@ -54,16 +55,17 @@ def test_cli_writes_result_figures_and_params(cube_file: Path, tmp_path: Path,
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ([f"{method}_components.png"] if method == "nmf"
                     else [f"{method}_clusters.png"])
+    assert (out / "index.html").exists() and (out / "explorer.html").exists()
     assert not list(out.glob(".*"))  # no temporary files left
 
 
 def test_cli_reports_bad_input(tmp_path: Path) -> None:
     flat = tmp_path / "flat.npy"
-    np.save(flat, np.ones((10, 20), dtype=np.float32))
+    np.save(flat, np.ones(20, dtype=np.float32))
     res = CliRunner().invoke(_app(), ["unmix", str(flat), "--method", "pca", "--out",
                                       str(tmp_path / "o"), "--quiet"])
     assert res.exit_code == 2
-    assert "3 dimensions" in res.output
+    assert "line scan (n, channels)" in res.output
     assert not (tmp_path / "o" / "pca.h5").exists()
 
 
@@ -80,12 +82,12 @@ def test_components_use_physical_axes() -> None:
     res = unmix(s.cube, "pca", 2, axis=s.energy)
     assert res.components is not None and res.loadings is not None
     fig = plot_components(res.components, res.loadings, res.energy, "Bias", "V",
-                          pixel_size=2.0, spatial_units="nm")
+                          calibration=Calibration(scale=(2e-9, 2e-9), units="m"))
     spec_ax, map_ax = fig.axes[2], fig.axes[3]
     np.testing.assert_allclose(spec_ax.lines[0].get_xdata(), s.energy)
     assert spec_ax.get_xlabel() == "Bias (V)"
-    assert map_ax.images[0].get_extent() == [0.0, 24.0, 20.0, 0.0]
-    assert map_ax.get_xlabel() == "x (nm)"
+    # metres shown in nm, pixel centres at their positions: 12 x 10 pixels of 2 nm
+    np.testing.assert_allclose(map_ax.images[0].get_extent(), [-1.0, 23.0, 19.0, -1.0])
 
 
 def test_cluster_map_colours_match_spectra() -> None:

@@ -72,8 +72,8 @@ def test_method_runs_on_real_cube(cube: str, method: str) -> None:
         assert res.cluster_means is not None and np.isfinite(res.cluster_means).all()
     assert res.components is not None or res.loadings is not None or res.labels is not None
     if ds.axes[1].units:
-        assert res.spatial_units == ds.axes[1].units
-        assert res.pixel_size == pytest.approx(abs(ds.axes[1].scale) * opts.get("bin", 1))
+        assert res.calibration.units == ds.axes[0].units
+        assert res.calibration.scale[1] == pytest.approx(abs(ds.axes[1].scale) * opts.get("bin", 1))
     if method == "blu":
         assert res.loadings is not None
         np.testing.assert_allclose(res.loadings.sum(-1), 1.0, atol=1e-6)  # float32 data

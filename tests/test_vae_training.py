@@ -66,6 +66,30 @@ def test_resume_equals_uninterrupted(shapes: np.ndarray, tmp_path: Path) -> None
     assert resumed.history == full.history
 
 
+def test_resume_restores_the_step_that_drives_capacity_and_temperature(shapes: np.ndarray,
+                                                                     tmp_path: Path) -> None:
+    # 300 samples, 10 % held out, batch 54 -> 5 steps per epoch; the schedules move every step
+    schedules = {"capacity_z": Linear(0.0, 4.0, 20), "capacity_d": Linear(0.0, 0.7, 20),
+                 "gamma_z": Constant(20.0), "gamma_d": Constant(20.0),
+                 "temperature": Linear(1.0, 0.3, 20)}
+
+    def joint(seed: int = 0):
+        return get_model("jrvae", (12, 12), hidden=32, discrete=(3,), seed=seed)
+
+    options = dict(batch_size=54, progress=False, schedules=schedules)
+    full = joint().fit(shapes, epochs=4, **options)
+    joint().fit(shapes, epochs=2, checkpoint_dir=tmp_path / "ck", checkpoint_every=1, **options)
+    resumed = joint(seed=5).fit(shapes, epochs=4, resume_from=tmp_path / "ck", **options)
+    for (k, v1), v2 in zip(full.module.state_dict().items(), resumed.module.state_dict().values(),
+                           strict=True):
+        assert torch.equal(v1, v2), k
+    assert resumed.history == full.history
+    # a checkpoint only resumes the run that wrote it
+    with pytest.raises(ValueError, match="other settings.*schedules"):
+        joint().fit(shapes, epochs=4, resume_from=tmp_path / "ck",
+                    **{**options, "schedules": {**schedules, "temperature": Constant(0.5)}})
+
+
 def test_saved_model_gives_identical_outputs_in_a_new_process(shapes: np.ndarray, tmp_path: Path) -> None:
     model = small_rvae()
     model.fit(shapes, epochs=1, batch_size=50, progress=False)

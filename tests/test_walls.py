@@ -33,6 +33,7 @@ from latentatlas.descriptors.walls import (
     DEFAULT_WEIGHTS,
     METHODS,
     find_walls,
+    segment_domains,
     to_polarization,
     wall_patches,
 )
@@ -131,6 +132,21 @@ def test_find_walls_rejects_bad_input() -> None:
         find_walls(np.zeros((4, 30)))
     with pytest.raises(FileNotFoundError, match="train_wall_finder"):
         find_walls(img, "dcnn", weights="/nonexistent/wall_finder")
+
+
+@pytest.mark.parametrize("sigma", [1e9, float("nan"), float("inf"), -1.0, 33.0, "wide"])
+@pytest.mark.parametrize("method", ["gaussian", "canny"])
+def test_sigma_is_bounded_before_any_kernel_is_built(method: str, sigma: object) -> None:
+    """sigma=1e9 once built a 60 GiB Gaussian kernel; beyond the image's side it is refused."""
+    img = np.zeros((32, 32))
+    with pytest.raises(ValueError, match=r"sigma must be .*larger side \(32 pixels\)"):
+        find_walls(img, method, sigma=sigma)
+    assert find_walls(img + np.eye(32), method, sigma=32.0).mask.shape == (32, 32)
+
+
+def test_segment_domains_bounds_sigma() -> None:
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        segment_domains(np.zeros((16, 16)), sigma=1e9)
 
 
 # --- patches, time delay, multilayer ----------------------------------------------------------
@@ -232,7 +248,11 @@ def test_walls_cli_writes_mask_overlay_and_table(tmp_path) -> None:  # noqa: ANN
     assert wall_f1(mask, movie.walls).f1 > 0.8
     assert (out / "walls_000.png").stat().st_size > 0 and (out / "walls_001.png").exists()
     lines = (out / "walls.csv").read_text().splitlines()
-    assert lines[0].startswith("frame,wall_pixels,wall_count") and len(lines) == 3
+    assert lines[0].startswith("frame,source,wall_pixels,wall_count") and len(lines) == 3
+    # counts are written as integers, and every frame names its source file
+    assert lines[1].split(",")[0] == "0" and lines[1].split(",")[2].isdigit()
+    assert "movie.npy" in lines[2]
+    assert (out / "index.html").exists() and (out / "explorer.html").exists()
     bad = CliRunner().invoke(app, ["walls", str(src), "--method", "sobel", "--out", str(out)])
     assert bad.exit_code == 2 and "canny, gaussian, dcnn" in bad.output
 

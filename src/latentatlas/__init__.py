@@ -19,17 +19,27 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load": "latentatlas.io",
     "load_all": "latentatlas.io",
-    "analyze": "latentatlas.analysis.pipeline",
+    "analyze": "latentatlas.pipelines.analyze",
     "unmix": "latentatlas.spectral",
     "get_model": "latentatlas.models",
     "load_model": "latentatlas.models",
     "list_models": "latentatlas.models",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# subpackages reachable as attributes (``la.io.load``) without importing them first
+_SUBPACKAGES = ("analysis", "datasets", "descriptors", "io", "models", "nn", "pipelines",
+                "plots", "report", "spectral", "train")
+
+__all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"latentatlas.{name}")
     raise AttributeError(f"module 'latentatlas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

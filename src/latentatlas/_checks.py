@@ -45,3 +45,20 @@ def check_array(
             "(e.g. np.nan_to_num) before analysis"
         )
     return arr
+
+
+def check_pixels(value: object, name: str, shape: Sequence[int], positive: bool = False) -> float:
+    """A length in pixels (a Gaussian sigma, a spacing) as a float: finite, >= 0 (> 0 when
+    ``positive``) and no larger than the image's larger side, beyond which it would only wash
+    the frame out while its filter kernels grew without bound (sigma 1e9 -> a 60 GiB kernel)."""
+    limit = max(int(n) for n in shape)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    low_ok = number > 0 if positive else number >= 0
+    if not (np.isfinite(number) and low_ok and number <= limit):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be {bound} and at most the image's larger side ({limit} "
+                         f"pixels), got {value!r}")
+    return number

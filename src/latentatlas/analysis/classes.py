@@ -21,7 +21,8 @@ from latentatlas._checks import check_array
 from latentatlas.models.ensemble import align_to_reference, summarise
 
 __all__ = ["align_to_reference", "cluster_accuracy", "confusion_matrix", "latents_by_class",
-           "match_labels", "summarise", "traversal_grid", "uncertainty_map"]
+           "match_labels", "score_predictions", "stratified_labels", "summarise",
+           "traversal_grid", "uncertainty_map"]
 
 
 def _labels(x: object, name: str) -> np.ndarray:
@@ -106,3 +107,38 @@ def uncertainty_map(values: object, coords: object, image_shape: tuple[int, int]
     if radius is not None:
         out[dist > radius] = np.nan
     return out.reshape(h, w)
+
+
+def stratified_labels(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Mask ``(n,)`` of a seeded ``fraction`` of each class (round half up), at least one atom
+    of every class with two or more atoms, never all atoms of a class."""
+    lab = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(lab), bool)
+    for k in np.unique(lab):
+        idx = np.flatnonzero(lab == k)
+        if len(idx) < 2:
+            continue
+        take = int(np.clip(np.floor(fraction * len(idx) + 0.5), 1, len(idx) - 1))
+        mask[rng.choice(idx, take, replace=False)] = True
+    return mask
+
+
+def score_predictions(true: np.ndarray, pred: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy (mean recall over the true classes present), the majority
+    baseline (accuracy of always answering the most frequent class) and per-class recall."""
+    t, p = np.asarray(true), np.asarray(pred)
+    if len(t) == 0:
+        return {"n_scored": 0}
+    present = np.unique(t)
+    recall = {names[int(k)]: float((p[t == k] == k).mean()) for k in present}
+    counts = np.bincount(t)
+    return {
+        "n_scored": len(t),
+        "accuracy": float((t == p).mean()),
+        "balanced_accuracy": float(np.mean(list(recall.values()))),
+        "majority_baseline": float(counts.max() / len(t)),
+        "majority_class": names[int(counts.argmax())],
+        "recall": recall,
+        "support": {names[int(k)]: int(counts[k]) for k in present},
+    }

@@ -18,12 +18,8 @@ the disc near the border).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -387,47 +383,6 @@ def analyze_walls(
     return walls, wall_table(walls, domains)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_walls(
-    out: str | os.PathLike[str], walls: Walls, table: Sequence[Mapping[str, float]]
-) -> dict[str, Path]:
-    """Write ``walls.npy`` (bool mask), ``walls.csv`` (the table) and ``walls.json``
-    (method, settings, table) into ``out``, each atomically. Returns the paths."""
-    out_dir = Path(out)
-    paths = {"mask": out_dir / "walls.npy", "table": out_dir / "walls.csv",
-             "summary": out_dir / "walls.json"}
-
-    def write_npy(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.save(fh, walls.mask)
-
-    def write_csv(p: Path) -> None:
-        keys = list(table[0]) if table else []
-        lines = [",".join(keys)] + [",".join(f"{row[k]:.6g}" for k in keys) for row in table]
-        p.write_text("\n".join(lines) + "\n")
-
-    def write_json(p: Path) -> None:
-        params = {k: v for k, v in walls.params.items()}
-        doc = {"method": walls.method, "params": params, "frames": [dict(r) for r in table]}
-        p.write_text(json.dumps(doc, indent=2, default=float, allow_nan=True))
-
-    _atomic_write(paths["mask"], write_npy)
-    _atomic_write(paths["table"], write_csv)
-    _atomic_write(paths["summary"], write_json)
-    return paths
-
-
 def latent_trajectories(
     values: np.ndarray, centers: np.ndarray, frames: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -490,7 +445,6 @@ def wall_evolution_map(walls: np.ndarray) -> np.ndarray:
 __all__ = [
     "CorrelationTable",
     "analyze_walls",
-    "save_walls",
     "wall_table",
     "WallScore",
     "descriptor_correlations",

@@ -2,7 +2,14 @@
 
 import logging
 
-from latentatlas.cli import analyze, graphene, models, unmix, walls  # noqa: F401  (register commands)
+from latentatlas.cli import (  # noqa: F401  (register commands)
+    analyze,
+    batch,
+    graphene,
+    models,
+    unmix,
+    walls,
+)
 from latentatlas.cli.app import app
 
 

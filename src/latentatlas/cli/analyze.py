@@ -1,4 +1,4 @@
-"""``latentatlas analyze IMAGE``: the main job, a thin shell over latentatlas.analysis.pipeline."""
+"""``latentatlas analyze IMAGE``: the main job, a thin shell over latentatlas.pipelines.analyze."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from latentatlas.cli.app import app
+from latentatlas.cli.app import (
+    FIGURE_FORMAT_HELP,
+    OVERWRITE_HELP,
+    app,
+    set_quiet,
+    user_errors,
+)
 
 
 @app.command()
@@ -19,51 +25,66 @@ def analyze(
                               "windows"),
     atom_model: str = typer.Option("general", help="weights for --atoms dcnn: general, graphene "
                                    "(low-dose graphene) or a path"),
-    window: int = typer.Option(0, help="patch side in pixels (0 = automatic)"),
+    window: int = typer.Option(0, "--window", "-w", help="patch side in pixels (0 = automatic)"),
     spacing: float = typer.Option(0.0, help="atom spacing in pixels for the atom finder "
                                   "(0 = estimated)"),
     stride: int = typer.Option(0, help="sliding-window step with --atoms none (0 = window/4)"),
-    model: str = typer.Option("rvae", help="VAE family member (see latentatlas models)"),
+    model: str = typer.Option("rvae", "--model", "-m", help="VAE family member (see latentatlas models)"),
     latent_dim: int = typer.Option(2, help="number of content latents"),
-    epochs: int = typer.Option(20, help="training epochs"),
+    epochs: int = typer.Option(0, "--epochs", "-e", help="training epochs (0 = chosen for the "
+                               "number of patches: about 3000 optimiser steps)"),
     train_samples: int = typer.Option(5000, help="train on at most this many patches "
                                       "(random subset; 0 = all); all are encoded"),
-    classes: int = typer.Option(0, "--classes", help="GMM components (0 = chosen by BIC)"),
-    channel: str = typer.Option("", help="channel of a multi-channel file (index or name); "
-                                "several, comma-separated, become the channels of each patch"),
+    classes: int = typer.Option(0, "--classes", "-k", help="GMM components (0 = chosen by BIC)"),
+    channel: str = typer.Option("", "--channel", "-c", help="channel of a multi-channel file "
+                                "(index or name); several, comma-separated, become the channels "
+                                "of each patch"),
     time_delay: int = typer.Option(1, help="stacks: frames t..t+k-1 as the channels of each "
                                    "patch (time-delay descriptors; 1 = off)"),
     lag: int = typer.Option(1, help="frames between the time-delay channels"),
-    normalize: str = typer.Option("image", help="patch normalisation: image, patch, none"),
+    normalize: str = typer.Option("auto", help="patch normalisation: auto (background for "
+                                  "atoms, image for windows), background (slow background and "
+                                  "contrast changes removed), standardize, patch, image, none"),
     invert: bool = typer.Option(False, help="negate the image (dark atoms, e.g. ABF)"),
-    seed: int = typer.Option(0, help="random seed"),
-    out: str = typer.Option("results/analyze", help="output folder (replaced)"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    seed: int = typer.Option(0, "--seed", "-s", help="random seed"),
+    model_from: str = typer.Option("", "--model-from", help="reuse the trained model of this "
+                                   "analyze results folder (no training; its patch size)"),
+    out: str = typer.Option("results/analyze", "--out", "-o", help="results folder (a previous latentatlas "
+                            "results folder there is replaced; anything else is refused)"),
+    figure_format: list[str] = typer.Option([], "--figure-format", "-F",  # noqa: B006
+                                            help=FIGURE_FORMAT_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", "-f", help=OVERWRITE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="no progress bars, warnings and errors only"),
 ) -> None:
     """Find atoms (or slide windows), train a VAE on the patches, map latents and classes."""
-    from latentatlas.analysis.pipeline import analyze as run
+    from latentatlas.pipelines.analyze import analyze as run
+
+    set_quiet(quiet)
 
     chans: list[int | str] = [int(c) if c.lstrip("-").isdigit() else c
                               for c in channel.split(",") if c]
     chan: int | str | list[int | str] | None = (
         None if not chans else chans[0] if len(chans) == 1 else chans)
-    try:
+    with user_errors():
         result = run(
             image[0] if len(image) == 1 else image, atoms=atoms, window=window or None, model=model,
             out=Path(out),
-            progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs,
+            progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs or None,
             n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
             atom_options={**({"spacing": spacing} if spacing > 0 else {}),
                           **({"model": atom_model} if atoms == "dcnn" else {})},
             train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
+            overwrite=overwrite, figure_formats=figure_format, model_from=model_from or None,
         )
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     lab = result.labels
     typer.echo(f"{len(result.patches)} patches, {lab.n_components} classes "
                f"{lab.summary()['counts']}; results in {result.out}")
     if "adjusted_rand" in result.scores:
         typer.echo(f"adjusted Rand index against the generated truth: "
                    f"{result.scores['adjusted_rand']:.3f}")
+    if result.activity is not None and result.activity.collapsed:
+        typer.echo(f"WARNING: {result.activity.warning()}", err=True)
+    if result.baselines is not None:
+        typer.echo(f"verdict: {result.baselines.verdict}")
     typer.echo(f"report: {result.out / 'index.html' if result.out else '-'}")

@@ -1,5 +1,5 @@
 """``latentatlas graphene IMAGE``: ring-labelled class-aware VAEs on graphene, a thin shell over
-``latentatlas.analysis.graphene.analyze_graphene``."""
+``latentatlas.pipelines.graphene.analyze_graphene``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from latentatlas.cli.app import app
+from latentatlas.cli.app import (
+    FIGURE_FORMAT_HELP,
+    OVERWRITE_HELP,
+    app,
+    set_quiet,
+    user_errors,
+)
 
 
 @app.command()
@@ -20,34 +26,38 @@ def graphene(
         "(array 'coords'); default: found with --atoms. Pickled files (the AtomNet *-coord.npy "
         "dicts) are refused: convert them once with np.save('xyc.npy', "
         "np.load(f, allow_pickle=True)[()][0]) if you trust them"),
-    model: str = typer.Option("ssvae", help="ssvae (semi-supervised), jvae (no labels) or cvae "
-                              "(conditioned on the ring label); all rotation-invariant"),
-    window: int = typer.Option(0, help="patch side in resampled pixels (0 = about 4.8 bond lengths)"),
+    model: str = typer.Option("ssvae", "--model", "-m", help="ssvae (semi-supervised), jvae (no "
+                              "labels) or cvae (conditioned on the ring label); all rotation-invariant"),
+    window: int = typer.Option(0, "--window", "-w", help="patch side in resampled pixels "
+                               "(0 = about 4.8 bond lengths)"),
     bond_pixels: float = typer.Option(5.0, help="resample so a C-C bond spans this many pixels "
                                       "(0 = keep the image scale)"),
     labelled_fraction: float = typer.Option(0.1, help="fraction of ring labels the ssvae sees"),
-    epochs: int = typer.Option(20, help="training epochs"),
+    epochs: int = typer.Option(20, "--epochs", "-e", help="training epochs"),
     latent_dim: int = typer.Option(2, help="number of content latents"),
     atoms: str = typer.Option("dcnn", help="atom finder without --coords: dcnn (trained on "
                               "low-dose graphene), peaks, log"),
-    seed: int = typer.Option(0, help="random seed"),
-    out: str = typer.Option("results/graphene", help="output folder (replaced)"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    seed: int = typer.Option(0, "--seed", "-s", help="random seed"),
+    out: str = typer.Option("results/graphene", "--out", "-o", help="results folder (a previous latentatlas "
+                            "results folder there is replaced; anything else is refused)"),
+    figure_format: list[str] = typer.Option([], "--figure-format", "-F",  # noqa: B006
+                                            help=FIGURE_FORMAT_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", "-f", help=OVERWRITE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="no progress bars, warnings and errors only"),
 ) -> None:
     """Atoms -> rings -> ring labels -> sub-images -> class-aware VAE; scores against the
     ring labels, figures, results.npz and index.html in OUT."""
-    from latentatlas.analysis.graphene import analyze_graphene
+    from latentatlas.pipelines.graphene import analyze_graphene
 
-    try:
+    set_quiet(quiet)
+    with user_errors():
         result = analyze_graphene(
             image, coords=coords or None, model=model, window=window or None,
             labelled_fraction=labelled_fraction, epochs=epochs, out=Path(out), seed=seed,
             progress=not quiet, bond_pixels=bond_pixels or None, latent_dim=latent_dim,
-            atoms=atoms,
+            atoms=atoms, overwrite=overwrite, figure_formats=figure_format,
         )
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     s = result.scores
     typer.echo(f"{len(result.coords)} atoms, {len(result.rings.rings)} rings "
                f"{result.rings.size_counts()}; {len(result.patches)} patches")

@@ -316,6 +316,8 @@ def two_site_lattice(
     angle: float | None = 10.0,
     noise: float = 0.05,
     seed: int | np.random.Generator | None = 0,
+    gradient: float = 0.0,
+    thickness: float = 0.0,
 ) -> LatticeImage:
     """A lattice with two kinds of sites that a rotation-invariant VAE + GMM separates.
 
@@ -324,19 +326,43 @@ def two_site_lattice(
     intensity and in their surroundings (an A site is ringed by B sites at the diagonals and
     vice versa). Light Gaussian noise ``noise`` keeps both classes obvious to the eye.
     Used by the analyze pipeline's end-to-end test and the README demo.
+
+    Slow changes across the field of view, as in real images of a wedge-shaped sample:
+    ``gradient`` adds a linear background ramp rising from 0 at the left edge to
+    ``gradient`` (in units of the A peak) at the right edge; ``thickness`` scales the column
+    contrast from ``1 - thickness`` at the top to ``1 + thickness`` at the bottom. With
+    ``gradient >= 1 - contrast`` a B column on the bright side is brighter than an A column on
+    the dark side, so the two sites overlap in plain intensity.
     """
     if not 0 < contrast < 1:
         raise ValueError(f"contrast must be in (0, 1) (B relative to A), got {contrast!r}")
-    return generate_lattice(
+    if gradient < 0:
+        raise ValueError(f"gradient must be >= 0 (background rise across the image), got "
+                         f"{gradient!r}")
+    if not 0 <= thickness < 1:
+        raise ValueError(f"thickness must be in [0, 1) (relative contrast change), got "
+                         f"{thickness!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    lat = generate_lattice(
         shape,
         kind="perovskite",
         spacing=spacing,
         angle=angle,
         sigma=0.16 * spacing,
         second_intensity=contrast,
-        gaussian_noise=noise,
-        seed=seed,
+        gaussian_noise=noise if gradient == 0 and thickness == 0 else 0.0,
+        seed=rng,
     )
+    if gradient == 0 and thickness == 0:
+        return lat
+    h, w = lat.image.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    scale = 1.0 + thickness * (2.0 * rows / max(h - 1, 1) - 1.0)
+    image = scale * lat.image + gradient * cols / max(w - 1, 1)
+    image = image + rng.normal(0.0, noise, size=image.shape) if noise > 0 else image
+    lat.image = image.astype(np.float32)
+    lat.params.update(gradient=float(gradient), thickness=float(thickness))
+    return lat
 
 
 def lattice_stack(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from latentatlas._checks import check_array
+from latentatlas._checks import check_array, check_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -521,8 +521,12 @@ def find_atoms(
     h, w = stack.shape[1:]
     if h < 8 or w < 8:
         raise ValueError(f"image frames must be at least 8 x 8 pixels, got {h} x {w}")
-    if spacing is not None and not spacing > 0:
-        raise ValueError(f"spacing must be > 0 pixels (or None to estimate it), got {spacing!r}")
+    if spacing is not None:
+        spacing = check_pixels(spacing, "spacing", (h, w), positive=True)
+    for name, value in (("smooth", smooth), ("min_distance", min_distance),
+                        ("min_sigma", min_sigma), ("max_sigma", max_sigma)):
+        if value is not None:
+            check_pixels(value, name, (h, w))
     if refine not in ("none", "lattice"):
         raise ValueError(f"refine must be 'none' or 'lattice', got {refine!r}")
     if not isinstance(n_classes, int) or n_classes < 1:

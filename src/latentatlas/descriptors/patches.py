@@ -19,9 +19,11 @@ from latentatlas._checks import check_array
 log = logging.getLogger(__name__)
 
 Border = Literal["drop", "pad"]
-Normalize = Literal["patch", "image", "none"]
+Normalize = Literal["background", "standardize", "patch", "image", "none"]
+NORMALIZE_MODES = ("background", "standardize", "patch", "image", "none")
 
-__all__ = ["Patches", "as_stack", "extract_patches", "normalize_images"]
+__all__ = ["NORMALIZE_MODES", "Patches", "as_stack", "extract_patches", "normalize_images",
+           "normalize_patches", "normalize_stack", "remove_background"]
 
 
 @dataclass
@@ -122,11 +124,79 @@ def normalize_images(stack: np.ndarray) -> np.ndarray:
     return ((stack - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
 
 
-def _normalize_patches(p: np.ndarray) -> np.ndarray:
-    lo = p.min(axis=(2, 3), keepdims=True)
-    hi = p.max(axis=(2, 3), keepdims=True)
-    p -= lo
-    p /= np.where(hi > lo, hi - lo, 1.0)
+def remove_background(stack: np.ndarray, sigma: float) -> np.ndarray:
+    """Subtract the slowly varying background and divide by the local contrast.
+
+    For every frame and channel of ``(n, c, h, w)``: ``b = G_sigma * x`` (Gaussian smoothing,
+    ``sigma`` pixels) is the background (a gradient, uneven illumination, thickness-dependent
+    offsets), ``r = x - b`` the structure, and ``s = sqrt(G_sigma * r**2)`` its local RMS
+    contrast, which changes with thickness or dose; the result is ``r / s``. With ``sigma``
+    about one patch (two atomic spacings) the lattice itself survives - its period is far
+    shorter than ``sigma`` - while anything slower than the patch is removed, so two patches
+    of the same structure look alike wherever they sit in the image. Each frame's 1st-99th
+    percentile range is then mapped to [0, 1], the scale of ``normalize="image"``. Returns
+    float32, same shape.
+    """
+    from scipy import ndimage
+
+    if not sigma > 0:
+        raise ValueError(f"background sigma must be > 0 pixels, got {sigma!r}")
+    x = np.asarray(stack, dtype=np.float64)
+    size = (0, 0, float(sigma), float(sigma))
+    # A mirrored border folds a ramp back on itself, which biases the smoothed background
+    # within ~sigma of the edge (patches there became a class of their own on a generated
+    # gradient); removing the best-fit plane first leaves nothing linear to fold.
+    x = x - _plane(x)
+    resid = x - ndimage.gaussian_filter(x, size, mode="reflect")
+    local = np.sqrt(ndimage.gaussian_filter(resid**2, size, mode="reflect"))
+    # a flat region (no structure at all) must not blow up: floor the contrast at a small
+    # fraction of the frame's typical contrast
+    floor = 1e-3 * np.median(local, axis=(2, 3), keepdims=True) + 1e-12
+    flat = resid / np.maximum(local, floor)
+    # Back on the scale the models expect of images (their default noise level assumes
+    # values over about [0, 1]): the 1st-99th percentile range of each frame to [0, 1]
+    # (percentiles, not min/max, so a few spikes do not squash the contrast).
+    lo, hi = np.percentile(flat, [1.0, 99.0], axis=(2, 3), keepdims=True)
+    return ((flat - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
+
+
+def _plane(x: np.ndarray) -> np.ndarray:
+    """Least-squares plane ``a + b row + c col`` of every frame and channel of ``(n, c, h, w)``."""
+    h, w = x.shape[-2:]
+    rows, cols = np.mgrid[0:h, 0:w]
+    design = np.stack([np.ones(h * w), rows.ravel() / h, cols.ravel() / w], axis=1)  # (hw, 3)
+    flat = x.reshape(-1, h * w).T  # (hw, n c)
+    coef, *_ = np.linalg.lstsq(design, flat, rcond=None)
+    return (design @ coef).T.reshape(x.shape)
+
+
+def normalize_stack(stack: np.ndarray, normalize: str, background_sigma: float | None) -> np.ndarray:
+    """The image-level part of a normalisation mode, applied before patches are cut."""
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
+    if normalize == "image":
+        return normalize_images(stack)
+    if normalize == "background":
+        if background_sigma is None:
+            raise ValueError("normalize='background' needs background_sigma (pixels); about "
+                             "the patch size (two atomic spacings) is a good value")
+        return remove_background(stack, background_sigma)
+    return stack
+
+
+def normalize_patches(p: np.ndarray, normalize: str) -> np.ndarray:
+    """The patch-level part of a normalisation mode, in place on ``(m, c, w, w)``:
+    ``patch`` scales every patch and channel to [0, 1], ``standardize`` to zero mean and
+    unit standard deviation; other modes leave the patches alone."""
+    if normalize == "patch":
+        lo = p.min(axis=(2, 3), keepdims=True)
+        hi = p.max(axis=(2, 3), keepdims=True)
+        p -= lo
+        p /= np.where(hi > lo, hi - lo, 1.0)
+    elif normalize == "standardize":
+        p -= p.mean(axis=(2, 3), keepdims=True)
+        sd = p.std(axis=(2, 3), keepdims=True)
+        p /= np.where(sd > 0, sd, 1.0)
     return p
 
 
@@ -150,6 +220,7 @@ def extract_patches(
     border: Border = "drop",
     normalize: Normalize = "image",
     pad_mode: Literal["reflect", "edge", "constant"] = "reflect",
+    background_sigma: float | None = None,
 ) -> Patches:
     """Cut a ``window x window`` patch around every point.
 
@@ -166,8 +237,13 @@ def extract_patches(
         padding the image (``pad_mode``, default mirror). Points outside the image are always
         dropped. The result records the policy and how many points were dropped.
     normalize : ``"image"`` min-max scales each frame and channel to [0, 1] before cutting
-        (keeps intensity differences between sites); ``"patch"`` scales every patch and
-        channel to [0, 1] on its own (keeps shape only); ``"none"`` keeps raw values.
+        (keeps intensity differences between sites, and any background gradient too);
+        ``"background"`` removes the slow background and local contrast changes first
+        (:func:`remove_background` with ``background_sigma``), keeping the differences
+        between neighbouring sites; ``"standardize"`` brings every patch and channel to zero
+        mean and unit standard deviation; ``"patch"`` scales every patch and channel to
+        [0, 1] on its own (keeps shape only); ``"none"`` keeps raw values.
+    background_sigma : pixels, for ``normalize="background"``.
 
     Returns
     -------
@@ -178,8 +254,8 @@ def extract_patches(
     window = _check_window(window, h, w)
     if border not in ("drop", "pad"):
         raise ValueError(f"border must be 'drop' or 'pad', got {border!r}")
-    if normalize not in ("patch", "image", "none"):
-        raise ValueError(f"normalize must be 'patch', 'image' or 'none', got {normalize!r}")
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
 
     pts = np.asarray(centers, dtype=np.float64) if centers is not None else np.empty((0, 2))
     if pts.size == 0:
@@ -218,8 +294,7 @@ def extract_patches(
                 f"got values from {frm.min()} to {frm.max()}"
             )
 
-    if normalize == "image":
-        stack = normalize_images(stack)
+    stack = normalize_stack(stack, normalize, background_sigma)
 
     half = window // 2
     rc = np.rint(pts[:, :2]).astype(np.int64)
@@ -247,8 +322,7 @@ def extract_patches(
     view = sliding_window_view(source, (window, window), axis=(2, 3))
     data = view[frm[kept], :, top[kept], left[kept]]  # -> (m_kept, c, w, w)
     data = np.ascontiguousarray(data, dtype=np.float32)
-    if normalize == "patch":
-        data = _normalize_patches(data)
+    data = normalize_patches(data, normalize)
 
     return Patches(
         data=data,
@@ -262,5 +336,7 @@ def extract_patches(
         image_shape=(int(h), int(w)),
         n_frames=int(n_frames),
         n_input=m,
-        extra={"pad_mode": pad_mode} if border == "pad" else {},
+        extra={**({"pad_mode": pad_mode} if border == "pad" else {}),
+               **({"background_sigma": float(background_sigma)}
+                  if normalize == "background" and background_sigma is not None else {})},
     )

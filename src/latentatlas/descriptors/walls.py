@@ -31,7 +31,7 @@ from skimage.feature import canny
 from skimage.filters import threshold_otsu
 from skimage.morphology import skeletonize
 
-from latentatlas._checks import check_array
+from latentatlas._checks import check_array, check_pixels
 
 if TYPE_CHECKING:
     from latentatlas.descriptors.patches import Patches
@@ -151,6 +151,7 @@ def segment_domains(
     Returns (domains (h, w) bool, threshold used).
     """
     img = np.asarray(image, dtype=np.float64)
+    sigma = check_pixels(sigma, "sigma", img.shape)
     smooth = ndimage.gaussian_filter(img, sigma, mode="nearest") if sigma > 0 else img
     thr = float(threshold_otsu(smooth)) if threshold is None else float(threshold)
     dom = smooth > thr
@@ -263,8 +264,8 @@ def find_walls(
     arr = check_array(image, "image", ndim=(2, 3))
     if min(arr.shape[-2:]) < 8:
         raise ValueError(f"image frames must be at least 8x8 pixels, got {arr.shape[-2:]}")
-    if sigma is not None and sigma < 0:
-        raise ValueError(f"sigma must be >= 0 pixels, got {sigma}")
+    if sigma is not None:
+        sigma = check_pixels(sigma, "sigma", arr.shape[-2:])
     if not 0 < probability_threshold < 1:
         raise ValueError(f"probability_threshold must be in (0, 1), got {probability_threshold}")
     sig = to_polarization(arr) if phase else arr

@@ -3,17 +3,19 @@ atom finding. Latents of the windows paint back as a dense ``(rows, cols)`` map.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from latentatlas.descriptors.patches import (
+    NORMALIZE_MODES,
+    Normalize,
     Patches,
     _check_window,
-    _normalize_patches,
     as_stack,
-    normalize_images,
+    normalize_patches,
+    normalize_stack,
 )
 
 __all__ = ["sliding_windows", "window_grid"]
@@ -29,7 +31,8 @@ def sliding_windows(
     images: Any,
     window: int,
     stride: int | None = None,
-    normalize: Literal["patch", "image", "none"] = "image",
+    normalize: Normalize = "image",
+    background_sigma: float | None = None,
 ) -> Patches:
     """All ``window x window`` windows on a grid with step ``stride`` (default window // 2).
 
@@ -38,7 +41,7 @@ def sliding_windows(
     images : ``(h, w)``, ``(n_frames, h, w)`` or ``(n_frames, c, h, w)`` (or a Dataset).
     window : window side in pixels.
     stride : step between window origins in pixels.
-    normalize : as in :func:`extract_patches`.
+    normalize, background_sigma : as in :func:`extract_patches`.
 
     Returns
     -------
@@ -52,18 +55,16 @@ def sliding_windows(
     stride = max(1, window // 2) if stride is None else stride
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be a positive integer (pixels), got {stride!r}")
-    if normalize not in ("patch", "image", "none"):
-        raise ValueError(f"normalize must be 'patch', 'image' or 'none', got {normalize!r}")
-    if normalize == "image":
-        stack = normalize_images(stack)
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
+    stack = normalize_stack(stack, normalize, background_sigma)
     rows, cols = window_grid((h, w), window, int(stride))
     view = sliding_window_view(stack, (window, window), axis=(2, 3))[
         :, :, ::stride, ::stride
     ][:, :, :rows, :cols]  # (n, c, rows, cols, w, w)
     data = np.ascontiguousarray(view.transpose(0, 2, 3, 1, 4, 5), dtype=np.float32)
     data = data.reshape(n_frames * rows * cols, stack.shape[1], window, window)
-    if normalize == "patch":
-        data = _normalize_patches(data)
+    data = normalize_patches(data, normalize)
     half = (window - 1) / 2.0  # geometric centre of the window
     rr, cc = np.meshgrid(np.arange(rows) * stride + half, np.arange(cols) * stride + half,
                          indexing="ij")
@@ -83,5 +84,7 @@ def sliding_windows(
         n_frames=int(n_frames),
         grid_shape=(rows, cols),
         n_input=m,
-        extra={"stride": int(stride)},
+        extra={"stride": int(stride),
+               **({"background_sigma": float(background_sigma)}
+                  if normalize == "background" and background_sigma is not None else {})},
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,9 @@ SUPPORTED_FORMATS: dict[str, str] = {
 }
 
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
 def supported_text() -> str:
     exts = ", ".join(sorted(SUPPORTED_FORMATS))
     return (
@@ -39,19 +45,92 @@ class LoadError(ValueError):
     """A file could not be read: the message names the file, the problem and the fix."""
 
 
+def _available_memory() -> int:
+    """Bytes this process can still allocate: the machine's available memory, or less under
+    an address-space limit (RLIMIT_AS)."""
+    available = 0
+    try:
+        text = Path("/proc/meminfo").read_text()
+        m = re.search(r"MemAvailable:\s+(\d+) kB", text)
+        available = int(m.group(1)) * 1024 if m else 0
+    except OSError:
+        pass
+    if not available:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 8 << 30  # no way to ask (e.g. Windows): assume a small workstation
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            m = re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())
+            used = int(m.group(1)) * 1024 if m else 0
+            available = min(available, max(soft - used, 0))
+    except (ImportError, OSError, ValueError):
+        pass
+    return available
+
+
+def default_max_bytes() -> int:
+    """The default memory budget of one ``load``: half of the memory still available (the
+    data usually gets copied at least once by what comes next)."""
+    return _available_memory() // 2
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("kiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def require_regular_file(path: Path) -> int:
+    """Size of ``path`` if it is a regular file (symlinks followed); a FIFO, device or socket
+    is refused before anything opens it, since a read from one can block forever or never end."""
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise LoadError(f"{path} is a folder; pass one data file ({supported_text()})")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise LoadError(f"{path} is {kind}; latentatlas reads regular files only (reading from "
+                        "it could block forever or never end); copy the data into a file")
+    return int(st.st_size)
+
+
 @dataclass
 class Picker:
-    """Chooses which channels of a multi-channel file to read.
+    """Chooses which channels of a multi-channel file to read, within a memory budget.
 
     ``key`` is an index or a name (matched case-insensitively against each channel's aliases:
     quantity, dataset name, title, signal type; an exact match wins over a substring match).
     ``mode`` is ``"one"`` (the keyed or default channel), ``"all"`` or ``"list"`` (names only).
+    ``max_bytes``: what the arrays read from the file may take in all (``allow``);
+    ``file_size``: the size of the file, against which readers check what it declares.
     """
 
     key: int | str | None = None
     mode: str = "one"
     names: list[str] = field(default_factory=list)
     source: str = ""
+    max_bytes: int = 0
+    file_size: int = 0
+    spent: int = 0
+
+    def allow(self, n_bytes: int, what: str) -> None:
+        """Account for an array of ``n_bytes`` about to be allocated; LoadError, before any
+        allocation, when the budget would be exceeded."""
+        if self.spent + n_bytes > self.max_bytes:
+            raise LoadError(
+                f"{self.source}: {what} would take {format_bytes(n_bytes)}, more than the memory "
+                f"budget of {format_bytes(self.max_bytes - self.spent)} left for this load "
+                "(half the available memory by default); if the file is genuine, pass "
+                "max_bytes= to load() with a larger budget, or load a smaller channel"
+            )
+        self.spent += n_bytes
 
     def choose(
         self, aliases: list[list[str]], default: int = 0, rank: list[int] | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from latentatlas.io._common import LoadError, Picker
+from latentatlas.io._common import LoadError, Picker, format_bytes
 from latentatlas.io.dataset import Axis, Dataset, axis_from_values
 
 _END = b":HEADER_END:\r\n"
@@ -30,12 +30,16 @@ def _name_units(label: str) -> tuple[str, str]:
     return (m.group(1), m.group(2)) if m else (label, "")
 
 
+_MAX_HEADER = 1 << 20  # Nanonis writes a few kB
+_MAX_NAMES = 10_000  # parameters or channels; a grid file has tens
+
+
 def parse_header(raw: bytes, source: str) -> tuple[dict[str, str], int]:
     end = raw.find(_END)
     if end < 0:
         raise LoadError(
-            f"{source}: no ':HEADER_END:' marker; the file is not a Nanonis .3ds grid or "
-            "its header is truncated"
+            f"{source}: no ':HEADER_END:' marker in the first {format_bytes(_MAX_HEADER)}; the "
+            "file is not a Nanonis .3ds grid or its header is truncated"
         )
     header: dict[str, str] = {}
     for line in raw[:end].decode("latin-1").splitlines():
@@ -45,10 +49,9 @@ def parse_header(raw: bytes, source: str) -> tuple[dict[str, str], int]:
     return header, end + len(_END)
 
 
-def read_3ds(path: Path, pick: Picker) -> list[Dataset]:
-    raw = path.read_bytes()
-    src = str(path)
-    header, start = parse_header(raw, src)
+def _layout(header: dict[str, str], src: str) -> tuple[int, int, int, int, list[str]]:
+    """nx, ny, parameters per record, points per channel, channel names; LoadError when a
+    field is missing, garbled or out of range."""
     try:
         nx, ny = (int(v) for v in header["Grid dim"].lower().split("x"))
         n_params = int(header["# Parameters (4 byte)"])
@@ -56,21 +59,40 @@ def read_3ds(path: Path, pick: Picker) -> list[Dataset]:
         channels = _split_names(header["Channels"])
     except (KeyError, ValueError) as exc:
         raise LoadError(f"{src}: Nanonis header lacks or garbles a required field ({exc})") from exc
+    if min(nx, ny, points) < 1 or not 0 <= n_params <= _MAX_NAMES or not channels \
+            or len(channels) > _MAX_NAMES:
+        raise LoadError(f"{src}: Nanonis header declares an impossible grid: {nx} x {ny} points, "
+                        f"{n_params} parameters, {points} points per sweep, {len(channels)} "
+                        "channels")
+    return nx, ny, n_params, points, channels
+
+
+def read_3ds(path: Path, pick: Picker) -> list[Dataset]:
+    src = str(path)
+    with open(path, "rb") as f:
+        header, start = parse_header(f.read(_MAX_HEADER), src)
+    nx, ny, n_params, points, channels = _layout(header, src)
+    rec = n_params + len(channels) * points
+    n_bytes = nx * ny * rec * 4
+    if pick.file_size - start < n_bytes:
+        raise LoadError(
+            f"{src}: truncated Nanonis grid: {nx}x{ny} points x {rec} float32 need {n_bytes} "
+            f"bytes after the header, the file has {pick.file_size - start}"
+        )
     param_names = _split_names(header.get("Fixed parameters", "")) + _split_names(
         header.get("Experiment parameters", "")
     )
-    param_names += [f"param_{k}" for k in range(len(param_names), n_params)]
-    rec = n_params + len(channels) * points
-    n_bytes = nx * ny * rec * 4
-    if len(raw) - start < n_bytes:
-        raise LoadError(
-            f"{src}: truncated Nanonis grid: {nx}x{ny} points x {rec} float32 need {n_bytes} "
-            f"bytes after the header, the file has {len(raw) - start}"
-        )
-    records = np.frombuffer(raw, dtype=">f4", count=nx * ny * rec, offset=start)
-    records = records.reshape(ny, nx, rec).astype(np.float32)
-    params = records[..., :n_params]
-    spectra = records[..., n_params:].reshape(ny, nx, len(channels), points)
+    param_names = param_names[:n_params] + [f"param_{k}" for k in range(len(param_names),
+                                                                        n_params)]
+    aliases = [[c, _name_units(c)[0]] for c in channels]
+    chosen = pick.choose(aliases, 0)
+    if pick.mode == "list":
+        return []
+    # Only the parameters and the chosen channels are read, through a memory map.
+    pick.allow(nx * ny * (n_params + len(chosen) * points) * 4,
+               f"{len(chosen)} channel(s) of {nx}x{ny}x{points} float32")
+    records = np.memmap(path, dtype=">f4", mode="r", offset=start, shape=(ny, nx, rec))
+    params = np.array(records[..., :n_params], dtype=np.float32)
 
     settings = [float(v) for v in header.get("Grid settings", "").split(";") if v.strip()]
     width = settings[2] if len(settings) > 2 else float(nx)
@@ -92,9 +114,8 @@ def read_3ds(path: Path, pick: Picker) -> list[Dataset]:
         "grid_settings": settings,
         "channels": channels,
     }
-    aliases = [[c, _name_units(c)[0]] for c in channels]
     out = []
-    for i in pick.choose(aliases, 0):
+    for i in chosen:
         q, u = _name_units(channels[i])
         axes = [
             Axis("y", scale=height / ny, offset=y0, units="m", kind="spatial"),
@@ -104,7 +125,8 @@ def read_3ds(path: Path, pick: Picker) -> list[Dataset]:
         ]
         out.append(
             Dataset(
-                data=np.ascontiguousarray(spectra[:, :, i, :]),
+                data=np.array(records[..., n_params + i * points: n_params + (i + 1) * points],
+                              dtype=np.float32),
                 axes=axes,
                 metadata=metadata,
                 signal_type="SPECTRAL_IMAGE",

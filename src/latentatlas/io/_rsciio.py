@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from latentatlas.io._common import LoadError, Picker, is_length_unit
+from latentatlas.io._common import HDF5_MAGIC, LoadError, Picker, is_length_unit
+from latentatlas.io._hdf5 import check_hdf5
 from latentatlas.io.dataset import Axis, Dataset, axis_from_values
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,15 @@ def _axes(sig: dict[str, Any]) -> list[Axis]:
     return axes
 
 
-def _to_dataset(sig: dict[str, Any]) -> Dataset:
+def _nbytes(sig: dict[str, Any]) -> int:
+    data = sig["data"]
+    return math.prod(int(n) for n in data.shape) * np.dtype(data.dtype).itemsize
+
+
+def _to_dataset(sig: dict[str, Any], pick: Picker) -> Dataset:
+    """A Dataset from one rosettasciio signal dict, checked against the memory budget (lazy
+    data before it is computed, eager data before it goes further)."""
+    pick.allow(_nbytes(sig), f"signal {tuple(sig['data'].shape)} of {sig['data'].dtype}")
     data = np.asarray(sig["data"])  # materialises lazy (dask) arrays
     axes = _axes(sig)
     # Keep the spectral (energy) axis last, as (ny, nx, channels) everywhere else in
@@ -88,6 +98,32 @@ def _to_dataset(sig: dict[str, Any]) -> Dataset:
     )
 
 
+def _signal_range(sig: dict[str, Any]) -> str:
+    """``"800-1146 eV"``: the span of a signal's last axis, which tells apart the windows of
+    one detector (three Velox EELS spectrum images differ only there)."""
+    a = sig["axes"][-1]
+    if a.get("axis") is not None:
+        values = np.asarray(a["axis"], dtype=np.float64)
+        lo, hi = float(values[0]), float(values[-1])
+    else:
+        lo = float(a.get("offset", 0.0))
+        hi = lo + float(a.get("scale", 1.0)) * (int(a["size"]) - 1)
+    units = str(a.get("units") or "")
+    return f"{lo:.4g}-{hi:.4g}" + (f" {units}" if units and units != "<undefined>" else "")
+
+
+def _unique_names(signals: list[dict[str, Any]]) -> list[str]:
+    """``"title (shape)"`` for every signal, with the last axis' range added where that
+    name is shared, and ``#index`` where even that is."""
+    names = []
+    for i, s in enumerate(signals):
+        title = str(s.get("metadata", {}).get("General", {}).get("title", "") or f"signal_{i}")
+        names.append(f"{title} {tuple(int(a['size']) for a in s['axes'])}")
+    names = [f"{n} {_signal_range(s)}" if names.count(n) > 1 and s["axes"] else n
+             for n, s in zip(names, signals, strict=True)]
+    return [n if names.count(n) == 1 else f"{n} #{i}" for i, n in enumerate(names)]
+
+
 def read_rsciio(path: Path, pick: Picker) -> list[Dataset]:
     ext = path.suffix.lstrip(".")
     api = _plugin_for(ext)
@@ -97,22 +133,27 @@ def read_rsciio(path: Path, pick: Picker) -> list[Dataset]:
             "pip install 'latentatlas[io]' (rosettasciio, sparse)"
         )
     module = importlib.import_module(api)
-    # eager reading: lazy (dask) reading of sparse Velox EDS maps is several times slower
+    with open(path, "rb") as f:
+        if f.read(8) == HDF5_MAGIC:  # .emd, .hspy, NeXus...: nothing outside the file
+            check_hdf5(path)
+    # Eager reading: lazy (dask) reading of sparse Velox EDS maps is several times slower (and
+    # the first one compiles numba code for seconds), so no lazy pass learns the sizes first.
+    # DigitalMicrograph data is memory-mapped (bounded by the file); a Velox stream expands
+    # into the array its metadata declares, checked against the budget only once read.
     signals = module.file_reader(str(path))
     if not signals:
         raise LoadError(f"{path}: rosettasciio found no signal in the file")
+    displays = _unique_names(signals)
     aliases = []
     for i, s in enumerate(signals):
         md = s.get("metadata", {})
         title = str(md.get("General", {}).get("title", "") or f"signal_{i}")
         stype = str(md.get("Signal", {}).get("signal_type", "") or "")
-        shape = tuple(int(a["size"]) for a in s["axes"])
-        display = f"{title} {shape}"
-        aliases.append([display, title, stype, f"signal_{i}"] if stype else
-                       [display, title, f"signal_{i}"])
+        aliases.append([displays[i], title, stype, f"signal_{i}"] if stype else
+                       [displays[i], title, f"signal_{i}"])
     ndims = [len(s["axes"]) for s in signals]
     default = ndims.index(max(ndims))
     if len(signals) > 1 and pick.key is None and pick.mode == "one":
         log.info("%s holds %d signals; loading #%d (%s); pass channel= to pick another",
                  path, len(signals), default, aliases[default][0])
-    return [_to_dataset(signals[i]) for i in pick.choose(aliases, default, rank=ndims)]
+    return [_to_dataset(signals[i], pick) for i in pick.choose(aliases, default, rank=ndims)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
+import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -18,13 +19,17 @@ from latentatlas.io._common import (
     LoadError,
     Picker,
     default_axes,
+    default_max_bytes,
+    format_bytes,
+    require_regular_file,
     supported_text,
 )
-from latentatlas.io._hdf5 import read_hdf5
+from latentatlas.io._hdf5 import check_hdf5, read_hdf5
 from latentatlas.io._nanonis import read_3ds
 from latentatlas.io._rsciio import read_rsciio, rsciio_can_read
 from latentatlas.io._simple import read_npy, read_npz, read_tiff
-from latentatlas.io.dataset import Axis, Dataset
+from latentatlas.io.dataset import Dataset
+from latentatlas.io.hyperspy import dataset_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +45,6 @@ _READERS: dict[str, Reader] = {
     ".hf5": read_hdf5,
     ".3ds": read_3ds,
 }
-
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
 
 def _reader_for(path: Path) -> tuple[Reader, str]:
     ext = path.suffix.lower()
@@ -65,9 +67,10 @@ def _is_hyperspy_h5(path: Path) -> bool:
     try:
         import h5py
 
+        check_hdf5(path)
         with h5py.File(path, "r") as f:
             return "file_format" in f.attrs and "Experiments" in f
-    except OSError:
+    except Exception:  # not readable as HDF5 at all: the HDF5 reader will say why
         return False
 
 
@@ -76,10 +79,37 @@ def read_rsciio_h5(path: Path, pick: Picker) -> list[Dataset]:
 
     from latentatlas.io._rsciio import _to_dataset
 
+    check_hdf5(path)
     signals = file_reader(str(path), lazy=True)
     aliases = [[str(s["metadata"].get("General", {}).get("title", f"signal_{i}"))]
                for i, s in enumerate(signals)]
-    return [_to_dataset(signals[i]) for i in pick.choose(aliases, 0)]
+    return [_to_dataset(signals[i], pick) for i in pick.choose(aliases, 0)]
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, pick: Picker) -> Path:
+    """Stream ``member`` into ``folder``, never writing more than it declares, nor more than
+    the memory budget or the free disk space allow."""
+    size = member.file_size
+    free = shutil.disk_usage(folder).free
+    if size > free - (64 << 20):
+        raise LoadError(f"{pick.source}: {member.filename} expands to {format_bytes(size)}, "
+                        f"more than the free space in {folder.parent} ({format_bytes(free)})")
+    pick.allow(size, f"archive member {member.filename!r}")
+    pick.spent -= size  # only a bound on the copy: the reader accounts for its own arrays
+    name = re.sub(r"[^\w.\-]", "_", Path(member.filename).name)[-120:]
+    target = folder / (name if name.strip(".") else "member" + Path(member.filename).suffix)
+    written = 0
+    with zf.open(member) as src, open(target, "wb") as dst:
+        while chunk := src.read(_COPY_CHUNK):
+            written += len(chunk)
+            if written > size:
+                raise LoadError(f"{pick.source}: {member.filename} expands past the "
+                                f"{size} bytes it declares; the archive is damaged")
+            dst.write(chunk)
+    return target
 
 
 def _read_zip(path: Path, pick: Picker) -> list[Dataset]:
@@ -91,63 +121,30 @@ def _read_zip(path: Path, pick: Picker) -> list[Dataset]:
             if ext != ".zip" and (ext in SUPPORTED_FORMATS or rsciio_can_read(ext.lstrip("."))):
                 usable.append(m)
         if not usable:
-            names = ", ".join(m.filename for m in members) or "(empty)"
+            names = ", ".join(m.filename for m in members[:20]) or "(empty)"
             raise LoadError(f"{path}: the zip archive holds no file of a supported format "
                             f"({names}); {supported_text()}")
         if len(usable) > 1:
             log.info("%s holds %d loadable files; reading %s", path, len(usable),
                      usable[0].filename)
+        member = usable[0]
+        # The folder and what was written into it go away however the reading ends.
         with tempfile.TemporaryDirectory(prefix="latentatlas-zip-") as tmp:
-            # extract() sanitises member names, so nothing lands outside tmp
-            target = Path(zf.extract(usable[0], tmp))
+            target = _extract(zf, member, Path(tmp), pick)
             reader, _ = _reader_for(target)
-            out = reader(target, pick)
+            inner = Picker(key=pick.key, mode=pick.mode, source=f"{path}[{member.filename}]",
+                           max_bytes=pick.max_bytes - pick.spent,
+                           file_size=target.stat().st_size)
+            out = reader(target, inner)
+            pick.names, pick.spent = inner.names, pick.spent + inner.spent
             # the data must not reference files in tmp once it is deleted
             for d in out:
                 d.data = np.array(d.data)
-                d.metadata["archive_member"] = usable[0].filename
+                d.metadata["archive_member"] = member.filename
             return out
 
 
-def _from_hyperspy(sig: Any) -> Dataset:
-    """Duck-typed HyperSpy signal: ``.data`` and ``.axes_manager``."""
-    am = sig.axes_manager
-    if hasattr(am, "_get_axes_in_natural_order"):
-        hs_axes = list(am._get_axes_in_natural_order())
-    else:
-        hs_axes = list(getattr(am, "_axes", []))
-    data = np.asarray(sig.data)
-    axes = []
-    for i, a in enumerate(hs_axes):
-        units = str(getattr(a, "units", "") or "")
-        if units == "<undefined>":
-            units = ""
-        axis_values = getattr(a, "axis", None)
-        is_uniform = getattr(a, "is_uniform", True)
-        axes.append(Axis(
-            name=str(getattr(a, "name", "") or f"axis_{i}"),
-            scale=float(getattr(a, "scale", 1.0) or 1.0),
-            offset=float(getattr(a, "offset", 0.0) or 0.0),
-            units=units,
-            kind="" if getattr(a, "navigate", None) is None else
-            ("spatial" if a.navigate else "signal"),
-            values=None if is_uniform or axis_values is None else np.asarray(axis_values),
-        ))
-    if len(axes) != data.ndim:
-        axes = default_axes(data.shape)
-    meta: dict[str, Any] = {}
-    md = getattr(sig, "metadata", None)
-    if md is not None and hasattr(md, "as_dictionary"):
-        meta = {"metadata": md.as_dictionary()}
-    signal = meta.get("metadata", {}).get("Signal", {})
-    general = meta.get("metadata", {}).get("General", {})
-    return Dataset(data=data, axes=axes, metadata=meta,
-                   signal_type=str(signal.get("signal_type", "") or ""),
-                   quantity=str(signal.get("quantity", "") or ""),
-                   name=str(general.get("title", "") or ""))
-
-
-def _run(source: Any, pick: Picker) -> list[Dataset]:
+def _run(source: Any, pick: Picker, max_bytes: int | None) -> list[Dataset]:
     if isinstance(source, Dataset):
         pick.choose([[source.name or "data"]], 0)
         return [source]
@@ -156,19 +153,22 @@ def _run(source: Any, pick: Picker) -> list[Dataset]:
         return [Dataset(data=source, axes=default_axes(source.shape))]
     if hasattr(source, "data") and hasattr(source, "axes_manager"):
         pick.choose([["signal"]], 0)
-        return [_from_hyperspy(source)]
+        return [dataset_from_signal(source)]
     if not isinstance(source, (str, os.PathLike)):
         raise LoadError(
             f"load() takes a file path, a NumPy array or a HyperSpy signal, got "
             f"{type(source).__name__}"
         )
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
+                                  or max_bytes < 0):
+        raise ValueError(f"max_bytes must be a number of bytes >= 0, got {max_bytes!r}")
     path = Path(source).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    if path.is_dir():
-        raise LoadError(f"{path} is a folder; pass one data file ({supported_text()})")
-    reader, fmt = _reader_for(path)
     pick.source = str(path)
+    pick.file_size = require_regular_file(path)
+    pick.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+    reader, fmt = _reader_for(path)
     try:
         out = reader(path, pick)
     except LoadError:
@@ -178,11 +178,15 @@ def _run(source: Any, pick: Picker) -> list[Dataset]:
             f"{path}: reading {fmt} needs an optional package ({exc}); install the extra with "
             "pip install 'latentatlas[io]'"
         ) from exc
-    except (OSError, ValueError, EOFError, KeyError, IndexError, struct.error,
-            zipfile.BadZipFile) as exc:
+    except MemoryError as exc:
         raise LoadError(
-            f"could not read {path} as {fmt}: {exc}. The file may be truncated or corrupt, "
-            f"or not what its extension says; {supported_text()}"
+            f"could not read {path} as {fmt}: it needs more memory than there is ({exc}); "
+            "the file may be damaged, or too large for this machine"
+        ) from exc
+    except Exception as exc:  # every failure inside a reader is the file's, named as such
+        raise LoadError(
+            f"could not read {path} as {fmt}: {type(exc).__name__}: {str(exc)[:300]}. The file "
+            f"may be truncated or corrupt, or not what its extension says; {supported_text()}"
         ) from exc
     for d in out:
         d.source = path
@@ -194,6 +198,7 @@ def load(
     channel: int | str | None = None,
     *,
     signal: int | str | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Load a file, array or HyperSpy signal into a :class:`Dataset`.
 
@@ -207,25 +212,36 @@ def load(
         largest dataset (plain HDF5), ``data`` or the largest array (.npz), channel 0
         (Nanonis), the first signal of highest dimensionality (rosettasciio formats).
     signal : alias of ``channel``.
+    max_bytes : memory budget for the arrays read from the file. Every size a file declares
+        is checked against it (and against the file's own size) before anything is
+        allocated. Default: half of the memory still available to the process.
+
+    Only regular files are read (a FIFO or device is refused without being opened); HDF5
+    files may not reach outside themselves (external links, external storage, virtual
+    datasets).
 
     Raises
     ------
     FileNotFoundError : the path does not exist.
-    LoadError (a ValueError) : unknown format, truncated/corrupt file, unknown channel.
+    LoadError (a ValueError) : unknown format, truncated/corrupt file, unknown channel, a
+        declared size over the budget, or any other failure of a reader; the message names
+        the file and the format.
     """
     if channel is not None and signal is not None:
         raise ValueError("pass either channel= or signal= (they are the same), not both")
     key = channel if channel is not None else signal
-    return _run(source, Picker(key=key))[0]
+    return _run(source, Picker(key=key), max_bytes)[0]
 
 
-def load_all(source: str | os.PathLike[str] | np.ndarray | Any) -> list[Dataset]:
-    """Every channel/signal of a file, in file order (e.g. all PFM channels of an .h5)."""
-    return _run(source, Picker(mode="all"))
+def load_all(source: str | os.PathLike[str] | np.ndarray | Any, *,
+             max_bytes: int | None = None) -> list[Dataset]:
+    """Every channel/signal of a file, in file order (e.g. all PFM channels of an .h5);
+    ``max_bytes`` bounds them all together (see ``load``)."""
+    return _run(source, Picker(mode="all"), max_bytes)
 
 
 def list_channels(source: str | os.PathLike[str] | np.ndarray | Any) -> list[str]:
     """Names of the channels/signals ``channel=`` can pick, in index order."""
     pick = Picker(mode="list")
-    _run(source, pick)
+    _run(source, pick, None)
     return pick.names

@@ -8,18 +8,32 @@ own modules.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
-from latentatlas._files import atomic_directory
+from latentatlas._files import atomic_directory, safe_text
+from latentatlas._repr import html_summary, text_summary
+from latentatlas.io import LoadError
+from latentatlas.models._saved import (
+    MAX_CONFIG_BYTES,
+    check_shapes,
+    config_dict,
+    expected_shapes,
+    load_finite,
+    read_header,
+    read_history,
+    read_json,
+    seed_of,
+)
 from latentatlas.models.config import VAEConfig, normalise_shape
 from latentatlas.models.latents import Latents
 from latentatlas.models.losses import Penalty
@@ -30,6 +44,25 @@ from latentatlas.train.schedules import Schedule
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 HISTORY_FILE = "history.json"
+MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE})
+
+
+@contextmanager
+def model_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary folder to write a saved model into, swapped in as ``path`` when complete.
+
+    An existing ``path`` is replaced only when it is empty or a saved model (nothing but
+    config.json, model.safetensors, history.json): saving never deletes other files.
+    """
+    path = Path(path)
+    if path.exists():
+        entries = {e.name for e in path.iterdir()} if path.is_dir() else None
+        if entries is None or not entries <= MODEL_FILES:
+            raise ValueError(
+                f"cannot save a model to {safe_text(path)}: it exists and is not a saved model "
+                f"(it holds {', '.join(sorted(entries or {path.name})[:5])}); choose a new folder")
+    with atomic_directory(path) as tmp:
+        yield tmp
 
 
 class VAEModel:
@@ -58,6 +91,20 @@ class VAEModel:
             raise ValueError(f"signal_dims must be 1 (spectra) or 2 (images), got {signal_dims}")
         shape = normalise_shape(input_shape, image=None if signal_dims is None else signal_dims == 2)
         return cls(name, cls.config_class(input_shape=shape, **config), seed=seed)
+
+    # -- display ----------------------------------------------------------------------------
+    def _summary(self) -> dict[str, Any]:
+        epochs = len(next(iter(self.history.values()), []))
+        return {"name": self.name, "input_shape": self.config.input_shape,
+                "latents": self.config.latent_names,
+                "parameters": sum(p.numel() for p in self.module.parameters()),
+                "trained_epochs": epochs, "seed": self.seed}
+
+    def __repr__(self) -> str:
+        return text_summary(type(self).__name__, self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary(type(self).__name__, self._summary())
 
     # -- data -----------------------------------------------------------------------------
     @property
@@ -147,7 +194,9 @@ class VAEModel:
             mu, logvar = self.module.encode(x[i : i + batch_size].to(self.device))
             mus.append(mu.float().cpu())
             stds.append(torch.exp(0.5 * logvar).float().cpu())
-        return Latents(list(self.module.names), torch.cat(mus).numpy(), torch.cat(stds).numpy())
+        prior = getattr(self.module, "prior_scale", None)
+        return Latents(list(self.module.names), torch.cat(mus).numpy(), torch.cat(stds).numpy(),
+                       prior_std=None if prior is None else prior.detach().cpu().numpy())
 
     @torch.no_grad()
     def decode(self, z: object, angle: object | None = None, shift: object | None = None,
@@ -226,7 +275,7 @@ class VAEModel:
         renamed.
         """
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with model_folder(path) as tmp:
             meta = {
                 "model": self.name,
                 "latentatlas_version": __version__,
@@ -242,27 +291,40 @@ class VAEModel:
 
     @classmethod
     def from_saved(cls, name: str, meta: dict[str, Any], path: Path) -> VAEModel:
-        config = cls.config_class.from_dict(
-            {**meta["config"], "input_shape": tuple(meta["config"]["input_shape"])})
-        model = cls(name, config, seed=int(meta.get("seed", 0)))
-        model.module.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
-        history_file = path / HISTORY_FILE
-        if history_file.exists():
-            model.history = json.loads(history_file.read_text())
+        """The model saved in folder ``path`` whose config.json holds ``meta``; checked against
+        its weights before anything is built (``latentatlas.models._saved``)."""
+        config = cls.config_class.from_dict(config_dict(meta))
+        seed = seed_of(meta)
+        weights = path / WEIGHTS_FILE
+        check_shapes(weights, read_header(weights),
+                     expected_shapes(lambda: cls.module_class(config)))
+        state = load_finite(weights)
+        model = cls(name, config, seed=seed)
+        model.module.load_state_dict(state)
+        model.history = read_history(path)
         return model
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a model saved with ``save``: JSON config and safetensors weights, never a pickle."""
+    """Load a model saved with ``save``: JSON config and safetensors weights, never a pickle.
+
+    Raises FileNotFoundError when a file is missing and LoadError (a ValueError) naming the
+    folder and the problem when config.json or the weights are damaged or do not match.
+    """
     from latentatlas.models.registry import registered
 
     path = Path(path)
     config_file = path / CONFIG_FILE
     if not config_file.exists():
         raise FileNotFoundError(f"{path} is not a saved model: {CONFIG_FILE} is missing")
+    meta = read_json(config_file, MAX_CONFIG_BYTES)
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
+        raise LoadError(f"{config_file} must be a JSON object naming the model family under "
+                        "'model'; the model folder is damaged")
     try:
-        meta = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{config_file} is not valid JSON ({exc}); the model folder is damaged") from exc
-    entry = registered(meta["model"])
-    return entry.model_class.from_saved(meta["model"], meta, path)
+        entry = registered(meta["model"])
+        return entry.model_class.from_saved(meta["model"], meta, path)
+    except LoadError:
+        raise
+    except ValueError as exc:
+        raise LoadError(f"cannot load the model in {path}: {config_file.name}: {exc}") from exc

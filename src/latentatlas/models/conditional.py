@@ -19,7 +19,7 @@ from torch import Tensor
 
 from latentatlas._checks import check_array
 from latentatlas.models.base import VAEModel
-from latentatlas.models.config import VAEConfig, _fail
+from latentatlas.models.config import MAX_CONDITION, VAEConfig, _fail
 
 
 def one_hot_labels(
@@ -62,10 +62,11 @@ class ConditionalConfig(VAEConfig):
 
     n_classes: int = 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_classes < 0 or self.n_classes == 1:
-            _fail("n_classes", "0 (continuous condition) or >= 2", self.n_classes)
+    def _validate(self) -> None:
+        super()._validate()
+        if self.n_classes < 0 or self.n_classes == 1 or self.n_classes > MAX_CONDITION:
+            _fail("n_classes", f"0 (continuous condition) or in [2, {MAX_CONDITION}]",
+                  self.n_classes)
         if self.n_classes:
             if self.condition_dim not in (0, self.n_classes):
                 _fail(

@@ -3,16 +3,74 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+import numpy as np
 
 ENCODERS = ("mlp", "conv")
 DECODERS = ("mlp", "conv", "spatial", "transform")
 LIKELIHOODS = ("gaussian", "bernoulli")
 
+# Upper bounds on sizes: far above any model this library trains, low enough that no config
+# (nor a tampered config.json) can ask for more memory or Python objects than a machine has
+# before a saved model's weights are compared with it.
+MAX_SIDE = 65_536  # each entry of input_shape
+MAX_INPUT = 1 << 24  # numbers in one sample
+MAX_LATENT = 4096
+MAX_HIDDEN = 16_384
+MAX_LAYERS = 64
+MAX_CONV_LAYERS = 8  # the conv encoder doubles its width at every layer
+MAX_CONDITION = 65_536  # condition_dim, classes of one discrete variable
 
-def _fail(name: str, allowed: str, value: object) -> None:
-    raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+def _fail(name: str, allowed: str, value: object) -> NoReturn:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    raise ValueError(f"{name} must be {allowed}, got {shown}")
+
+
+def _coerce(name: str, kind: Any, value: object) -> Any:
+    """``value`` as the field's declared type (int, float, bool, str, tuple[int, ...]), or a
+    ValueError naming the field. Numbers must be finite; bools are not numbers here."""
+    is_bool = isinstance(value, (bool, np.bool_))
+    if kind is bool:
+        if is_bool:
+            return bool(value)
+        _fail(name, "true or false", value)
+    if kind is int:
+        if isinstance(value, (int, np.integer)) and not is_bool:
+            return int(value)
+        _fail(name, "an integer", value)
+    if kind is float:
+        if isinstance(value, (int, float, np.integer, np.floating)) and not is_bool:
+            number = float(value)
+            if math.isfinite(number):
+                return number
+        _fail(name, "a finite number", value)
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        _fail(name, "a string", value)
+    if kind == tuple[int, ...]:
+        if isinstance(value, (tuple, list, np.ndarray)) and len(value) <= 64:
+            return tuple(_coerce(name, int, v) for v in value)
+        _fail(name, "a list of at most 64 integers", value)
+    raise TypeError(f"no coercion for field {name} of type {kind}")  # a bug, not bad input
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Declared type of every field of the config class ``cls`` (cached)."""
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return _FIELD_TYPES[cls]
 
 
 @dataclass(frozen=True)
@@ -59,12 +117,20 @@ class VAEConfig:
     augment_scale: float = 0.1
 
     def __post_init__(self) -> None:
-        shape = tuple(int(s) for s in self.input_shape)
-        object.__setattr__(self, "input_shape", shape)
-        if len(shape) not in (2, 3) or min(shape) < 1:
-            _fail("input_shape", "(channels, h, w) or (channels, length) with positive sizes", shape)
-        if self.latent_dim < 1:
-            _fail("latent_dim", ">= 1", self.latent_dim)
+        for name, kind in _field_types(type(self)).items():
+            object.__setattr__(self, name, _coerce(name, kind, getattr(self, name)))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Ranges and combinations of the (already typed) fields; families extend it."""
+        shape = self.input_shape
+        if len(shape) not in (2, 3) or min(shape) < 1 or max(shape) > MAX_SIDE:
+            _fail("input_shape", f"(channels, h, w) or (channels, length) with sizes in [1, "
+                  f"{MAX_SIDE}]", shape)
+        if math.prod(shape) > MAX_INPUT:
+            _fail("input_shape", f"at most {MAX_INPUT} numbers per sample", shape)
+        if not 1 <= self.latent_dim <= MAX_LATENT:
+            _fail("latent_dim", f"in [1, {MAX_LATENT}]", self.latent_dim)
         if self.encoder not in ENCODERS:
             _fail("encoder", f"one of {ENCODERS}", self.encoder)
         if self.decoder not in DECODERS:
@@ -73,15 +139,20 @@ class VAEConfig:
             _fail("decoder_base", "'mlp' or 'conv'", self.decoder_base)
         if self.likelihood not in LIKELIHOODS:
             _fail("likelihood", f"one of {LIKELIHOODS}", self.likelihood)
-        if self.hidden < 1 or self.layers < 1:
-            _fail("hidden and layers", ">= 1", (self.hidden, self.layers))
+        if not 1 <= self.hidden <= MAX_HIDDEN:
+            _fail("hidden", f"in [1, {MAX_HIDDEN}]", self.hidden)
+        if not 1 <= self.layers <= MAX_LAYERS:
+            _fail("layers", f"in [1, {MAX_LAYERS}]", self.layers)
+        if self.encoder == "conv" and self.layers > MAX_CONV_LAYERS:
+            _fail("layers", f"<= {MAX_CONV_LAYERS} with encoder='conv' (it doubles its width "
+                  "at every layer)", self.layers)
         for name in ("sigma", "angle_prior", "shift_prior", "scale_prior"):
             if not getattr(self, name) > 0:
                 _fail(name, "> 0", getattr(self, name))
         if self.beta < 0:
             _fail("beta", ">= 0", self.beta)
-        if self.condition_dim < 0:
-            _fail("condition_dim", ">= 0", self.condition_dim)
+        if not 0 <= self.condition_dim <= MAX_CONDITION:
+            _fail("condition_dim", f"in [0, {MAX_CONDITION}]", self.condition_dim)
         if self.rotation and len(shape) != 3:
             _fail("rotation", "False for 1-D signals (input_shape (c, L))", self.rotation)
         if self.has_pose and self.decoder not in ("spatial", "transform"):
@@ -110,11 +181,22 @@ class VAEConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> VAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
+    def from_dict(cls, values: object) -> VAEConfig:
+        """The config from its ``to_dict`` form (e.g. read from JSON); every field is checked
+        for type and range, and any problem is a ValueError naming the field."""
+        if not isinstance(values, dict):
+            raise ValueError(f"a {cls.__name__} must be a mapping of field names to values, got "
+                             f"{type(values).__name__}")
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
+        unknown = [str(k) for k in values if k not in known]
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)[:10]}; known: "
+                             f"{sorted(known)}")
+        missing = [f.name for f in fields if f.name not in values
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"{cls.__name__} lacks the required fields {missing}")
         return cls(**values)
 
 

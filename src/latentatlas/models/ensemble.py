@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -30,8 +30,18 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from latentatlas import __version__
 from latentatlas._checks import check_array
-from latentatlas._files import atomic_directory
-from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE
+from latentatlas._repr import html_summary, text_summary
+from latentatlas.io import LoadError
+from latentatlas.models._saved import (
+    check_shapes,
+    config_dict,
+    expected_shapes,
+    load_finite,
+    read_header,
+    read_history,
+    seed_of,
+)
+from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, model_folder
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
 from latentatlas.models.registry import registered
@@ -209,6 +219,18 @@ def summarise(aligned: np.ndarray) -> EnsemblePrediction:
     return EnsemblePrediction(labels, mean, std, uncertainty, disagreement, per_class, p)
 
 
+MAX_MEMBERS = 1024
+
+
+def _check_n_members(n_members: object) -> int:
+    if isinstance(n_members, bool) or not isinstance(n_members, int) or not (
+        1 <= n_members <= MAX_MEMBERS
+    ):
+        raise ValueError(f"n_members must be an integer in [1, {MAX_MEMBERS}], got "
+                         f"{str(n_members)[:40]!r}")
+    return n_members
+
+
 class Ensemble:
     """N members of a registered class-aware family (``jvae``, ``ssvae``...) from seeds
     seed, seed + 1, ...; trained together in one vectorised pass.
@@ -219,8 +241,7 @@ class Ensemble:
     def __init__(
         self, name: str, member: str, config: VAEConfig, n_members: int = 8, seed: int = 0
     ) -> None:
-        if n_members < 1:
-            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        _check_n_members(n_members)
         entry = registered(member)
         self.name = name
         self.member = member
@@ -229,6 +250,18 @@ class Ensemble:
         self.members = [entry.model_class(member, config, seed=seed + i) for i in range(n_members)]
         self.history: dict[str, list[float]] = {}
         self.train_config: TrainConfig | None = None
+
+    def _summary(self) -> dict[str, Any]:
+        return {"name": self.name, "member": self.member, "n_members": len(self.members),
+                "input_shape": self.config.input_shape, "latents": self.config.latent_names,
+                "trained_epochs": len(next(iter(self.history.values()), [])),
+                "seed": self.seed}
+
+    def __repr__(self) -> str:
+        return text_summary("Ensemble", self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary("Ensemble", self._summary())
 
     @classmethod
     def create(
@@ -341,7 +374,7 @@ class Ensemble:
         """config.json (family, member, seeds, member config) and model.safetensors with every
         member's tensors under '<i>.<name>'; written to a temporary folder and renamed."""
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with model_folder(path) as tmp:
             meta = {
                 "model": self.name,
                 "member": self.member,
@@ -363,25 +396,34 @@ class Ensemble:
 
     @classmethod
     def from_saved(cls, name: str, meta: dict[str, Any], path: Path) -> Ensemble:
-        entry = registered(meta["member"])
+        """The ensemble saved in folder ``path``; config and member count are checked against
+        the weights before any member is built."""
+        member = meta.get("member")
+        if not isinstance(member, str):
+            raise ValueError(f"'member' must name a registered model family, got {member!r}")
+        entry = registered(member)
         model_class: Any = entry.model_class
-        config = model_class.config_class.from_dict(
-            {**meta["config"], "input_shape": tuple(meta["config"]["input_shape"])}
-        )
-        ens = cls(
-            name,
-            meta["member"],
-            config,
-            n_members=int(meta["n_members"]),
-            seed=int(meta.get("seed", 0)),
-        )
-        state = load_file(str(path / WEIGHTS_FILE))
+        if model_class is cls:
+            raise ValueError("an ensemble's member must be a model family, not 'ensemble'")
+        n_members = _check_n_members(meta.get("n_members"))
+        config = model_class.config_class.from_dict(config_dict(meta))
+        seed = seed_of(meta)
+        weights = path / WEIGHTS_FILE
+        header = read_header(weights)
+        one = expected_shapes(lambda: model_class.module_class(config))
+        if len(header) != n_members * len(one):
+            raise LoadError(
+                f"{weights} holds {len(header)} tensors but {n_members} members of "
+                f"{member!r} have {n_members * len(one)}; config and weights do not belong "
+                "together")
+        check_shapes(weights, header,
+                     {f"{i}.{k}": v for i in range(n_members) for k, v in one.items()})
+        state = load_finite(weights)
+        ens = cls(name, member, config, n_members=n_members, seed=seed)
         for i, m in enumerate(ens.members):
             prefix = f"{i}."
             m.module.load_state_dict(
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
-        history_file = path / HISTORY_FILE
-        if history_file.exists():
-            ens.history = json.loads(history_file.read_text())
+        ens.history = read_history(path)
         return ens

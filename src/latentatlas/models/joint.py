@@ -33,7 +33,7 @@ from torch.distributions import RelaxedOneHotCategorical
 
 from latentatlas.models.base import VAEModel
 from latentatlas.models.conditional import one_hot_labels
-from latentatlas.models.config import VAEConfig, _fail
+from latentatlas.models.config import MAX_CONDITION, VAEConfig, _fail
 from latentatlas.models.losses import LossRecord, PenaltyInput, reconstruction_nll
 from latentatlas.models.vae import VAEModule
 from latentatlas.nn.encoders import ENCODERS
@@ -80,11 +80,11 @@ class JointConfig(VAEConfig):
     capacity_covers_pose: bool = True
     consistency: float = 0.0
 
-    def __post_init__(self) -> None:
-        discrete = tuple(int(k) for k in self.discrete)
-        object.__setattr__(self, "discrete", discrete)
-        if not discrete or min(discrete) < 2:
-            _fail("discrete", "a non-empty tuple of class counts, each >= 2", discrete)
+    def _validate(self) -> None:
+        discrete = self.discrete
+        if not discrete or min(discrete) < 2 or sum(discrete) > MAX_CONDITION:
+            _fail("discrete", f"a non-empty tuple of class counts, each >= 2, summing to at most "
+                  f"{MAX_CONDITION}", discrete)
         if self.condition_dim not in (0, sum(discrete)):
             _fail(
                 "condition_dim",
@@ -92,7 +92,7 @@ class JointConfig(VAEConfig):
                 self.condition_dim,
             )
         object.__setattr__(self, "condition_dim", sum(discrete))
-        super().__post_init__()
+        super()._validate()
         if not self.temperature > 0:
             _fail("temperature", "> 0", self.temperature)
         if self.capacity_z < 0:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from latentatlas.models.base import VAEModel
 from latentatlas.models.conditional import check_labels
-from latentatlas.models.config import VAEConfig, _fail
+from latentatlas.models.config import MAX_CONDITION, VAEConfig, _fail
 from latentatlas.models.joint import (
     MAX_ENUMERATED,
     DiscreteLatentModule,
@@ -62,9 +62,9 @@ class SSVAEConfig(VAEConfig):
     canonical_classifier: bool = False
     encoder_sees_class: bool = False
 
-    def __post_init__(self) -> None:
-        if self.n_classes < 2:
-            _fail("n_classes", ">= 2", self.n_classes)
+    def _validate(self) -> None:
+        if not 2 <= self.n_classes <= MAX_CONDITION:
+            _fail("n_classes", f"in [2, {MAX_CONDITION}]", self.n_classes)
         if self.condition_dim not in (0, self.n_classes):
             _fail(
                 "condition_dim",
@@ -72,7 +72,7 @@ class SSVAEConfig(VAEConfig):
                 self.condition_dim,
             )
         object.__setattr__(self, "condition_dim", int(self.n_classes))
-        super().__post_init__()
+        super()._validate()
         if self.alpha < 0:
             _fail("alpha", ">= 0", self.alpha)
         if not self.temperature > 0:

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.axes import Axes
 
+from latentatlas.io.calibration import Calibration
+from latentatlas.plots.style import add_colorbar, display_calibration, show_image
+
 
 def montage(grid: np.ndarray, pad: int = 1) -> np.ndarray:
     """Tile a (rows, cols, c, h, w) or (rows, cols, h, w) image grid into one (H, W) image
@@ -78,17 +81,16 @@ def plot_confusion(ax: Axes, counts: np.ndarray, true_names: Sequence[str] | Non
         ax.set_yticklabels(true_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    if ax.figure is not None:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    add_colorbar(ax, image, "fraction of the true class" if normalise else "atoms")
     return ax
 
 
 def plot_uncertainty_map(ax: Axes, image: np.ndarray, uncertainty: np.ndarray,
-                         alpha: float = 0.5) -> Axes:
-    """The image in grey with a per-pixel uncertainty map (``uncertainty_map``) over it."""
-    ax.imshow(np.asarray(image), cmap="gray")
-    overlay = ax.imshow(np.ma.masked_invalid(uncertainty), cmap="magma", alpha=alpha)
-    if ax.figure is not None:
-        ax.figure.colorbar(overlay, ax=ax, fraction=0.046, label="ensemble dispersion")
-    ax.set_axis_off()
+                         alpha: float = 0.5, calibration: Calibration | None = None) -> Axes:
+    """The image in grey with a per-pixel uncertainty map (``uncertainty_map``) over it, at
+    its physical size with a scale bar."""
+    cal = display_calibration(calibration, np.shape(image)[:2])
+    show_image(ax, np.asarray(image), cal, scalebar=False, cmap="gray")
+    overlay = show_image(ax, np.ma.masked_invalid(uncertainty), cal, cmap="magma", alpha=alpha)
+    add_colorbar(ax, overlay, "ensemble dispersion (unitless)")
     return ax

@@ -15,6 +15,8 @@ from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
 
 from latentatlas.analysis.domains import CorrelationTable
+from latentatlas.io.calibration import Calibration
+from latentatlas.plots.style import add_colorbar, display_calibration, show_image
 
 __all__ = [
     "plot_correlation_table",
@@ -34,8 +36,10 @@ def plot_walls(
     walls: np.ndarray | Sequence[np.ndarray],
     labels: Sequence[str] | None = None,
     alpha: float = 0.9,
+    calibration: Calibration | None = None,
 ) -> Axes:
-    """The image in grey with one or more wall masks drawn over it in distinct colours.
+    """The image in grey with one or more wall masks drawn over it in distinct colours, at
+    its physical size with a scale bar.
 
     image: (h, w); walls: one (h, w) bool mask or a sequence of them (e.g. one per method).
     """
@@ -45,31 +49,33 @@ def plot_walls(
     else:
         masks = [np.asarray(m, bool) for m in walls]
     lo, hi = np.percentile(img, [1, 99])
-    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    cal = display_calibration(calibration, img.shape)
+    show_image(ax, img, cal, cmap="gray", vmin=lo, vmax=hi)
     for i, m in enumerate(masks):
         if m.shape != img.shape:
             raise ValueError(f"wall mask {i} has shape {m.shape}, the image {img.shape}")
         color = to_rgba(_WALL_COLORS[i % len(_WALL_COLORS)])
         cmap = ListedColormap(np.array([(0.0, 0.0, 0.0, 0.0), color]))
-        ax.imshow(m.astype(int), cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
+        show_image(ax, m.astype(int), cal, scalebar=False, cmap=cmap, vmin=0, vmax=1,
+                   alpha=alpha)
     if labels is not None:
         handles = [
             ax.plot([], [], "s", color=_WALL_COLORS[i % len(_WALL_COLORS)], label=lab)[0]
             for i, lab in enumerate(labels)
         ]
         ax.legend(handles=handles, loc="upper right", fontsize="small", framealpha=0.7)
-    ax.set_axis_off()
     return ax
 
 
 def walls_figure(
-    image: np.ndarray, walls: np.ndarray, title: str = "", size: float = 5.0
+    image: np.ndarray, walls: np.ndarray, title: str = "", size: float = 5.0,
+    calibration: Calibration | None = None,
 ) -> Figure:
     """A one-panel figure of :func:`plot_walls` (no pyplot state; save with
-    ``latentatlas.plots.maps.save_figure``)."""
+    ``latentatlas.plots.style.save_figure``)."""
     fig = Figure(figsize=(size, size))
     ax = fig.add_subplot(1, 1, 1)
-    plot_walls(ax, image, walls)
+    plot_walls(ax, image, walls, calibration=calibration)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -77,18 +83,20 @@ def walls_figure(
 
 
 def plot_wall_evolution(
-    ax: Axes, evolution: np.ndarray, image: np.ndarray | None = None, cmap: str = "plasma"
+    ax: Axes, evolution: np.ndarray, image: np.ndarray | None = None, cmap: str = "plasma",
+    calibration: Calibration | None = None,
 ) -> Axes:
     """A wall evolution map ((h, w) frame index, NaN = no wall; see ``wall_evolution_map`` or
-    ``switching_time_map``) in a sequential colour map, over an optional grey image."""
+    ``switching_time_map``) in a sequential colour map, over an optional grey image, at its
+    physical size with a scale bar."""
     ev = np.asarray(evolution, dtype=float)
     if ev.ndim != 2:
         raise ValueError(f"evolution must be an (h, w) map, got shape {ev.shape}")
+    cal = display_calibration(calibration, ev.shape)
     if image is not None:
-        ax.imshow(np.asarray(image), cmap="gray", interpolation="nearest")
-    im = ax.imshow(np.ma.masked_invalid(ev), cmap=cmap, interpolation="nearest")
-    ax.figure.colorbar(im, ax=ax, label="frame")
-    ax.set_axis_off()
+        show_image(ax, np.asarray(image), cal, scalebar=False, cmap="gray")
+    im = show_image(ax, np.ma.masked_invalid(ev), cal, cmap=cmap)
+    add_colorbar(ax, im, "frame of first wall")
     return ax
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 
+from latentatlas.plots.style import add_colorbar
+
 
 def plot_history(ax: Axes, history: dict[str, list[float]], term: str = "elbo") -> Axes:
     """Train and test curves of one loss term per epoch (history keys 'train/<term>', 'test/<term>')."""
@@ -25,8 +27,7 @@ def plot_latent_pair(ax: Axes, x: np.ndarray, y: np.ndarray, color: np.ndarray |
         ax.scatter(x, y, s=4)
     else:
         points = ax.scatter(x, y, c=color, s=4, cmap="twilight" if "angle" in color_label else "viridis")
-        if ax.figure is not None:
-            ax.figure.colorbar(points, ax=ax, label=color_label)
+        add_colorbar(ax, points, color_label or "value")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return ax

@@ -8,9 +8,6 @@ no display needed) and :func:`save_figure` writes it atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +15,22 @@ from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
-from latentatlas._files import default_mode
+from latentatlas.io.calibration import Calibration
+from latentatlas.plots.style import (
+    add_colorbar,
+    add_scalebar,
+    display_calibration,
+    save_figure,
+    show_image,
+    to_display,
+)
 
 __all__ = [
     "label_colors",
+    "latent_label",
     "latent_maps_figure",
     "plot_dense_map",
+    "plot_image",
     "plot_labels",
     "plot_latent_hist2d",
     "plot_latent_scatter",
@@ -47,9 +54,54 @@ def label_colors(n: int) -> ListedColormap:
     return ListedColormap([base(i % base.N) for i in range(max(n, 1))])
 
 
-def _show_image(ax: Axes, image: np.ndarray | None) -> None:
+def latent_label(name: str, window: int | None = None,
+                 calibration: Calibration | None = None) -> tuple[float, str]:
+    """How a latent is shown: the factor from its model value to the value drawn, and the
+    colour bar label with units.
+
+    ``angle`` (radians) is shown in degrees; ``shift_x``/``shift_y`` (patch half-widths) in
+    the image's length unit when the patch side ``window`` (pixels) is known, else in pixels;
+    content latents are unitless.
+    """
+    if name == "angle":
+        return float(np.degrees(1.0)), "angle (deg)"
+    if name in ("shift_x", "shift_y", "shift") and window is not None:
+        cal = calibration or Calibration()
+        pixel = cal.scale[1] if name != "shift_y" else cal.scale[0]
+        return window / 2 * pixel, f"{name.replace('_', ' ')} ({cal.length_units})"
+    if name in ("shift_x", "shift_y", "shift"):
+        return 1.0, f"{name.replace('_', ' ')} (patch half-widths)"
+    if name == "log_scale":
+        return 1.0, "log scale (unitless)"
+    return 1.0, f"{name} (unitless)"
+
+
+def plot_image(ax: Axes, image: np.ndarray, calibration: Calibration | None = None,
+               title: str = "", cmap: str = "gray", robust: bool = True) -> Axes:
+    """A micrograph at its physical size with a scale bar (grey, 1-99 % contrast)."""
+    img = np.asarray(image, dtype=float)
+    cal = display_calibration(calibration, img.shape[:2])
+    lo, hi = np.nanpercentile(img, [1, 99]) if robust else (None, None)
+    show_image(ax, img, cal, cmap=cmap, vmin=lo, vmax=hi)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _underlay(ax: Axes, image: np.ndarray | None, cal: Calibration,
+              shape: tuple[int, int] | None) -> None:
+    """The grey image under points, or the empty frame of ``shape`` at its physical size."""
     if image is not None:
-        ax.imshow(np.asarray(image), cmap="gray", interpolation="nearest")
+        show_image(ax, np.asarray(image), cal, scalebar=False, cmap="gray")
+    elif shape is not None:
+        left, right, bottom, top = cal.extent(shape)
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
+        ax.set_aspect("equal")
+    else:
+        ax.invert_yaxis()
+        ax.set_aspect("equal")
+    add_scalebar(ax, cal, color="black")
 
 
 def plot_latent_scatter(
@@ -60,21 +112,23 @@ def plot_latent_scatter(
     name: str = "",
     size: float | None = None,
     colorbar: bool = True,
+    calibration: Calibration | None = None,
+    label: str | None = None,
+    image_shape: tuple[int, int] | None = None,
 ) -> Axes:
-    """Latent values as coloured dots at ``centers`` ``(m, 2)`` (row, col) over ``image``."""
-    _show_image(ax, image)
-    pts = np.asarray(centers)
+    """Latent values as coloured dots at ``centers`` ``(m, 2)`` (row, col, pixels) over
+    ``image``, at the image's physical size with a scale bar; the colour bar is labelled
+    ``label`` (default ``name``)."""
+    shape = np.shape(image)[:2] if image is not None else image_shape
+    cal = display_calibration(calibration, shape or (1, 1))
+    _underlay(ax, image, cal, shape)
+    pts = to_display(cal, centers)
     s = size if size is not None else max(2.0, min(40.0, 2e4 / max(len(pts), 1)))
-    sc = ax.scatter(pts[:, 1], pts[:, 0], c=np.asarray(values), s=s, cmap=_cmap_for(name),
+    sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.asarray(values), s=s, cmap=_cmap_for(name),
                     linewidths=0)
-    if image is None:
-        ax.invert_yaxis()
-        ax.set_aspect("equal")
     ax.set_title(name)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if colorbar and ax.figure is not None:
-        ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02)
+    if colorbar:
+        add_colorbar(ax, sc, label or name or "value")
     return ax
 
 
@@ -84,23 +138,27 @@ def plot_dense_map(
     centers: np.ndarray | None = None,
     name: str = "",
     colorbar: bool = True,
+    calibration: Calibration | None = None,
+    label: str | None = None,
 ) -> Axes:
-    """A dense ``(rows, cols)`` latent map; with the window ``centers`` it is placed in
-    image pixel coordinates."""
+    """A dense ``(rows, cols)`` latent map; with the window ``centers`` (pixels) it is placed
+    where the windows were in the image, at its physical size with a scale bar."""
     g = np.asarray(grid)
-    extent = None
+    cal = display_calibration(calibration, g.shape)
+    sy, sx = cal.scale
+    extent = cal.extent(g.shape)
     if centers is not None and len(centers) > 1 and g.shape[0] > 1 and g.shape[1] > 1:
         c = np.asarray(centers)[: g.size]
         dr = (c[:, 0].max() - c[:, 0].min()) / (g.shape[0] - 1)
         dc = (c[:, 1].max() - c[:, 1].min()) / (g.shape[1] - 1)
-        extent = (c[:, 1].min() - dc / 2, c[:, 1].max() + dc / 2,
-                  c[:, 0].max() + dr / 2, c[:, 0].min() - dr / 2)
-    im = ax.imshow(g, cmap=_cmap_for(name), extent=extent, interpolation="nearest")
+        extent = ((c[:, 1].min() - dc / 2) * sx, (c[:, 1].max() + dc / 2) * sx,
+                  (c[:, 0].max() + dr / 2) * sy, (c[:, 0].min() - dr / 2) * sy)
+    im = ax.imshow(g, cmap=_cmap_for(name), extent=extent, aspect="equal",
+                   interpolation="nearest")
+    add_scalebar(ax, cal)
     ax.set_title(name)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if colorbar and ax.figure is not None:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    if colorbar:
+        add_colorbar(ax, im, label or name or "value")
     return ax
 
 
@@ -142,67 +200,67 @@ def plot_labels(
     image: np.ndarray | None = None,
     label_raster: np.ndarray | None = None,
     size: float | None = None,
+    calibration: Calibration | None = None,
+    class_names: list[str] | None = None,
+    title: str = "classes",
 ) -> Axes:
     """Classes at their positions: discs from ``label_raster`` ``(h, w)`` (NaN = none) over the
-    image, or coloured dots at ``centers``; one legend entry per class."""
+    image, or coloured dots at ``centers`` (row, col, pixels); one legend entry per class; the
+    image at its physical size with a scale bar."""
     lab = np.asarray(labels).astype(int)
     n = int(lab.max()) + 1 if lab.size else 1
     cmap = label_colors(n)
     norm = BoundaryNorm(np.arange(-0.5, n + 0.5), cmap.N)
-    _show_image(ax, image)
+    shape = np.shape(image)[:2] if image is not None else (
+        np.shape(label_raster)[:2] if label_raster is not None else None)
+    cal = display_calibration(calibration, shape or (1, 1))
+    _underlay(ax, image, cal, shape)
     if label_raster is not None:
-        ax.imshow(np.ma.masked_invalid(label_raster), cmap=cmap, norm=norm, alpha=0.55,
-                  interpolation="nearest")
+        raster = np.asarray(label_raster)
+        ax.imshow(np.ma.masked_invalid(raster), cmap=cmap, norm=norm, alpha=0.55,
+                  interpolation="nearest", extent=cal.extent(raster.shape[:2]), aspect="equal")
     else:
-        pts = np.asarray(centers)
+        pts = to_display(cal, centers)
         s = size if size is not None else max(2.0, min(40.0, 2e4 / max(len(pts), 1)))
-        ax.scatter(pts[:, 1], pts[:, 0], c=lab, cmap=cmap, norm=norm, s=s, linewidths=0)
-        if image is None:
-            ax.invert_yaxis()
-            ax.set_aspect("equal")
+        ax.scatter(pts[:, 0], pts[:, 1], c=lab, cmap=cmap, norm=norm, s=s, linewidths=0)
     for k in range(n):
-        ax.scatter([], [], color=cmap(k), label=f"class {k} ({int((lab == k).sum())})")
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title("classes")
+        name = class_names[k] if class_names is not None and k < len(class_names) else f"class {k}"
+        ax.scatter([], [], color=cmap(k), label=f"{name} ({int((lab == k).sum())})")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    ax.set_title(title)
     return ax
 
 
 def latent_maps_figure(
-    maps: Any, image: np.ndarray | None = None, names: list[str] | None = None, frame: int = 0
+    maps: Any,
+    image: np.ndarray | None = None,
+    names: list[str] | None = None,
+    frame: int = 0,
+    calibration: Calibration | None = None,
+    window: int | None = None,
 ) -> Figure:
     """One panel per latent (a :class:`latentatlas.analysis.latent_maps.LatentMaps`): dense
-    grids for sliding windows, dots at atom positions otherwise."""
+    grids for sliding windows, dots at atom positions otherwise; each with a scale bar and a
+    colour bar in the latent's units (:func:`latent_label`; ``window`` is the patch side in
+    pixels, for shifts in length units)."""
     names = list(names or maps.names)
     ncols = min(3, len(names))
     nrows = int(np.ceil(len(names) / ncols))
-    # no layout engine: constrained layout tripled the drawing time of this grid
+    # no layout engine: constrained layout tripled the drawing time of this grid; the saved
+    # bounding box is fitted to the drawing instead
     fig = Figure(figsize=(4.4 * ncols, 3.8 * nrows))
-    fig.subplots_adjust(left=0.02, right=0.95, bottom=0.03, top=0.93, wspace=0.25, hspace=0.2)
+    fig.subplots_adjust(left=0.02, right=0.9, bottom=0.03, top=0.93, wspace=0.35, hspace=0.2)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     sel = np.asarray(maps.frames) == frame
     for ax, name in zip(axes.ravel(), names, strict=False):
+        factor, label = latent_label(name, window, calibration)
         if maps.grid_shape is not None:
-            plot_dense_map(ax, maps.grid(name)[frame], maps.centers[sel], name=name)
+            plot_dense_map(ax, maps.grid(name)[frame] * factor, maps.centers[sel], name=name,
+                           calibration=calibration, label=label)
         else:
-            plot_latent_scatter(ax, maps.centers[sel], maps[name][sel], image=image, name=name)
+            plot_latent_scatter(ax, maps.centers[sel], maps[name][sel] * factor, image=image,
+                                name=name, calibration=calibration, label=label,
+                                image_shape=tuple(maps.image_shape))
     for ax in axes.ravel()[len(names):]:
         ax.set_visible(False)
     return fig
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) via a temporary file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

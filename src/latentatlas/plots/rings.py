@@ -12,6 +12,9 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from latentatlas.io.calibration import Calibration
+from latentatlas.plots.style import add_scalebar, display_calibration, show_image
+
 __all__ = ["plot_rings", "ring_size_colors"]
 
 # one fixed colour per ring size, so figures of different images compare at a glance
@@ -41,17 +44,23 @@ def plot_rings(
     atom_size: float = 12.0,
     ring_alpha: float = 0.45,
     legend: bool = True,
+    calibration: Calibration | None = None,
 ) -> Axes:
     """Draw rings as filled polygons coloured by size, bonds, and atoms coloured by label.
 
     coords: ``(n, 2)`` (row, col) in pixels; rings: atom-index arrays; labels: ``(n,)`` int
     (None = plain atoms); label_names: names indexed by label for the legend (e.g.
     ``RingAnalysis.table.label_names``); bonds: ``(m, 2)``; image: ``(h, w)`` drawn underneath
-    in grey. Returns ``ax`` (image orientation: row 0 at the top).
+    in grey. Drawn at the image's physical size with a scale bar (``calibration``). Returns
+    ``ax`` (image orientation: row 0 at the top).
     """
-    xy = np.asarray(coords, dtype=np.float64)
+    shape = np.shape(image)[:2] if image is not None else None
+    cal = display_calibration(calibration, shape or (1, 1))
+    # drawing coordinates (y, x) in display units; the code below indexes (row, col) order
+    xy = cal.points(np.asarray(coords, dtype=np.float64))
     if image is not None:
-        ax.imshow(image, cmap="gray", origin="upper")
+        show_image(ax, np.asarray(image), cal, scalebar=False, cmap="gray")
+    add_scalebar(ax, cal)
     polys = [xy[r][:, ::-1] for r in rings]
     colors = [_RING_COLORS.get(len(r), "#000000") for r in rings]
     if polys:
@@ -86,7 +95,8 @@ def plot_rings(
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
                   frameon=False)
     if image is None:
-        ax.set_xlim(xy[:, 1].min() - 1, xy[:, 1].max() + 1)
-        ax.set_ylim(xy[:, 0].max() + 1, xy[:, 0].min() - 1)
+        pad = max(cal.scale)
+        ax.set_xlim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
+        ax.set_ylim(xy[:, 0].max() + pad, xy[:, 0].min() - pad)
     ax.set_aspect("equal")
     return ax

@@ -17,6 +17,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from latentatlas._checks import check_array
+from latentatlas.io.calibration import Calibration
+from latentatlas.io.dataset import Axis
 from latentatlas.spectral.blu import BayesianLinearUnmixing
 from latentatlas.spectral.clustering import KMeans
 from latentatlas.spectral.decomposition import NMF, PCA
@@ -386,6 +388,43 @@ def _energy_axis(axis: Any, n_channels: int) -> tuple[np.ndarray, str, str]:
     return values, "Energy", ""
 
 
+def _as_cube(cube: Any) -> tuple[np.ndarray, Any, Calibration, tuple[int, ...]]:
+    """Any accepted input -> ``(ny, nx, channels)`` cube, its spectral axis (or None), the
+    maps' calibration and the navigation shape before flattening.
+
+    Line scans ``(n, channels)`` become one row ``(1, n, channels)``; 4-D and higher
+    ``(..., ny, nx, channels)`` stack their frames one below the other,
+    ``(prod(...) * ny, nx, channels)``.
+    """
+    axes: list[Any] = []
+    if hasattr(cube, "axes_manager"):  # a HyperSpy signal
+        from latentatlas.io import load
+
+        cube = load(cube)
+    if hasattr(cube, "data") and not isinstance(cube, np.ndarray):
+        axes = list(getattr(cube, "axes", None) or [])
+        cube = cube.data
+    arr = np.asarray(cube)
+    if arr.ndim < 2:
+        raise ValueError(f"cube must be (ny, nx, channels), a line scan (n, channels) or "
+                         f"(..., ny, nx, channels); got {arr.ndim} dimensions {arr.shape}")
+    nav_shape = tuple(int(n) for n in arr.shape[:-1])
+    calibration = Calibration()
+    if len(axes) == arr.ndim:
+        if arr.ndim == 2:
+            # one row: a square pixel of the scan's step
+            row = Axis("y", scale=axes[0].scale, units=axes[0].units)
+            calibration = Calibration.from_axes([row, axes[0]], quiet=True)
+        else:
+            calibration = Calibration.from_axes(axes[-3:-1])
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim > 3:
+        arr = arr.reshape(-1, arr.shape[-2], arr.shape[-1])
+    cube3 = check_array(arr, "cube", ndim=3)
+    return cube3, axes[-1] if axes else None, calibration, nav_shape
+
+
 def unmix(
     cube: Any,
     method: str = "pca",
@@ -406,9 +445,12 @@ def unmix(
 
     Parameters
     ----------
-    cube : (ny, nx, channels) array, or an object with ``.data`` (that array) and ``.axes``
-        (the last one is the spectral axis, with ``scale``, ``offset``, ``name``, ``units``),
-        as returned by ``latentatlas.io.load``.
+    cube : (ny, nx, channels) array, a line scan (n, channels), or (..., ny, nx, channels)
+        with the leading navigation axes flattened into the rows of the maps; or an object
+        with ``.data`` (that array) and ``.axes`` (the last one is the spectral axis, with
+        ``scale``, ``offset``, ``name``, ``units``; the two before it calibrate the maps), as
+        returned by ``latentatlas.io.load``; or a HyperSpy signal (its energy axis and
+        calibration are kept).
     method : one of :func:`list_methods`: ``pca``, ``nmf``, ``blu`` (linear); ``kmeans``,
         ``gmm``, ``dbscan``, ``hdbscan`` (clustering); ``isomap``, ``umap``, ``tsne``
         (manifold, on PCA scores); ``som``, ``autoencoder`` (neural); ``vae``, ``shiftvae``
@@ -435,18 +477,7 @@ def unmix(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list_methods()}")
-    carried_axis = None
-    pixel_size: float | None = None
-    spatial_units = "px"
-    if hasattr(cube, "data") and not isinstance(cube, np.ndarray):
-        axes: list[Any] = list(getattr(cube, "axes", None) or [])
-        carried_axis = axes[-1] if axes else None
-        if len(axes) == 3 and str(getattr(axes[1], "units", None) or ""):
-            # maps are drawn in the file's spatial units
-            pixel_size = abs(float(getattr(axes[1], "scale", 1.0))) or None
-            spatial_units = str(axes[1].units)
-        cube = cube.data
-    cube = check_array(cube, "cube", ndim=3)
+    cube, carried_axis, calibration, nav_shape = _as_cube(cube)
     ny, nx, c = cube.shape
     if not isinstance(n_components, (int, np.integer)) or n_components < 1:
         raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
@@ -455,10 +486,13 @@ def unmix(
         cube, energy = crop_channels(cube, energy, *crop)
         c = cube.shape[-1]
     if bin != 1:
+        if len(nav_shape) != 2:
+            raise ValueError(f"bin works on spectrum images (ny, nx, channels); this input's "
+                             f"navigation shape is {nav_shape}")
         cube = bin_spatial(cube, bin)
         ny, nx = cube.shape[:2]
-        if pixel_size is not None:
-            pixel_size *= bin if isinstance(bin, int) else bin[1]
+        nav_shape = (ny, nx)
+        calibration = calibration.binned(bin)
     if n_components > c and method in ("pca", "nmf", "blu", "autoencoder"):
         raise ValueError(
             f"n_components={n_components} is larger than the number of channels ({c}); "
@@ -537,7 +571,7 @@ def unmix(
         explained_variance_ratio=out.explained_variance_ratio, labels=labels_map,
         cluster_means=cluster_means,
         extras={k: _reshape_extra(v, ny, nx) for k, v in out.extras.items()},
-        pixel_size=pixel_size, spatial_units=spatial_units,
+        calibration=calibration, navigation_shape=nav_shape,
     )
 
 

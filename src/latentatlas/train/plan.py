@@ -14,8 +14,8 @@ the script with Fabric's launchers: ``fabric run --devices 4 script.py``,
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from lightning_fabric import Fabric
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from latentatlas._files import write_atomic
 from latentatlas.models.losses import LossRecord
 from latentatlas.train.schedules import Schedule, schedule_to_dict
 
@@ -69,11 +70,34 @@ class TrainConfig:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        check_devices(self.accelerator, self.devices, self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["schedules"] = {k: schedule_to_dict(v) for k, v in self.schedules.items()}
         return values
+
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+
+
+def check_devices(accelerator: str, devices: int | str, precision: str | None) -> None:
+    """Device options a user can get wrong, checked before any work starts."""
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got "
+                         f"{accelerator!r}")
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise ValueError(f"accelerator {accelerator!r} asked for, but no CUDA GPU is visible to "
+                         "PyTorch (is the CUDA build of torch installed?); use accelerator 'cpu' "
+                         "or 'auto'")
+    ok = (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1) or (
+        isinstance(devices, str) and (devices == "auto" or devices.replace(",", "").isdigit()))
+    if not ok:
+        raise ValueError(f"devices must be a number >= 1, 'auto' or a list like '0,1', got "
+                         f"{devices!r}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -147,10 +171,11 @@ def train(
     history: dict[str, list[float]] = {}
     if resume_from is not None:
         # Loaded after setup so the optimizer state lands on the parameters' device.
-        state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        state = load_training_state(Path(resume_from), module, config)
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        log.warning("resuming from %s at epoch %d (step %d)", resume_from, start_epoch, step)
         if start_epoch >= config.epochs:
             log.info("checkpoint is already at epoch %d of %d", start_epoch, config.epochs)
     rank, world = fabric.global_rank, fabric.world_size
@@ -190,7 +215,8 @@ def train(
         if checkpoint_dir is not None and (
             (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.epochs
         ):
-            save_training_state(fabric, module, optimizer, done, step, history, Path(checkpoint_dir))
+            save_training_state(fabric, module, optimizer, done, step, history, Path(checkpoint_dir),
+                                config)
     return history
 
 
@@ -222,19 +248,58 @@ def _accumulate(sums: dict[str, Tensor], record: LossRecord, weight: float = 1.0
         sums[k] = sums[k] + value if k in sums else value
 
 
+# What must match between a checkpoint and the run resuming it (the rest, e.g. epochs or
+# devices, may change).
+_RESUME_KEYS = ("batch_size", "lr", "test_fraction", "seed", "schedules")
+
+
+def _run_identity(module: nn.Module, config: TrainConfig) -> dict[str, Any]:
+    model_config: Any = getattr(module, "config", None)
+    to_dict = getattr(model_config, "to_dict", None)
+    return {"train": {k: v for k, v in config.to_dict().items() if k in _RESUME_KEYS},
+            "model": to_dict() if to_dict is not None else None}
+
+
 def save_training_state(fabric: Fabric, module: nn.Module, optimizer: Any, epoch: int, step: int,
-                        history: dict[str, list[float]], directory: Path) -> None:
-    """Everything needed to resume exactly, written atomically (rank 0 only)."""
+                        history: dict[str, list[float]], directory: Path,
+                        config: TrainConfig) -> None:
+    """Everything needed to resume exactly, written atomically (rank 0 only).
+
+    The random state need not be stored: every draw of an epoch is seeded from (seed, epoch,
+    rank), and checkpoints fall on epoch boundaries. The step counter drives every schedule.
+    """
     if fabric.global_rank == 0:
-        directory.mkdir(parents=True, exist_ok=True)
         state = {
             "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
             "optimizer": optimizer.state_dict(),
             "epoch": epoch,
             "step": step,
             "history": history,
+            "identity": json.dumps(_run_identity(module, config), sort_keys=True),
         }
-        tmp = directory / (CHECKPOINT_FILE + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, directory / CHECKPOINT_FILE)
+        write_atomic(directory / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
     fabric.barrier()
+
+
+def load_training_state(directory: Path, module: nn.Module, config: TrainConfig) -> dict[str, Any]:
+    """The state saved by :func:`save_training_state`, checked against the resuming run."""
+    path = directory / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}; train with checkpoint_every > 0 first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file fails in many ways inside torch/zipfile/pickle
+        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+                         ) from exc
+    missing = {"model", "optimizer", "epoch", "step", "history"} - set(state)
+    if missing:
+        raise ValueError(f"{path} is not a latentatlas checkpoint (missing {sorted(missing)})")
+    saved = json.loads(state.get("identity", "null") or "null")
+    current = json.loads(json.dumps(_run_identity(module, config), sort_keys=True))
+    if saved is not None and saved != current:
+        diff = [f"{part}.{k}" for part in ("train", "model")
+                for k in sorted(set(saved.get(part) or {}) | set(current.get(part) or {}))
+                if (saved.get(part) or {}).get(k) != (current.get(part) or {}).get(k)]
+        raise ValueError(f"{path} was written by a run with other settings ({', '.join(diff)}); "
+                         "resume with the same model and training options, or start afresh")
+    return dict(state)

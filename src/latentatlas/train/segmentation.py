@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas._checks import check_array
+from latentatlas._files import write_atomic, write_text_atomic
 from latentatlas.nn.unet import UNet, UNetConfig
 
 logger = logging.getLogger(__name__)
@@ -286,19 +286,6 @@ def _weights_path(path: str | os.PathLike[str]) -> Path:
     return p if p.suffix == ".safetensors" else p.with_suffix(".safetensors")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # mkstemp creates 0600 files; weights shipped in a package must be world-readable.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_segmenter(
     model: UNet, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -321,8 +308,9 @@ def save_segmenter(
     except TypeError as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(weights, save(state))
-    _atomic_write_bytes(_config_path(weights), text.encode())
+    payload = save(state)
+    write_atomic(weights, lambda tmp: tmp.write_bytes(payload))
+    write_text_atomic(_config_path(weights), text)
     return weights
 
 

@@ -35,8 +35,8 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,14 @@ import numpy as np
 from scipy import ndimage
 
 from latentatlas._checks import check_array
-from latentatlas._files import atomic_directory, default_mode
-from latentatlas.analysis.classes import confusion_matrix, match_labels
+from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas._repr import html_summary, text_summary
+from latentatlas.analysis.classes import (
+    confusion_matrix,
+    match_labels,
+    score_predictions,
+    stratified_labels,
+)
 from latentatlas.analysis.labels import label_image
 from latentatlas.descriptors.patches import Patches
 from latentatlas.descriptors.rings import (
@@ -57,6 +63,8 @@ from latentatlas.descriptors.rings import (
     estimate_bond_length,
     ring_labelled_patches,
 )
+from latentatlas.io.calibration import Calibration
+from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,8 @@ __all__ = [
 #: User-facing model names -> registry names (all with rotation and translation latents).
 GRAPHENE_MODELS: dict[str, str] = {"ssvae": "ssrvae", "jvae": "jrvae", "cvae": "cvae"}
 _ATOM_METHODS = ("peaks", "log", "dcnn")
+#: C-C bond length (nm): the generated example sheet is calibrated with it
+_BOND_NM = 0.142
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,33 @@ class GrapheneResult:
     scores: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def _summary(self) -> dict[str, Any]:
+        s = self.scores
+        return {"model": self.config.model, "image": f"{self.image.shape[0]} x "
+                f"{self.image.shape[1]} px, {self.calibration.describe()}",
+                "atoms": len(self.coords), "rings": len(self.rings.rings),
+                "patches": len(self.patches), "latents": self.latent_names,
+                "accuracy": s.get("accuracy"), "balanced_accuracy": s.get("balanced_accuracy"),
+                "majority_baseline": s.get("majority_baseline"), "out": self.out}
+
+    def __repr__(self) -> str:
+        return text_summary("GrapheneResult", self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_summary("GrapheneResult", self._summary())
+
+    def plot(self) -> dict[str, Any]:
+        """The figures of the report as ``{name: matplotlib Figure}`` (maps calibrated)."""
+        return {name: fig for name, (_, fig) in _figure_set(self).items()}
+
+    def to_signals(self) -> dict[str, Any]:
+        """Latent and predicted-label maps as calibrated HyperSpy signals (needs
+        ``hyperspy``); see :func:`latentatlas.pipelines.signals.graphene_signal_dicts`."""
+        from latentatlas.pipelines.signals import graphene_signal_dicts, to_signals
+
+        return to_signals(graphene_signal_dicts(self))
 
     @property
     def table(self) -> RingClassTable:
@@ -212,6 +249,12 @@ class GrapheneResult:
     def centers(self) -> np.ndarray:
         """``(m, 2)`` patch centres (row, col) in input pixels."""
         return self.coords[self.patches.index]
+
+    def explore(self, **options: Any) -> Any:
+        """The interactive explorer of this result in a Jupyter notebook."""
+        from latentatlas.report import explore
+
+        return explore(self, **options)
 
     def label_image(self, which: str = "predictions") -> np.ndarray:
         """``predictions`` or ``ring_labels`` painted as discs on the input image ``(h, w)``
@@ -285,60 +328,31 @@ def _check_coords(coords: Any, name: str = "coords") -> np.ndarray:
     return arr
 
 
-def _load_image(source: Any) -> tuple[np.ndarray, str, Any]:
-    """``(h, w)`` float32 image, its name and the generated sample (for examples) or None."""
+def _load_image(source: Any) -> tuple[np.ndarray, str, Any, Calibration]:
+    """``(h, w)`` float32 image, its name, the generated sample (for examples) or None, and
+    the pixel size."""
     if isinstance(source, str) and source.startswith("example:"):
         if source != "example:graphene":
             raise ValueError(f"unknown example {source!r}; available: example:graphene")
         sample = example_graphene()
-        return sample.image.astype(np.float32), source, sample
-    if isinstance(source, (str, os.PathLike)):
+        px = 0.2 * _BOND_NM  # example_graphene draws 0.2 bond lengths per pixel
+        return sample.image.astype(np.float32), source, sample, Calibration((px, px), units="nm")
+    calibration = Calibration()
+    if isinstance(source, (str, os.PathLike)) or hasattr(source, "axes_manager") or (
+            hasattr(source, "axes") and hasattr(source, "data")):
         from latentatlas.io import load
 
         data = load(source)
-        arr, name = np.asarray(data.data), str(source)
+        arr, name = np.asarray(data.data), str(source) if isinstance(
+            source, (str, os.PathLike)) else (data.name or "signal")
+        calibration = Calibration.from_axes([a for a in data.axes if a.size > 1][-2:])
     else:
         arr, name = np.asarray(source), "array"
     arr = arr.reshape([n for n in arr.shape if n != 1]) if arr.ndim > 2 else arr
     img = check_array(arr, "image", ndim=2).astype(np.float32)
     if min(img.shape) < 16:
         raise ValueError(f"image must be at least 16 x 16 pixels, got {img.shape}")
-    return img, name, None
-
-
-def stratified_labels(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-    """Mask ``(n,)`` of a seeded ``fraction`` of each class (round half up), at least one atom
-    of every class with two or more atoms, never all atoms of a class."""
-    lab = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(lab), bool)
-    for k in np.unique(lab):
-        idx = np.flatnonzero(lab == k)
-        if len(idx) < 2:
-            continue
-        take = int(np.clip(np.floor(fraction * len(idx) + 0.5), 1, len(idx) - 1))
-        mask[rng.choice(idx, take, replace=False)] = True
-    return mask
-
-
-def score_predictions(true: np.ndarray, pred: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean recall over the true classes present), the majority
-    baseline (accuracy of always answering the most frequent class) and per-class recall."""
-    t, p = np.asarray(true), np.asarray(pred)
-    if len(t) == 0:
-        return {"n_scored": 0}
-    present = np.unique(t)
-    recall = {names[int(k)]: float((p[t == k] == k).mean()) for k in present}
-    counts = np.bincount(t)
-    return {
-        "n_scored": len(t),
-        "accuracy": float((t == p).mean()),
-        "balanced_accuracy": float(np.mean(list(recall.values()))),
-        "majority_baseline": float(counts.max() / len(t)),
-        "majority_class": names[int(counts.argmax())],
-        "recall": recall,
-        "support": {names[int(k)]: int(counts[k]) for k in present},
-    }
+    return img, name, None, calibration
 
 
 # ----------------------------------------------------------------------------------- run
@@ -356,6 +370,8 @@ def analyze_graphene(
     *,
     table: RingClassTable = DEFAULT_RING_CLASSES,
     progress: bool = False,
+    overwrite: bool = False,
+    figure_formats: Sequence[str] = (),
     **options: Any,
 ) -> GrapheneResult:
     """Ring-labelled class-aware VAE analysis of a graphene image.
@@ -371,17 +387,22 @@ def analyze_graphene(
     window : patch side in resampled pixels (None: about 4.8 bond lengths).
     labelled_fraction : fraction of ring labels the semi-supervised VAE sees.
     epochs : training epochs.
-    out : folder for results.npz, config.json, figures, model and index.html; written under a
-        temporary name and renamed when complete (an existing folder is replaced).
+    out : folder for results.npz, config.json, figures, model and index.html; built under a
+        temporary name and swapped in when complete (see :mod:`latentatlas.pipelines.outputs`:
+        an existing folder that is not latentatlas's is refused unless ``overwrite``).
     table : the ring class table (labels 0 .. table.n_labels - 1).
+    figure_formats : ``svg`` and/or ``pdf`` copies of every figure beside the PNGs.
     options : further :class:`GrapheneConfig` fields (bond_pixels, latent_dim, atoms, ...).
     """
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     cfg = GrapheneConfig(model=model, window=window, labelled_fraction=labelled_fraction,
                          epochs=epochs, seed=seed, **options)
+    inputs = [os.fspath(p) for p in (image_or_path, coords) if isinstance(p, (str, os.PathLike))
+              and not str(p).startswith("example:")]
+    plan = None if out is None else check_output(out, inputs, overwrite)
     t = time.perf_counter()
-    img, name, sample = _load_image(image_or_path)
+    img, name, sample, calibration = _load_image(image_or_path)
     if coords is None and sample is not None:
         xyc = np.column_stack([sample.coords, sample.classes]).astype(np.float64)
     elif coords is None:
@@ -455,7 +476,7 @@ def analyze_graphene(
         config=cfg, image=img, coords=xy, elements=elements, rings=rings, patches=patches,
         ring_labels=y, labelled=labelled, predictions=predictions, probabilities=proba,
         latent_names=list(lat.names), latents=np.asarray(lat.mean), latents_std=np.asarray(lat.std),
-        model=vae, scale=scale, class_ids=class_ids, timings=timings,
+        model=vae, scale=scale, class_ids=class_ids, timings=timings, calibration=calibration,
     )
     scored = result.scored
     result.scores = score_predictions(y[scored], predictions[scored], table.label_names)
@@ -463,9 +484,9 @@ def analyze_graphene(
     log.info("accuracy %.3f (balanced %.3f, majority baseline %.3f) on %d atoms",
              result.scores.get("accuracy", np.nan), result.scores.get("balanced_accuracy", np.nan),
              result.scores.get("majority_baseline", np.nan), int(scored.sum()))
-    if out is not None:
+    if plan is not None:
         t = time.perf_counter()
-        result.out = _write_run(result, name, Path(out))
+        result.out = _write_run(result, name, plan, inputs, tuple(figure_formats))
         timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     return result
@@ -591,16 +612,12 @@ def save_results(path: Path, result: GrapheneResult) -> Path:
     }
     if result.probabilities is not None:
         arrays["probabilities"] = result.probabilities
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy stub quirk
-        default_mode(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stub quirk
+
+    write_atomic(path, write)
     return path
 
 
@@ -622,47 +639,49 @@ def _config_record(result: GrapheneResult) -> dict[str, Any]:
     }
 
 
-def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
+def _figure_set(result: GrapheneResult) -> dict[str, Any]:
+    """name -> (caption, Figure) of every figure of a run (maps calibrated)."""
     from matplotlib.figure import Figure
 
     from latentatlas.analysis.classes import traversal_grid
     from latentatlas.plots.classes import plot_confusion, plot_latent_classes, plot_traversal
-    from latentatlas.plots.maps import plot_labels, plot_latent_scatter, save_figure
+    from latentatlas.plots.maps import latent_label, plot_labels, plot_latent_scatter
     from latentatlas.plots.rings import plot_rings
 
     names = result.table.label_names
-    figs: list[tuple[str, Path]] = []
+    cal = result.calibration
+    figs: dict[str, Any] = {}
 
-    fig = Figure(figsize=(7, 7), layout="tight")
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     plot_rings(fig.subplots(), result.coords, result.rings.rings, labels=result.rings.labels,
-               label_names=names, bonds=result.rings.bonds, image=result.image)
-    figs.append(("Rings (coloured by size) and ring labels of every atom",
-                 save_figure(fig, folder / "rings.png")))
+               label_names=names, bonds=result.rings.bonds, image=result.image, calibration=cal)
+    figs["rings"] = ("Rings (coloured by size) and ring labels of every atom", fig)
 
     grid = traversal_grid(result.model, n=8, dim=0)
     row_names = [names[int(k)] if k >= 0 else f"class {c} (unmatched)"
                  for c, k in enumerate(result.class_ids)]
-    fig = Figure(figsize=(7, 1.0 + 0.8 * len(grid)), layout="tight")
+    fig = Figure(figsize=(7, 1.0 + 0.8 * len(grid)), layout="constrained")
     plot_traversal(fig.subplots(), grid, class_names=row_names, latent_name="z1")
-    figs.append(("Traversal manifolds: one row per class, z1 swept (canonical orientation)",
-                 save_figure(fig, folder / "traversals.png")))
+    figs["traversals"] = ("Traversal manifolds: one row per class, z1 swept (canonical "
+                          "orientation)", fig)
 
     if "angle" in result.latent_names:
-        fig = Figure(figsize=(6, 6), layout="tight")
-        ang = result.latents[:, result.latent_names.index("angle")]
-        plot_latent_scatter(fig.subplots(), result.centers, ang, image=result.image, name="angle")
-        figs.append(("Angle latent at every atom (radians)", save_figure(fig, folder / "angle.png")))
+        fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+        factor, label = latent_label("angle")
+        ang = result.latents[:, result.latent_names.index("angle")] * factor
+        plot_latent_scatter(fig.subplots(), result.centers, ang, image=result.image,
+                            name="angle", calibration=cal, label=label)
+        figs["angle"] = ("Angle latent at every atom (degrees)", fig)
 
     zcols = [i for i, n in enumerate(result.latent_names) if n.startswith("z")]
     if zcols:
         dims = (zcols[0], zcols[1]) if len(zcols) > 1 else (zcols[0], zcols[0])
         if "angle" in result.latent_names and len(zcols) == 1:
             dims = (result.latent_names.index("angle"), zcols[0])
-        fig = Figure(figsize=(6, 5), layout="tight")
+        fig = Figure(figsize=(6.5, 5), layout="constrained")
         plot_latent_classes(fig.subplots(), result.latents, result.ring_labels, dims=dims,
                             names=result.latent_names, class_names=list(names))
-        figs.append(("Content latents coloured by ring label",
-                     save_figure(fig, folder / "latent_classes.png")))
+        figs["latent_classes"] = ("Content latents coloured by ring label", fig)
 
     scored = result.scored
     # a joint-VAE class matched to no ring label (-1) gets its own last column
@@ -672,42 +691,76 @@ def _figures(result: GrapheneResult, folder: Path) -> list[tuple[str, Path]]:
     keep_rows = np.flatnonzero(counts.sum(1) > 0)
     keep_cols = np.flatnonzero(counts.sum(0) > 0)
     col_names = [*names, "unmatched"]
-    fig = Figure(figsize=(7, 6), layout="tight")
+    fig = Figure(figsize=(7, 6), layout="constrained")
     plot_confusion(fig.subplots(), counts[np.ix_(keep_rows, keep_cols)],
                    true_names=[names[k] for k in keep_rows],
                    pred_names=[col_names[k] for k in keep_cols])
     acc = result.scores.get("accuracy", float("nan"))
-    figs.append((f"Confusion matrix: ring labels (rows) vs {result.config.model} predictions on "
-                 f"{int(scored.sum())} atoms whose label the model did not see (accuracy "
-                 f"{acc:.3f})", save_figure(fig, folder / "confusion.png")))
+    figs["confusion"] = (f"Confusion matrix: ring labels (rows) vs {result.config.model} "
+                         f"predictions on {int(scored.sum())} atoms whose label the model did "
+                         f"not see (accuracy {acc:.3f})", fig)
 
-    fig = Figure(figsize=(7, 7), layout="tight")
-    plot_labels(fig.subplots(), result.centers, pred, image=result.image)
-    figs.append(("Labelled image: predicted ring class of every atom (class k = "
-                 + ", ".join(f"{k}: {n}" for k, n in enumerate(col_names)) + ")",
-                 save_figure(fig, folder / "labels.png")))
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    plot_labels(fig.subplots(), result.centers, pred, image=result.image, calibration=cal,
+                class_names=col_names, title="predicted ring class")
+    figs["labels"] = ("Labelled image: predicted ring class of every atom", fig)
     return figs
 
 
-def _write_run(result: GrapheneResult, name: str, out: Path) -> Path:
-    from latentatlas.report import write_report
+def _figures(result: GrapheneResult, folder: Path,
+             formats: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    from latentatlas.plots.style import save_figure
 
-    out = out.expanduser().resolve()
-    with atomic_directory(out) as tmp:
+    return [(caption, save_figure(fig, folder / f"{name}.png", formats=formats))
+            for name, (caption, fig) in _figure_set(result).items()]
+
+
+def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list[str],
+               formats: tuple[str, ...] = ()) -> Path:
+    from latentatlas.pipelines.signals import graphene_signal_dicts, save_signal_dicts
+    from latentatlas.report import write_explorer, write_report
+
+    name = safe_text(name)
+    with results_folder(plan, "graphene", result.config.to_dict(), inputs) as tmp:
         save_results(tmp / "results.npz", result)
-        record = {"source": name, **_config_record(result)}
-        (tmp / "config.json").write_text(json.dumps(record, indent=2, default=str))
+        record = {"source": name, **_config_record(result),
+                  "calibration": result.calibration.to_dict()}
+        write_text_atomic(tmp / "config.json", json.dumps(record, indent=2, default=safe_text))
         result.model.save(tmp / "model")
-        figs = _figures(result, tmp)
+        save_signals(lambda f: save_signal_dicts(graphene_signal_dicts(result), f), tmp)
+        figs = _figures(result, tmp, formats)
+        s = result.scores
+        summary: dict[str, Any] = {
+            "atoms": len(result.coords), "rings": len(result.rings.rings),
+            "patches": len(result.patches),
+            "model": f"{result.config.model} ({result.model.name}), latents "
+                     + ", ".join(result.latent_names),
+        }
+        for key in ("accuracy", "balanced_accuracy", "majority_baseline", "n_scored",
+                    "n_labelled"):
+            if key in s:
+                summary[key.replace("_", " ")] = s[key]
+        verdict = ""
+        if {"accuracy", "balanced_accuracy", "majority_baseline"} <= set(s):
+            present = len(np.unique(result.ring_labels[result.scored]))
+            verdict = (f"{result.config.model}: accuracy {s['accuracy']:.3f}, balanced accuracy "
+                       f"{s['balanced_accuracy']:.3f} against the ring labels; always "
+                       f"predicting the majority label scores {s['majority_baseline']:.3f} and "
+                       f"{1 / max(present, 1):.3f}.")
         tables: dict[str, dict[str, Any]] = {
+            "Parameters": result.config.to_dict(),
             "Input": {"source": name, "shape": list(result.image.shape),
                       "atoms": len(result.coords), "patches": len(result.patches)},
-            "Parameters": result.config.to_dict(),
             "Rings": {"ring sizes": record["ring_size_counts"],
                       "atom labels": record["atom_label_counts"]},
             "Scores against ring labels": result.scores,
-            "Timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
+            "Timings (s)": result.timings,
         }
-        write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables)
-    log.info("wrote %s", out)
-    return out
+        write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables,
+                     summary=summary, verdict=verdict, inputs=inputs,
+                     command="latentatlas graphene",
+                     calibration={"pixel size": result.calibration.describe(),
+                                  "resampling": f"{result.scale:.4g} working pixels per input "
+                                                "pixel"})
+        write_explorer(tmp / "explorer.html", result)
+    return plan.path
