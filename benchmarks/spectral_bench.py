@@ -10,7 +10,8 @@ two), so when the parent had just generated the cube every row read ~700 MiB too
     nice python benchmarks/spectral_bench.py                # 256x256x1024, 2 threads
     nice python benchmarks/spectral_bench.py --size 128 --channels 512   # reduced
 
-Writes benchmarks/out/spectral_bench.json and prints a markdown table.
+Writes benchmarks/results/spectral_bench_<size>x<size>x<channels>.json and prints a markdown
+table; the generated cubes are cached in benchmarks/out/.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+OUT = Path(__file__).resolve().parent / "out"  # generated cubes (large, not committed)
+RESULTS = Path(__file__).resolve().parent / "results"
 
 # (label, implementation, k); the method runs are defined in run_one
 CASES = [
@@ -205,6 +207,7 @@ def main() -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     only = set(filter(None, args.only.split(",")))
+    load_start = os.getloadavg()
     rows = []
     for method, impl, k in CASES:
         if only and method not in only:
@@ -218,10 +221,12 @@ def main() -> None:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": platform.processor() or
-            platform.machine(), "threads": args.threads, "load_average": os.getloadavg(),
+            platform.machine(), "threads": args.threads, "load_average_start": load_start,
+            "load_average_end": os.getloadavg(), "methods": sorted(only) or "all",
             "size": args.size, "channels": args.channels}
     tag = f"{args.size}x{args.size}x{args.channels}"
-    (OUT / f"spectral_bench_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows},
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"spectral_bench_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows},
                                                                indent=2))
     print("\n| method | implementation | k | time (s) | extra peak (MiB) | peak / cube | notes |")
     print("|---|---|---|---|---|---|---|")

@@ -85,6 +85,12 @@ class VAEConfig:
     ``condition_dim`` > 0 makes the decoder conditional on a known vector per sample
     (a one-hot class or continuous factors).
     ``beta`` weights the KL terms; a schedule given to the training plan overrides it.
+    ``equivariant_angle`` (used only with ``rotation``): the angle's mean comes from a rotation-equivariant
+    head (``latentatlas.nn.encoders.PolarAngleHead``: turning the input by phi adds phi to it)
+    and the content latents are encoded from the input turned back by the inferred pose, so
+    they cannot carry the rotation. Off, the angle is one more output of the encoder, and with
+    several kinds of objects the content latents can take over part of the rotation
+    (benchmarks/RESULTS.md, issue 21). The ``rvae`` family switches it on.
     """
 
     input_shape: tuple[int, ...]
@@ -105,16 +111,7 @@ class VAEConfig:
     scale_prior: float = 0.1
     condition_dim: int = 0
     beta: float = 1.0
-    pose_consistency: float = 0.0
-    consistency_symmetric: bool = False
-    consistency_pose: bool = False
-    consistency_swap: bool = False
-    angle_prior_uniform: bool = False
     equivariant_angle: bool = False
-    consistency_content_moved: bool = False
-    augment_angle: float = 0.25
-    augment_shift: float = 0.1
-    augment_scale: float = 0.1
 
     def __post_init__(self) -> None:
         for name, kind in _field_types(type(self)).items():

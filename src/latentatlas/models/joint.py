@@ -79,6 +79,9 @@ class JointConfig(VAEConfig):
     balance: float = 0.0
     capacity_covers_pose: bool = True
     consistency: float = 0.0
+    augment_angle: float = 0.25
+    augment_shift: float = 0.1
+    augment_scale: float = 0.1
 
     def _validate(self) -> None:
         discrete = self.discrete

@@ -6,7 +6,6 @@ Plain VAE, shift-VAE and rVAE are the same module with different pose latents sw
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -22,7 +21,7 @@ from latentatlas.models.losses import (
 )
 from latentatlas.nn.decoders import build_decoder
 from latentatlas.nn.encoders import ENCODERS, PolarAngleHead
-from latentatlas.nn.pose import invert_affine, inverse_pose_matrix, random_pose_matrix, warp
+from latentatlas.nn.pose import invert_affine, inverse_pose_matrix, warp
 
 
 class VAEModule(nn.Module):
@@ -37,17 +36,21 @@ class VAEModule(nn.Module):
         self.config = config
         self.names = config.latent_names
         self.n_pose = len(self.names) - config.latent_dim
-        self.equivariant = config.rotation and config.equivariant_angle
-        if self.equivariant:
-            self.encoder = ENCODERS[config.encoder](
-                config.input_shape, 2 * self.n_pose, config.hidden, config.layers)
-            self.content_encoder = ENCODERS[config.encoder](
-                config.input_shape, 2 * config.latent_dim, config.hidden, config.layers)
-            self.angle_head = PolarAngleHead(config.input_shape[0], min(config.input_shape[1:]) // 2)
+        encoder = ENCODERS[config.encoder]
+        self.angle_head: PolarAngleHead | None = None
+        self.content_encoder: nn.Module | None = None
+        if config.rotation and config.equivariant_angle:
+            # The encoder gives the other pose latents' means and every pose log-variance; the
+            # angle's mean comes from the head, the content from a second encoder (``encode``).
+            self.encoder = encoder(config.input_shape, 2 * self.n_pose - 1, config.hidden,
+                                   config.layers)
+            self.angle_head = PolarAngleHead(config.input_shape[0],
+                                             min(config.input_shape[1:]) // 2)
+            self.content_encoder = encoder(config.input_shape, 2 * config.latent_dim,
+                                           config.hidden, config.layers)
         else:
-            self.encoder = ENCODERS[config.encoder](
-                config.input_shape, 2 * len(self.names), config.hidden, config.layers
-            )
+            self.encoder = encoder(config.input_shape, 2 * len(self.names), config.hidden,
+                                   config.layers)
         self.decoder = build_decoder(
             config.decoder,
             config.latent_dim + config.condition_dim,
@@ -74,29 +77,39 @@ class VAEModule(nn.Module):
 
         condition (n, d): for encoders built with a condition input (q(z | x, y)).
         """
-        scale: Tensor = self.prior_scale  # type: ignore[assignment]
-        if self.equivariant:
-            return self._equivariant_encode(x, scale)
+        if self.angle_head is not None:
+            return self._encode_equivariant(x, condition)
         raw = self.encoder(x) if condition is None else self.encoder(x, condition)
         raw_mu, raw_logvar = raw.chunk(2, dim=-1)
+        return self._from_prior_units(raw_mu, raw_logvar, self.prior_scale)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _from_prior_units(raw_mu: Tensor, raw_logvar: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """Means and log-variances from encoder outputs in units of each latent's prior scale."""
         return raw_mu * scale, raw_logvar.clamp(-12.0, 8.0) + 2 * torch.log(scale)
 
-    def _equivariant_encode(self, x: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-        k = self.n_pose
-        raw_mu, raw_logvar = self.encoder(x).chunk(2, dim=-1)
-        mu_p = raw_mu * scale[:k]
-        logvar_p = raw_logvar.clamp(-12.0, 8.0) + 2 * torch.log(scale[:k])
-        c = self.config
-        centre = (mu_p[:, 1:1 + c.spatial_dims].detach() if c.translation
+    def _encode_equivariant(self, x: Tensor, condition: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``encode`` with ``equivariant_angle``: the angle's mean from the polar head about the
+        inferred centre, the content from x turned back to the canonical frame by the inferred
+        pose. Rotating x then moves the angle and leaves the content's input (nearly) unchanged,
+        so the content cannot carry the rotation."""
+        assert self.angle_head is not None and self.content_encoder is not None
+        c, k = self.config, self.n_pose
+        scale: Tensor = self.prior_scale  # type: ignore[assignment]
+        raw = self.encoder(x)  # (n, 2k - 1): means of the pose latents after the angle, log-vars
+        others = raw[:, : k - 1] * scale[1:k]
+        logvar_pose = raw[:, k - 1 :].clamp(-12.0, 8.0) + 2 * torch.log(scale[:k])
+        # The centre only places the polar grid; the shift itself is learnt from reconstruction.
+        centre = (others[:, : c.spatial_dims].detach() if c.translation
                   else torch.zeros(len(x), c.spatial_dims, dtype=x.dtype, device=x.device))
-        angle = self.angle_head(x, centre)
-        mu_p = torch.cat([angle[:, None].to(mu_p.dtype), mu_p[:, 1:]], 1)
-        matrix = self.pose_matrix(mu_p)
+        mu_pose = torch.cat([self.angle_head(x, centre)[:, None].to(others.dtype), others], 1)
+        matrix = self.pose_matrix(mu_pose)
         assert matrix is not None
         canonical = warp(x, invert_affine(matrix))
-        raw_mu_c, raw_logvar_c = self.content_encoder(canonical).chunk(2, dim=-1)
-        return (torch.cat([mu_p, raw_mu_c * scale[k:]], 1),
-                torch.cat([logvar_p, raw_logvar_c.clamp(-12.0, 8.0) + 2 * torch.log(scale[k:])], 1))
+        raw_c = (self.content_encoder(canonical) if condition is None
+                 else self.content_encoder(canonical, condition))
+        mu_c, logvar_c = self._from_prior_units(*raw_c.chunk(2, dim=-1), scale[k:])
+        return torch.cat([mu_pose, mu_c], 1), torch.cat([logvar_pose, logvar_c], 1)
 
     def pose_matrix(self, latents: Tensor) -> Tensor | None:
         """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None."""
@@ -143,75 +156,7 @@ class VAEModule(nn.Module):
         for i, name in enumerate(self.names):
             key, scale = self._prior_of(name)
             groups.setdefault(key, ([], scale))[0].append(i)
-        out = {key: normal_kl(mu[:, idx], logvar[:, idx], scale) for key, (idx, scale) in groups.items()}
-        if self.config.rotation and self.config.angle_prior_uniform:
-            i = self.names.index("angle")
-            out["rotation"] = (math.log(2 * math.pi) - 0.5 * (math.log(2 * math.pi * math.e) + logvar[:, i])).clamp_min(0)
-        return out
-
-    def swap_term(self, x: Tensor, z: Tensor, condition: Tensor | None) -> Tensor:
-        c = self.config
-        matrix = random_pose_matrix(
-            len(x), c.spatial_dims, c.augment_angle if c.rotation else 0.0,
-            c.augment_shift if c.translation else 0.0, c.augment_scale if c.scale else 0.0, x)
-        moved = warp(x, matrix)
-        mu_m, logvar_m = self.encode(moved)
-        z_m = mu_m + torch.randn_like(mu_m) * torch.exp(0.5 * logvar_m)
-        k = self.n_pose
-        if c.consistency_content_moved:
-            raw = self.decode(torch.cat([z[:, :k], z_m[:, k:]], 1), condition)
-            return reconstruction_nll(x, raw, c.likelihood, self.log_sigma).mean()
-        raw = self.decode(torch.cat([z_m[:, :k], z[:, k:]], 1), condition)
-        return reconstruction_nll(moved, raw, c.likelihood, self.log_sigma).mean()
-
-    def pose_consistency_term(self, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-        """Mean over samples of KL(T q(.|x) || q(.|T x)), T a random pose change per sample within
-        the augment ranges of the pose latents this model has."""
-        c = self.config
-        n, d = len(x), c.spatial_dims
-
-        def uniform(*shape: int) -> Tensor:
-            return torch.rand(*shape, dtype=x.dtype, device=x.device) * 2 - 1
-
-        phi = uniform(n) * c.augment_angle if c.rotation else None
-        t = uniform(n, d) * c.augment_shift if c.translation else None
-        ls = uniform(n) * c.augment_scale if c.scale else None
-        matrix = inverse_pose_matrix(n, d, phi, t, ls, x)
-        mu_m, logvar_m = self.encode(warp(x, matrix))
-        k = self.n_pose if not c.consistency_pose else 0
-        mu_c, logvar_c = mu[:, k:], logvar[:, k:]
-        if not c.consistency_symmetric:
-            mu_c, logvar_c = mu_c.detach(), logvar_c.detach()
-        diff2 = (mu_c - mu_m[:, k:]) ** 2
-        if c.consistency_pose:
-            mu_c = mu_c.clone()
-            i = 0
-            target = mu_c
-            parts = []
-            if c.rotation:
-                assert phi is not None
-                delta = mu_m[:, 0] - mu_c[:, 0] - phi
-                parts.append((2 * (1 - torch.cos(delta)))[:, None])
-                i = 1
-            if c.translation:
-                assert t is not None
-                s_ = mu_c[:, i:i + d]
-                if c.rotation:
-                    assert phi is not None
-                    cs, sn = torch.cos(phi), torch.sin(phi)
-                    s_ = torch.stack([cs * s_[:, 0] + sn * s_[:, 1], -sn * s_[:, 0] + cs * s_[:, 1]], 1)
-                if c.scale:
-                    s_ = s_ * torch.exp(ls)[:, None]  # type: ignore[arg-type]
-                parts.append((mu_m[:, i:i + d] - s_ - t) ** 2)
-                i += d
-            if c.scale:
-                parts.append(((mu_m[:, i] - mu_c[:, i] - ls) ** 2)[:, None])  # type: ignore[operator]
-                i += 1
-            parts.append(diff2[:, i:])
-            diff2 = torch.cat(parts, 1)
-            del target
-        kl = 0.5 * (logvar_m[:, k:] - logvar_c + (logvar_c.exp() + diff2) / logvar_m[:, k:].exp() - 1)
-        return kl.sum(1).mean()
+        return {key: normal_kl(mu[:, idx], logvar[:, idx], scale) for key, (idx, scale) in groups.items()}
 
     # -- the objective ----------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None) -> LossRecord:
@@ -231,13 +176,6 @@ class VAEModule(nn.Module):
             regulariser = knobs.get("beta", self.config.beta) * kl_sum
         total = (nll + regulariser).mean()
         extras: dict[str, Tensor] = {}
-        weight = knobs.get("pose_consistency", self.config.pose_consistency)
-        if weight and self.n_pose:
-            if self.config.consistency_swap:
-                extras["pose_consistency"] = weight * self.swap_term(x, z, batch.get("condition"))
-            else:
-                extras["pose_consistency"] = weight * self.pose_consistency_term(x, mu, logvar)
-            total = total + extras["pose_consistency"]
         if self.penalties:
             inputs = PenaltyInput(
                 x=x,

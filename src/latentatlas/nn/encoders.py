@@ -82,13 +82,16 @@ ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder}
 
 
 class PolarAngleHead(nn.Module):
-    """A rotation-equivariant angle estimator: rotating the input about ``centre`` by phi adds
-    phi to the angle (exactly for multiples of 360/bins degrees, up to interpolation between).
+    """A rotation-equivariant angle estimator: turning the input about ``centre`` by phi adds
+    phi to the angle (exactly for multiples of 360/bins degrees about a pixel-grid symmetric
+    centre, up to interpolation otherwise), whatever the weights.
 
-    The input is resampled on a polar grid about the centre (radii up to one half-width, ``bins``
-    directions counter-clockwise as displayed, the ``latentatlas.nn.pose`` convention), where a
-    rotation is a circular shift along the direction axis. Convolutions that wrap around that
-    axis keep the shift, a last layer spanning all radii gives one score per direction, and the
+    The input is resampled on a polar grid about the centre (``size`` radii up to one
+    half-width, ``bins`` directions counter-clockwise as displayed, the ``latentatlas.nn.pose``
+    convention), where a rotation is a circular shift along the direction axis. Two
+    convolutions that wrap around that axis give local features; a last layer correlates them,
+    around the whole circle, with one learnt template spanning all radii and directions, which
+    scores each direction by how well the whole object, read from that direction, matches. The
     angle is the best-scoring direction refined by a soft-argmax over its ``2 * window + 1``
     neighbours. An object with k-fold symmetry scores k directions alike; the winner then stands
     for any of them, which is all its images can tell.
@@ -105,16 +108,20 @@ class PolarAngleHead(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
         self.convs = nn.ModuleList([nn.Conv2d(channels, width, 3, padding=(1, 0)),
                                     nn.Conv2d(width, width, 3, padding=(1, 0))])
-        self.score = nn.Conv2d(width, 1, (size, 1))
+        self.template = nn.Parameter(torch.randn(width, size, bins) / math.sqrt(width * size * bins))
 
     def scores(self, x: Tensor, centre: Tensor) -> Tensor:
         """Direction scores (n, bins) of images x (n, c, h, w) about centres (n, 2) (x, y)."""
         offsets: Tensor = self.offsets  # type: ignore[assignment]
-        grid = centre[:, None, None, :].to(x.dtype) + offsets.to(x.dtype)
+        grid = centre[:, None, None, :].to(x.dtype) + offsets.to(x.dtype)  # (n, R, M, 2)
         h = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         for conv in self.convs:
             h = F.leaky_relu(conv(F.pad(h, (1, 1, 0, 0), mode="circular")), 0.1)
-        return self.score(h)[:, 0, 0, :]
+        # Circular correlation score[m] = sum_j template[..., j] h[..., (m + j) % M], as one
+        # matrix product with the template rolled to every direction (a (M, M) convolution
+        # costs ~10x more on CPU).
+        rolled = torch.stack([torch.roll(self.template, m, -1) for m in range(self.bins)])
+        return h.flatten(1) @ rolled.flatten(1).T.to(h.dtype)
 
     def forward(self, x: Tensor, centre: Tensor) -> Tensor:
         """Angles (n,) in radians, in [-pi, pi)."""
