@@ -91,8 +91,8 @@ def test_cli_on_example_writes_its_files(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output
     for name in ("results.npz", "config.json", "index.html", "explorer.html", "rings.png", "traversals.png",
-                 "angle.png", "latent_classes.png", "confusion.png", "labels.png",
-                 "model/model.safetensors"):
+                 "angle.png", "latent_classes.png", "abundance.png", "confusion.png",
+                 "labels.png", "model/model.safetensors"):
         assert (out / name).is_file(), name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder renamed
     with np.load(out / "results.npz", allow_pickle=False) as f:
@@ -104,6 +104,7 @@ def test_cli_on_example_writes_its_files(tmp_path: Path) -> None:
     assert "angle" in config["latent_names"]
     html = (out / "index.html").read_text()
     assert "data:image/png;base64" in html
+    assert "Latent abundance by ring label" in html and ".eta" in html
 
 
 def test_load_coords_refuses_pickles_and_reads_arrays(tmp_path: Path) -> None:

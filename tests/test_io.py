@@ -176,7 +176,9 @@ def test_tiff_stack_round_trip(tmp_path: Path) -> None:
     assert d.axes[2].scale == pytest.approx(0.25) and d.axes[2].units == "nm"
 
 
-def _write_nsid(path: Path, channels: dict[str, tuple[np.ndarray, str]]) -> None:
+def _write_nsid(path: Path, channels: dict[str, tuple[np.ndarray, str]],
+                axis_units: dict[str, str] | None = None, axis_step: float = 0.5) -> None:
+    """Channels of an NSID file; ``axis_units`` gives some channels' scan axes another unit."""
     with h5py.File(path, "w") as f:
         for k, (data, dtype_name) in enumerate(channels.values()):
             g = f.create_group(f"Measurement_000/Channel_{k}/Channel_{k}")
@@ -185,8 +187,9 @@ def _write_nsid(path: Path, channels: dict[str, tuple[np.ndarray, str]]) -> None
             ds.attrs["units"] = "V"
             ds.attrs["data_type"] = dtype_name
             for i, name in enumerate(["x", "y", "z"][: data.ndim]):
-                sc = g.create_dataset(name, data=0.5 * np.arange(data.shape[i]) + 1.0)
-                sc.attrs["units"] = "nm"
+                step = axis_step if k == 0 else 0.5
+                sc = g.create_dataset(name, data=step * np.arange(data.shape[i]) + 1.0)
+                sc.attrs["units"] = (axis_units or {}).get(list(channels)[k], "nm")
                 sc.attrs["name"] = name
                 sc.attrs["dimension_type"] = "SPATIAL"
                 sc.make_scale(name)
@@ -213,6 +216,28 @@ def test_nsid_round_trip_and_channel_errors(tmp_path: Path) -> None:
         load(path, channel="Height")
     with pytest.raises(LoadError, match="out of range"):
         load(path, channel=7)
+
+
+def test_nsid_scan_axes_labelled_with_the_data_unit_take_the_siblings_length_unit(
+        tmp_path: Path) -> None:
+    """The PFM files label the phase channel's x/y 'deg'; the other channels prove they are nm."""
+    img = np.zeros((6, 7))
+    path = tmp_path / "pfm.h5"
+    _write_nsid(path, {"Height": (img, "IMAGE"), "Phase": (img, "IMAGE")},
+                axis_units={"Phase": "deg"})
+    assert [a.units for a in load(path, channel="Phase").axes] == ["nm", "nm"]
+    # Different coordinates: nothing proves the unit, so the file's label stays.
+    other = tmp_path / "other.h5"
+    _write_nsid(other, {"Height": (img, "IMAGE"), "Phase": (img, "IMAGE")},
+                axis_units={"Phase": "deg"}, axis_step=0.25)
+    assert [a.units for a in load(other, channel="Phase").axes] == ["deg", "deg"]
+
+
+def test_pfm_phase_channel_is_calibrated_in_metres() -> None:
+    path = shared_data("pfm_dtmicroscope", "PZT_final0001.h5")
+    d = load(path, channel="PhaseRetrace")
+    assert [a.units for a in d.axes] == ["m", "m"]
+    assert d.axes[0].scale == pytest.approx(2e-6 / 255, rel=1e-3)
 
 
 def test_usid_reshape(tmp_path: Path) -> None:

@@ -292,3 +292,8 @@ def test_walls_cli_stacks_real_pfm_files_and_picks_the_phase_channel(tmp_path) -
     summary = json.loads((out / "walls.json").read_text())
     assert summary["method"] == "gaussian" and summary["params"]["phase"] is True
     assert len(summary["frames"]) == 2
+    first, last = summary["frames"]
+    assert 0 < first["convexity"] <= 1 and 0 < first["switch_significance"] < 0.5
+    assert first["switch_significance"] == first["changed_fraction"]  # no noise floor given
+    assert np.isnan(last["changed_fraction"])  # no later frame
+    assert "convexity,changed_fraction,switch_significance" in (out / "walls.csv").read_text()

@@ -6,9 +6,9 @@ Three pieces, each with ground truth:
   walls, stripes, bubbles, one straight wall, one disc); :func:`domain_walls` turns any such
   map into the exact wall mask used as ground truth everywhere in the package.
 * :func:`switching_movie` runs a time-dependent Ginzburg-Landau (TDGL) lattice,
-  ``dP/dt = P - P^3 + kappa lap(P) + E(t) + h(x)``, driven by field pulses ``E(t)`` with a
-  quenched random field ``h(x)`` that roughens and locally pins the walls; every frame
-  records ``sign(P)``.
+  ``dP/dt = P - P^3 + kappa lap(P) + E(t) + h(x) + g(x)``, driven by field pulses ``E(t)``
+  with a quenched random field ``h(x)`` that roughens the walls and, optionally, planted
+  pinning defects ``g(x)`` that hold them; every frame records ``sign(P)``.
 * :func:`render_pfm` turns a domain map into PFM-like phase (degrees, the two states about
   180 degrees apart, with noise) and amplitude (dipping to zero at the walls) images.
 
@@ -245,7 +245,9 @@ class DomainMovie:
 
     polarization: (t, h, w) float32 TDGL order parameter; domains: (t, h, w) bool
     (True = switched, P < 0); walls: (t, h, w) bool; field: (t,) float, the pulse applied
-    just before each frame (0 for the first frame); disorder: (h, w) float32 quenched field.
+    just before each frame (0 for the first frame); disorder: (h, w) float32 quenched field;
+    pinning: (h, w) float32 field of the planted defects (0 without); sites: (k, 2) float
+    (row, col) centres of the planted defects.
     """
 
     polarization: np.ndarray
@@ -253,6 +255,8 @@ class DomainMovie:
     walls: np.ndarray
     field: np.ndarray
     disorder: np.ndarray
+    pinning: np.ndarray
+    sites: np.ndarray
 
     @property
     def switched_fraction(self) -> np.ndarray:
@@ -264,6 +268,23 @@ def _laplacian(p: np.ndarray) -> np.ndarray:
     # Neumann boundaries: mirror the edge so the border neither pins nor drives the walls
     q = np.pad(p, 1, mode="edge")
     return q[:-2, 1:-1] + q[2:, 1:-1] + q[1:-1, :-2] + q[1:-1, 2:] - 4 * p
+
+
+def _place_sites(free: np.ndarray, n: int, spacing: float, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """``n`` points drawn among the True pixels of ``free``, at least ``spacing`` apart."""
+    candidates = np.argwhere(free).astype(np.float64)
+    chosen: list[np.ndarray] = []
+    for i in rng.permutation(len(candidates)):
+        c = candidates[i]
+        if all(np.hypot(*(c - x)) >= spacing for x in chosen):
+            chosen.append(c)
+            if len(chosen) == n:
+                return np.stack(chosen)
+    raise ValueError(
+        f"only {len(chosen)} of pinning_sites={n} fit {spacing:.1f} px apart outside the "
+        "initial domain; use fewer sites, a smaller pinning_radius or a larger shape"
+    )
 
 
 def switching_movie(
@@ -278,6 +299,9 @@ def switching_movie(
     kappa: float = 1.0,
     dt: float = 0.1,
     angle: float = 0.0,
+    pinning_sites: int = 0,
+    pinning_strength: float = 1.5,
+    pinning_radius: float = 2.0,
 ) -> DomainMovie:
     """Field-driven domain growth in a TDGL lattice with quenched disorder.
 
@@ -289,6 +313,13 @@ def switching_movie(
     holds them at favourable sites between pulses and, when strong (about 0.3 and up), also
     nucleates new domains ahead of the wall.
 
+    pinning_sites: number of planted defects, each a Gaussian bump (width
+    ``pinning_radius`` pixels, height ``pinning_strength``) of built-in field favouring the
+    unswitched state, which raises the field needed to switch there: with a strength above
+    the pulse the defect never switches, so a passing wall wraps round it and stays. They are
+    drawn in the initially unswitched area, at least ``3 * pinning_radius`` from its walls
+    and from the border and ``6 * pinning_radius`` apart (``DomainMovie.sites``).
+
     initial: "nucleus" (a switched disc of radius h/8 at the centre), "planar" (one straight
     wall through ``h/4`` from the edge, normal at ``angle`` radians from the column axis;
     with disorder=0 it moves at constant speed) or "random" (a random pattern).
@@ -299,6 +330,9 @@ def switching_movie(
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if not 0 < dt <= 0.2:
         raise ValueError(f"dt must be in (0, 0.2] for a stable Euler step, got {dt}")
+    if pinning_sites < 0 or pinning_radius <= 0:
+        raise ValueError(f"pinning_sites must be >= 0 and pinning_radius > 0 pixels, got "
+                         f"{pinning_sites} and {pinning_radius}")
     rng = _rng(seed)
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
     if initial == "nucleus":
@@ -315,10 +349,22 @@ def switching_movie(
     quenched = np.zeros((h, w))
     if disorder > 0:
         quenched = disorder * _smooth_field((h, w), rng, disorder_length)
+    pinning = np.zeros((h, w))
+    sites = np.zeros((0, 2))
+    if pinning_sites > 0:
+        margin = 3 * pinning_radius
+        free = ndimage.distance_transform_edt(p > 0) > margin
+        free &= (rows >= margin) & (rows <= h - 1 - margin)
+        free &= (cols >= margin) & (cols <= w - 1 - margin)
+        sites = _place_sites(free, pinning_sites, 6 * pinning_radius, rng)
+        for r, c in sites:
+            pinning += np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * pinning_radius**2))
+        pinning *= pinning_strength
+    bias = quenched + pinning
 
     def step(p: np.ndarray, field: float, n: int) -> np.ndarray:
         for _ in range(n):
-            p = p + dt * (p - p**3 + kappa * _laplacian(p) + field + quenched)
+            p = p + dt * (p - p**3 + kappa * _laplacian(p) + field + bias)
         return p
 
     p = step(p, 0.0, 20)  # relax the sharp initial wall into its TDGL profile
@@ -336,6 +382,8 @@ def switching_movie(
         walls=domain_walls(domains),
         field=np.asarray(fields),
         disorder=quenched.astype(np.float32),
+        pinning=pinning.astype(np.float32),
+        sites=sites,
     )
 
 

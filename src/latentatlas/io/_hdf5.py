@@ -9,7 +9,9 @@ ones. Every dataset and attribute is checked against the memory budget before it
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import mmap
 import struct
@@ -25,9 +27,12 @@ from latentatlas.io._common import (
     Picker,
     clean_value,
     default_axes,
+    is_length_unit,
     natural_key,
 )
 from latentatlas.io.dataset import Axis, Dataset, axis_from_values
+
+log = logging.getLogger(__name__)
 
 _SKIP_ATTRS = {"DIMENSION_LIST", "DIMENSION_LABELS", "REFERENCE_LIST", "CLASS", "NAME"}
 _USID_REFS = ("Position_Indices", "Position_Values", "Spectroscopic_Indices",
@@ -240,6 +245,33 @@ def _nsid_axes(ds: h5py.Dataset, pick: Picker) -> list[Axis]:
     return axes
 
 
+def _repair_spatial_units(
+    d: Dataset, ds: h5py.Dataset, mains: list[h5py.Dataset], pick: Picker
+) -> None:
+    """Give a spatial axis labelled with a non-length unit the length unit of its siblings.
+
+    Some NSID writers copy a channel's data unit onto its scan axes (the PFM phase channel's
+    x and y say ``deg``), which would leave figures and spacings of that channel in pixels.
+    The axis is repaired only when another channel of the same file has the same-named
+    spatial axis with identical coordinates in a length unit, so the file itself proves it.
+    """
+    for i, axis in enumerate(d.axes):
+        if axis.kind != "spatial" or is_length_unit(axis.units):
+            continue
+        for other in mains:
+            if other == ds or other.ndim != ds.ndim or _is_usid(other):
+                continue
+            sibling = _nsid_axes(other, pick)[i]
+            if (sibling.name == axis.name and is_length_unit(sibling.units)
+                    and sibling.size == axis.size
+                    and np.allclose(sibling.coords, axis.coords, rtol=1e-9, atol=0.0)):
+                log.info("%s: axis %r is labelled %r in the file but equals the %r axis of %s;"
+                         " using %r", ds.name, axis.name, axis.units, sibling.units,
+                         other.name, sibling.units)
+                d.axes[i] = dataclasses.replace(axis, units=sibling.units)
+                break
+
+
 def _group_metadata(ds: h5py.Dataset) -> dict[str, Any]:
     """Attributes of the dataset, its group, and the ``original_metadata``/``metadata`` groups."""
     meta: dict[str, Any] = {"attrs": _attrs(ds), "path": ds.name}
@@ -399,6 +431,7 @@ def read_hdf5(path: Path, pick: Picker) -> list[Dataset]:
                 d = _read_usid(f, ds, pick)
             else:
                 d = _read_nsid(ds, pick)
+                _repair_spatial_units(d, ds, mains, pick)
             d.metadata["layout"] = layout
             out.append(d)
         return out

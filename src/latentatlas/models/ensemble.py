@@ -9,19 +9,28 @@ one training plan trains N independent models at once.
 ``Ensemble`` is the user-facing model: fit, then per-member class probabilities aligned to a
 reference member (Hungarian matching, since unsupervised members may number their classes
 differently), their mean, and their dispersion per sample and per class ("uncertainty").
+With ``from_baseline_epochs`` the members are not trained from scratch: one baseline model
+trains for that many epochs, and its copies, perturbed and each fed the data in its own
+order, train for the rest of the epochs (the members then differ only in what they learned
+after the baseline, so their dispersion measures how stable the baseline's classes are).
+
+:func:`suggest_n_classes` trains such ensembles over a range of class counts and reports the
+dispersion of every class, recommending the largest count whose classes all stay stable.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from safetensors.torch import save_file
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
@@ -45,7 +54,7 @@ from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, mod
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
 from latentatlas.models.registry import registered
-from latentatlas.train.plan import TrainConfig, train
+from latentatlas.train.plan import TrainConfig, split_indices, train
 from latentatlas.train.schedules import Schedule
 
 
@@ -59,12 +68,16 @@ class EnsembleModule(nn.Module):
 
     members: modules of identical architecture (same class and config). Their forward must be
     free of data-dependent Python control flow (true for the VAE family).
+    per_member_data: every data tensor carries a member axis second, (n, n_members, ...), and
+    member j sees ``data[:, j]`` (its own order of the samples); otherwise all members see the
+    same batch.
     """
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], per_member_data: bool = False) -> None:
         super().__init__()
         if len(members) < 1:
             raise ValueError("an ensemble needs at least one member")
+        self.per_member_data = per_member_data
         params, buffers = stack_module_state(members)
         self.n_members = len(members)
         self.param_names = list(params)
@@ -119,7 +132,8 @@ class EnsembleModule(nn.Module):
                 # affine_grid (transform decoder) has no vmap batching rule yet: torch falls back
                 # to a loop over members for that one op and warns every step. Results are exact.
                 warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule")
-                out = vmap(one, in_dims=(0, 0, None), randomness="different")(
+                data_dim = 1 if self.per_member_data else None
+                out = vmap(one, in_dims=(0, 0, data_dim), randomness="different")(
                     params, buffers, dict(batch)
                 )
         finally:
@@ -197,6 +211,16 @@ class EnsemblePrediction:
     members: np.ndarray
 
     @property
+    def class_disagreement(self) -> np.ndarray:
+        """(K,) mean disagreement of the samples given each class (NaN for empty classes):
+        the fraction of members that put a sample of that class elsewhere, on average."""
+        k = self.proba.shape[1]
+        counts = np.bincount(self.labels, minlength=k)
+        sums = np.bincount(self.labels, weights=self.disagreement, minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    @property
     def member_agreement(self) -> np.ndarray:
         """(m,) fraction of samples on which each member's class is the ensemble's: a member
         far below the others settled on a different partition of the data."""
@@ -231,24 +255,63 @@ def _check_n_members(n_members: object) -> int:
     return n_members
 
 
+@torch.no_grad()
+def perturb_weights(module: nn.Module, scale: float, seed: int) -> None:
+    """Add Gaussian noise of ``scale`` times each floating parameter tensor's RMS, in place
+    (seeded): copies of one model become distinct starting points."""
+    if scale == 0:
+        return
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        if p.is_floating_point():
+            rms = p.pow(2).mean().sqrt()
+            p.add_(torch.randn(p.shape, generator=g).to(p) * scale * rms)
+
+
 class Ensemble:
     """N members of a registered class-aware family (``jvae``, ``ssvae``...) from seeds
     seed, seed + 1, ...; trained together in one vectorised pass.
+
+    from_baseline_epochs: 0 trains every member from its own random start. A positive value
+    first trains one baseline (member 0's start) for that many of the ``epochs`` given to
+    ``fit``; each member then starts from a copy of it, its weights perturbed by Gaussian
+    noise of ``perturbation`` times each tensor's RMS (seeded by the member's seed), and
+    trains for the remaining epochs on the same training samples in its own order, with its
+    own random draws (the training data are held once per member for that). Schedules
+    continue where the baseline left them; the optimizer state starts afresh. The baseline
+    model is kept as ``baseline`` and its history as ``baseline_history``.
 
     Create with ``get_model("ensemble", input_shape, member="jvae", n_members=8, **config)``.
     """
 
     def __init__(
-        self, name: str, member: str, config: VAEConfig, n_members: int = 8, seed: int = 0
+        self,
+        name: str,
+        member: str,
+        config: VAEConfig,
+        n_members: int = 8,
+        seed: int = 0,
+        from_baseline_epochs: int = 0,
+        perturbation: float = 0.01,
     ) -> None:
         _check_n_members(n_members)
+        if from_baseline_epochs < 0:
+            raise ValueError(f"from_baseline_epochs must be >= 0 (0 = members from scratch), "
+                             f"got {from_baseline_epochs}")
+        if not 0 <= perturbation < 1:
+            raise ValueError(f"perturbation must be in [0, 1) (noise / weight RMS), got "
+                             f"{perturbation}")
         entry = registered(member)
         self.name = name
         self.member = member
         self.config = config
         self.seed = seed
+        self.from_baseline_epochs = int(from_baseline_epochs)
+        self.perturbation = float(perturbation)
         self.members = [entry.model_class(member, config, seed=seed + i) for i in range(n_members)]
+        self.baseline: Any | None = None
         self.history: dict[str, list[float]] = {}
+        self.baseline_history: dict[str, list[float]] = {}
         self.train_config: TrainConfig | None = None
 
     def _summary(self) -> dict[str, Any]:
@@ -272,6 +335,8 @@ class Ensemble:
         signal_dims: int | None = None,
         member: str = "jvae",
         n_members: int = 8,
+        from_baseline_epochs: int = 0,
+        perturbation: float = 0.01,
         **config: Any,
     ) -> Ensemble:
         entry = registered(member)
@@ -281,7 +346,8 @@ class Ensemble:
         one = model_class.create(
             member, input_shape, seed=seed, signal_dims=signal_dims, **{**entry.defaults, **config}
         )
-        return cls(name, member, one.config, n_members=n_members, seed=seed)
+        return cls(name, member, one.config, n_members=n_members, seed=seed,
+                   from_baseline_epochs=from_baseline_epochs, perturbation=perturbation)
 
     @classmethod
     def from_members(cls, models: list[Any], name: str = "ensemble") -> Ensemble:
@@ -317,7 +383,8 @@ class Ensemble:
         """Train every member at once on X (and labels y for semi-supervised members).
 
         The data and default schedules are what the member family's own ``fit`` would use.
-        train_options: TrainConfig fields (epochs, batch_size, lr, ...).
+        train_options: TrainConfig fields (epochs, batch_size, lr, ...); ``epochs`` counts the
+        baseline's epochs too when the members grow from a baseline.
         """
         first = self.members[0]
         prepare = getattr(first, "prepare_fit", None)
@@ -333,14 +400,62 @@ class Ensemble:
         else:
             data, merged = prepare(X, y, schedules, **train_options)
         config = TrainConfig(schedules=merged, **train_options)
-        module = EnsembleModule([m.module for m in self.members])
-        self.history = train(module, data, config, on_epoch_end=on_epoch_end)
+        if self.from_baseline_epochs == 0:
+            module = EnsembleModule([m.module for m in self.members])
+            self.history = train(module, data, config, on_epoch_end=on_epoch_end)
+        else:
+            module = self._grow_from_baseline(data, config, on_epoch_end)
         module.to("cpu")
         for i, m in enumerate(self.members):
             m.module.load_state_dict(module.member_state(i))
             m.train_config = config
         self.train_config = config
         return self
+
+    def _grow_from_baseline(
+        self,
+        data: dict[str, Tensor],
+        config: TrainConfig,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+    ) -> EnsembleModule:
+        """Train the baseline, copy and perturb it into the members, train them on."""
+        b = self.from_baseline_epochs
+        if b >= config.epochs:
+            raise ValueError(f"from_baseline_epochs ({b}) must be smaller than epochs "
+                             f"({config.epochs}): the members need epochs of their own")
+        baseline = copy.deepcopy(self.members[0])
+        self.baseline_history = train(baseline.module, data, replace(config, epochs=b),
+                                      on_epoch_end=on_epoch_end)
+        baseline.module.to("cpu")
+        baseline.train_config = replace(config, epochs=b)
+        self.baseline = baseline
+        state = baseline.module.state_dict()
+        for i, m in enumerate(self.members):
+            m.module.load_state_dict(state)
+            perturb_weights(m.module, self.perturbation, seed=self.seed + i)
+        n = len(data["x"])
+        train_idx, test_idx = split_indices(n, config.test_fraction, config.seed)
+        orders = []
+        for i in range(self.n_members):
+            # the same training (and held-out) samples for everyone, in the member's own order
+            g = torch.Generator().manual_seed(self.seed + i)
+            order = torch.arange(n)
+            order[train_idx] = train_idx[torch.randperm(len(train_idx), generator=g)]
+            order[test_idx] = test_idx[torch.randperm(len(test_idx), generator=g)]
+            orders.append(order)
+        index = torch.stack(orders, dim=1)  # (n, members)
+        member_data = {k: v[index] for k, v in data.items()}
+        module = EnsembleModule([m.module for m in self.members], per_member_data=True)
+        steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+
+        def shifted(epoch: int, logs: dict[str, float]) -> None:
+            assert on_epoch_end is not None
+            on_epoch_end(b + epoch, logs)
+
+        self.history = train(module, member_data, replace(config, epochs=config.epochs - b),
+                             on_epoch_end=None if on_epoch_end is None else shifted,
+                             start_step=b * steps_per_epoch)
+        return module
 
     # -- predictions ------------------------------------------------------------------------
     def member_proba(self, X: object, **kwargs: Any) -> np.ndarray:
@@ -381,6 +496,8 @@ class Ensemble:
                 "n_members": self.n_members,
                 "latentatlas_version": __version__,
                 "seed": self.seed,
+                "from_baseline_epochs": self.from_baseline_epochs,
+                "perturbation": self.perturbation,
                 "config": self.config.to_dict(),
                 "train": None if self.train_config is None else self.train_config.to_dict(),
             }
@@ -419,7 +536,9 @@ class Ensemble:
         check_shapes(weights, header,
                      {f"{i}.{k}": v for i in range(n_members) for k, v in one.items()})
         state = load_finite(weights)
-        ens = cls(name, member, config, n_members=n_members, seed=seed)
+        ens = cls(name, member, config, n_members=n_members, seed=seed,
+                  from_baseline_epochs=int(meta.get("from_baseline_epochs", 0)),
+                  perturbation=float(meta.get("perturbation", 0.01)))
         for i, m in enumerate(ens.members):
             prefix = f"{i}."
             m.module.load_state_dict(
@@ -427,3 +546,100 @@ class Ensemble:
             )
         ens.history = read_history(path)
         return ens
+
+
+@dataclass
+class ClassCountReport:
+    """What :func:`suggest_n_classes` found for every number of classes K it tried.
+
+    disagreement[K]: (K,) per class, the mean fraction of members that put the class's samples
+    elsewhere (:attr:`EnsemblePrediction.class_disagreement`); dispersion[K]: (K,) the mean
+    standard deviation of their probabilities (:attr:`EnsemblePrediction.per_class`);
+    sizes[K]: (K,) samples per class; labels[K]: (n,) ensemble classes; unstable[K]: the
+    classes whose disagreement exceeds ``threshold``, and the empty ones (no sample given
+    them); recommended: the largest K whose classes are all stable (or, when every K has an
+    unstable class, the K with the fewest, the one whose worst used class is least unstable
+    among those).
+    """
+
+    n_classes: tuple[int, ...]
+    disagreement: dict[int, np.ndarray]
+    dispersion: dict[int, np.ndarray]
+    sizes: dict[int, np.ndarray]
+    labels: dict[int, np.ndarray]
+    unstable: dict[int, tuple[int, ...]]
+    threshold: float
+    recommended: int
+
+    def to_markdown(self, digits: int = 2) -> str:
+        """One row per K: per-class disagreement (class sizes in brackets), unstable classes."""
+        rows = ["| K | disagreement per class (size) | unstable |", "|---|---|---|"]
+        for k in self.n_classes:
+            cells = ", ".join(f"{d:.{digits}f} ({n})"
+                              for d, n in zip(self.disagreement[k], self.sizes[k], strict=True))
+            mark = " (recommended)" if k == self.recommended else ""
+            rows.append(f"| {k}{mark} | {cells} | {list(self.unstable[k]) or '-'} |")
+        return "\n".join(rows)
+
+
+def suggest_n_classes(
+    X: object,
+    n_classes: Sequence[int],
+    member: str = "jvae",
+    n_members: int = 8,
+    threshold: float = 0.2,
+    seed: int = 0,
+    from_baseline_epochs: int = 0,
+    perturbation: float = 0.01,
+    fit_options: Mapping[str, Any] | None = None,
+    **config: Any,
+) -> ClassCountReport:
+    """Train an ensemble of an unsupervised class-aware family for each number of classes in
+    ``n_classes`` and report how stable every class is.
+
+    X: (n, *input_shape). member: a family with discrete classes (``jvae``, ``jrvae``), built
+    with ``discrete=(K,)`` and ``config``; fit_options: TrainConfig fields for every fit
+    (epochs, batch_size, lr, ...). A class is unstable when its samples' mean disagreement
+    (the fraction of members that put them elsewhere) exceeds ``threshold``, or when no sample
+    is given it: past the K the data support, the extra classes split real ones at places each
+    member picks differently, or stay empty.
+    Returns a :class:`ClassCountReport`.
+    """
+    ks = tuple(int(k) for k in n_classes)
+    if not ks or min(ks) < 2:
+        raise ValueError(f"n_classes must list numbers of classes >= 2, got {list(n_classes)}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if "discrete" in config:
+        raise ValueError("suggest_n_classes sets discrete=(K,) itself; pass the K to try as "
+                         "n_classes")
+    entry = registered(member)
+    fields = getattr(entry.model_class.config_class, "__dataclass_fields__", {})
+    if "discrete" not in fields:
+        raise ValueError(f"suggest_n_classes needs a family with unsupervised classes (jvae, "
+                         f"jrvae), got member={member!r}")
+    x = check_array(X, "X", dtype=np.float32)
+    report: dict[str, dict[int, Any]] = {
+        "disagreement": {}, "dispersion": {}, "sizes": {}, "labels": {}, "unstable": {}}
+    for k in ks:
+        ens = Ensemble.create("ensemble", x.shape[1:], seed=seed, member=member,
+                              n_members=n_members, from_baseline_epochs=from_baseline_epochs,
+                              perturbation=perturbation, discrete=(k,), **config)
+        ens.fit(x, **dict(fit_options or {}))
+        pred = ens.uncertainty(x)
+        dis = pred.class_disagreement
+        report["disagreement"][k] = dis
+        report["dispersion"][k] = pred.per_class
+        report["sizes"][k] = np.bincount(pred.labels, minlength=k)
+        report["labels"][k] = pred.labels
+        # an empty class is one the ensemble found no use for: K is more than it supports
+        report["unstable"][k] = tuple(int(c) for c in np.flatnonzero(np.nan_to_num(dis, nan=1.0)
+                                                                     > threshold))
+    stable = [k for k in ks if not report["unstable"][k]]
+    if stable:
+        recommended = max(stable)
+    else:
+        recommended = min(ks, key=lambda k: (len(report["unstable"][k]),
+                                             float(np.nanmax(report["disagreement"][k]))))
+    return ClassCountReport(ks, report["disagreement"], report["dispersion"], report["sizes"],
+                            report["labels"], report["unstable"], float(threshold), recommended)

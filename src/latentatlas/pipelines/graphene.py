@@ -47,6 +47,7 @@ from scipy import ndimage
 from latentatlas._checks import check_array
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
 from latentatlas._repr import html_summary, text_summary
+from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import (
     confusion_matrix,
     match_labels,
@@ -255,6 +256,12 @@ class GrapheneResult:
         from latentatlas.report import explore
 
         return explore(self, **options)
+
+    def abundance(self) -> AbundanceTable:
+        """Every latent's distribution in every ring label and its correlation ratio with
+        the labels (the "latent abundance" hypothesis)."""
+        return latent_abundance(self.latents, self.ring_labels, self.latent_names,
+                                self.table.label_names)
 
     def label_image(self, which: str = "predictions") -> np.ndarray:
         """``predictions`` or ``ring_labels`` painted as discs on the input image ``(h, w)``
@@ -644,6 +651,7 @@ def _figure_set(result: GrapheneResult) -> dict[str, Any]:
     from matplotlib.figure import Figure
 
     from latentatlas.analysis.classes import traversal_grid
+    from latentatlas.plots.abundance import plot_abundance
     from latentatlas.plots.classes import plot_confusion, plot_latent_classes, plot_traversal
     from latentatlas.plots.maps import latent_label, plot_labels, plot_latent_scatter
     from latentatlas.plots.rings import plot_rings
@@ -682,6 +690,13 @@ def _figure_set(result: GrapheneResult) -> dict[str, Any]:
         plot_latent_classes(fig.subplots(), result.latents, result.ring_labels, dims=dims,
                             names=result.latent_names, class_names=list(names))
         figs["latent_classes"] = ("Content latents coloured by ring label", fig)
+
+    fig = Figure(figsize=(1.6 * len(result.latent_names) + 3, 0.5 * len(names) + 2),
+                 layout="tight")
+    plot_abundance(fig.subplots(), result.abundance())
+    figs["abundance"] = ("Latent abundance: each latent's mean in each ring label (in standard "
+                         "deviations from its overall mean) and its correlation ratio eta with "
+                         "the labels", fig)
 
     scored = result.scored
     # a joint-VAE class matched to no ring label (-1) gets its own last column
@@ -754,6 +769,8 @@ def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list
             "Rings": {"ring sizes": record["ring_size_counts"],
                       "atom labels": record["atom_label_counts"]},
             "Scores against ring labels": result.scores,
+            "Latent abundance by ring label (eta, Kruskal-Wallis p, class means)":
+                result.abundance().as_dict(),
             "Timings (s)": result.timings,
         }
         write_report(tmp / "index.html", f"latentatlas graphene: {name}", figs, tables,

@@ -147,6 +147,7 @@ def run_walls(
     channel: int | str | None = None,
     phase: bool | None = None,
     sigma: float | None = None,
+    noise: float = 0.0,
     overwrite: bool = False,
     figure_formats: Sequence[str] = (),
 ) -> WallsRun:
@@ -154,10 +155,14 @@ def run_walls(
 
     inputs: an image or stack file, or several same-size image files taken as frames.
     phase: treat the signal as PFM phase in degrees (None: from the file's quantity/units).
+    noise: the changed fraction repeated unswitched scans show (``switch_noise_level``), the
+    floor of the switch significance between consecutive frames (0: none known).
     out: results folder (walls.npy/csv/json, walls.hspy, one overlay PNG per frame,
     index.html); checked before any work (see :mod:`latentatlas.pipelines.outputs`).
     figure_formats: ``svg`` and/or ``pdf`` copies of every figure beside the PNGs.
     """
+    if not 0 <= noise <= 1:
+        raise ValueError(f"noise must be a fraction in [0, 1], got {noise}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -168,16 +173,18 @@ def run_walls(
     t = time.perf_counter()
     image, looks_like_phase, frame_sources, calibration = load_frames(paths, channel)
     use_phase = looks_like_phase if phase is None else phase
-    found, rows = analyze_walls(image, method, phase=use_phase, sigma=sigma)
+    found, rows = analyze_walls(image, method, phase=use_phase, noise=noise, sigma=sigma)
     table: list[dict[str, Any]] = [
         {"frame": int(r["frame"]), "source": frame_sources[i],
          "wall_pixels": int(r["wall_pixels"]), "wall_count": int(r["wall_count"]),
-         "switching_degree": r["switching_degree"], "curvature": r["curvature"]}
+         **{k: r[k] for k in ("switching_degree", "curvature", "convexity",
+                              "changed_fraction", "switch_significance")}}
         for i, r in enumerate(rows)]
     run = WallsRun(found, table, frame_sources, timings={"walls": time.perf_counter() - t},
                    calibration=calibration, image=image)
     if plan is not None:
-        config = {"method": method, "channel": channel, "phase": use_phase, "sigma": sigma}
+        config = {"method": method, "channel": channel, "phase": use_phase, "sigma": sigma,
+                  "noise": noise}
         with results_folder(plan, "walls", config, sources) as tmp:
             _write(run, tmp, config, sources, tuple(figure_formats))
         run.out = plan.path

@@ -144,10 +144,13 @@ def train(
     resume_from: str | Path | None = None,
     fabric: Fabric | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    start_step: int = 0,
 ) -> dict[str, list[float]]:
     """Fit ``module`` (whose forward(batch, knobs) returns a LossRecord) on ``data``.
 
     data: tensors sharing their first (sample) axis, at least ``x``.
+    start_step: the first value of the step counter that drives the schedules, for a run
+    that continues another one (ensemble members grown from a trained baseline).
     Returns the history: per-epoch means of every loss term, keys "train/<term>" and
     "test/<term>" (test terms only when test_fraction > 0).
     """
@@ -167,7 +170,9 @@ def train(
     wrapped = torch.compile(module) if config.compile else module
     model, optimizer = fabric.setup(cast(nn.Module, wrapped), optimizer)
 
-    start_epoch, step = 0, 0
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    start_epoch, step = 0, start_step
     history: dict[str, list[float]] = {}
     if resume_from is not None:
         # Loaded after setup so the optimizer state lands on the parameters' device.
