@@ -152,6 +152,9 @@ class VAEConfig:
             _fail("condition_dim", f"in [0, {MAX_CONDITION}]", self.condition_dim)
         if self.rotation and len(shape) != 3:
             _fail("rotation", "False for 1-D signals (input_shape (c, L))", self.rotation)
+        if self.equivariant_angle and not self.rotation:
+            _fail("equivariant_angle", "False unless rotation is True (it infers the angle)",
+                  self.equivariant_angle)
         if self.has_pose and self.decoder not in ("spatial", "transform"):
             _fail("decoder", "'spatial' or 'transform' when rotation, translation or scale is on",
                   self.decoder)
