@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import circmean, pearsonr
+from scipy.stats import pearsonr
 
+from latentatlas.analysis.pose import circular_correlation
 from latentatlas.datasets.shapes import rotated_shapes, shifted_peaks, two_factor_blobs
 from latentatlas.models import get_model
-
-
-def circular_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Jammalamadaka-SenGupta circular correlation (invariant to constant angle offsets)."""
-    sa = np.sin(a - circmean(a, high=np.pi, low=-np.pi))
-    sb = np.sin(b - circmean(b, high=np.pi, low=-np.pi))
-    return float((sa * sb).sum() / np.sqrt((sa**2).sum() * (sb**2).sum()))
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from latentatlas.models.losses import (
 )
 from latentatlas.nn.decoders import build_decoder
 from latentatlas.nn.encoders import ENCODERS, PolarAngleHead
-from latentatlas.nn.pose import invert_affine, inverse_pose_matrix, warp
+from latentatlas.nn.pose import inverse_pose_matrix, invert_affine, warp
 
 
 class VAEModule(nn.Module):
@@ -108,7 +108,8 @@ class VAEModule(nn.Module):
         canonical = warp(x, invert_affine(matrix))
         raw_c = (self.content_encoder(canonical) if condition is None
                  else self.content_encoder(canonical, condition))
-        mu_c, logvar_c = self._from_prior_units(*raw_c.chunk(2, dim=-1), scale[k:])
+        raw_mu_c, raw_logvar_c = raw_c.chunk(2, dim=-1)
+        mu_c, logvar_c = self._from_prior_units(raw_mu_c, raw_logvar_c, scale[k:])
         return torch.cat([mu_pose, mu_c], 1), torch.cat([logvar_pose, logvar_c], 1)
 
     def pose_matrix(self, latents: Tensor) -> Tensor | None:
