@@ -45,8 +45,9 @@ import torch
 
 from latentatlas.datasets.graphene import graphene_sheets, random_graphene
 from latentatlas.datasets.lattices import atom_mask, random_lattice
+from latentatlas.descriptors.segmenter import normalize_percentile, save_segmenter
 from latentatlas.nn.unet import UNet
-from latentatlas.train.segmentation import normalize_percentile, save_segmenter, train_segmenter
+from latentatlas.train.segmentation import train_segmenter
 
 logger = logging.getLogger("train_atom_finder")
 

@@ -26,9 +26,10 @@ import torch
 
 from latentatlas.analysis.domains import wall_f1
 from latentatlas.datasets.domains import PATTERN_KINDS, make_domain_images
+from latentatlas.descriptors.segmenter import save_segmenter
 from latentatlas.descriptors.walls import find_walls, wall_training_pair
 from latentatlas.nn.unet import UNet
-from latentatlas.train.segmentation import save_segmenter, train_segmenter
+from latentatlas.train.segmentation import train_segmenter
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "latentatlas" / "weights" / "wall_finder"
 

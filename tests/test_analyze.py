@@ -137,7 +137,6 @@ def test_end_to_end_two_kinds_of_sites(tmp_path: Path) -> None:
 
 
 def test_end_to_end_with_atom_finder() -> None:
-    pytest.importorskip("latentatlas.descriptors.atoms")
     lat = two_site_lattice(shape=(128, 128))
     res = analyze(lat.image, atoms="peaks", epochs=5, progress=False, n_components=2)
     assert _labels_at_truth(res, lat.positions, lat.classes) >= 0.9

@@ -366,3 +366,30 @@ def test_dataset_validates_axes() -> None:
     d = Dataset(data=np.zeros((2, 3)), axes=[Axis("y"), Axis("x", scale=2.0)])
     np.testing.assert_allclose(d.axis("X").coords, [0, 2, 4])
     assert json.dumps({"repr": repr(d)})
+
+
+def test_scan_size_calibrates_plain_hdf5(tmp_path: Path) -> None:
+    # LibraryNet crops: nn_input (1, h, w, 1) with the field of view in pm as "scan size"
+    path = tmp_path / "crop.hdf5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("nn_input", data=np.zeros((1, 128, 128, 1), np.float32))
+        ds.attrs["scan size"] = "2000.0"
+    d = load(path)
+    assert [a.name for a in d.axes][1:3] == ["y", "x"]
+    for ax in d.axes[1:3]:
+        assert ax.units == "pm" and ax.kind == "spatial" and ax.scale == pytest.approx(2000 / 128)
+    assert d.axes[0].units == "" and d.axes[3].units == ""
+    # no number, or not one image: left uncalibrated
+    with h5py.File(path, "a") as f:
+        f["nn_input"].attrs["scan size"] = "unknown"
+    assert all(a.units == "" for a in load(path).axes)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("stack", data=np.zeros((3, 16, 16), np.float32)).attrs["scan size"] = 100
+    assert all(a.units == "" for a in load(path).axes)
+
+
+def test_scan_size_of_real_crops() -> None:
+    folder = shared_data("stem_graphene_aicrystallographer", "LibraryNet", "library_refined_dev")
+    d = load(folder / "Si1C4" / "53.hdf5")  # 256 px over 3100 pm
+    assert d.shape == (1, 256, 256, 1)
+    assert d.axes[2].scale == pytest.approx(3100 / 256) and d.axes[2].units == "pm"

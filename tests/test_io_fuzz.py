@@ -3,14 +3,14 @@ files (and of the real files in ../shared/data when present) are loaded in a wor
 address-space cap and a time limit; every outcome must be a Dataset or a LoadError.
 
 LATENTATLAS_FUZZ_SECONDS sets the time per format (default 3; the CI total stays under a
-minute), LATENTATLAS_FUZZ_SEED the stream of mutants (default: a new one every run, so CI keeps
-exploring); benchmarks/io_fuzz.py runs the long campaign and records it. A failure names its
+minute), LATENTATLAS_FUZZ_SEED the stream of mutants (default 0: the same stream every run, so
+CI cannot turn red by chance; a faster machine only goes further along it; set a seed to
+explore, as benchmarks/io_fuzz.py's long campaign does). A failure names its
 mutant (format:seed:index:seed file), which ``io_fuzzer.mutants`` replays."""
 
 from __future__ import annotations
 
 import os
-import zlib
 
 import pytest
 
@@ -28,7 +28,7 @@ def worker() -> io_fuzzer.Worker:
 
 @pytest.mark.parametrize("fmt", io_fuzzer.FORMATS)
 def test_every_mutant_is_a_dataset_or_a_load_error(fmt: str, worker: io_fuzzer.Worker) -> None:
-    seed = int(os.environ.get("LATENTATLAS_FUZZ_SEED", zlib.crc32(os.urandom(4))))
+    seed = int(os.environ.get("LATENTATLAS_FUZZ_SEED", "0"))
     report = io_fuzzer.fuzz(fmt, SECONDS, seed=seed, worker=worker)
     if report.n == 0:
         pytest.skip(f"no seed files for .{fmt} (its real files live in ../shared/data)")

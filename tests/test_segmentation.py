@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from latentatlas.descriptors.segmenter import load_segmenter, predict_probability, save_segmenter
 from latentatlas.nn.unet import UNet
-from latentatlas.train.segmentation import (
-    load_segmenter,
-    predict_probability,
-    save_segmenter,
-    train_segmenter,
-)
+from latentatlas.train.segmentation import train_segmenter
 
 
 @pytest.mark.parametrize("shape", [(17, 23), (32, 32), (5, 40)])
@@ -108,7 +104,7 @@ def test_save_load_identical_in_new_process(tmp_path) -> None:
     np.save(tmp_path / "img.npy", img)
     code = (
         "import numpy as np, sys;"
-        "from latentatlas.train.segmentation import load_segmenter, predict_probability;"
+        "from latentatlas.descriptors.segmenter import load_segmenter, predict_probability;"
         f"m = load_segmenter(r'{path}');"
         f"x = np.load(r'{tmp_path / 'img.npy'}');"
         f"np.save(r'{tmp_path / 'out.npy'}', predict_probability(m, x))"

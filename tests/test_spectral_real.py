@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
+from latentatlas import io
 from latentatlas.spectral import unmix
-
-io = pytest.importorskip("latentatlas.io")
 
 CUBES = {
     "bfo_iv": ("spm_spectroscopy", "bfo_iv_final.hf5"),

@@ -69,7 +69,7 @@ def test_bad_input_gets_a_clear_error(model_and_data, bad: np.ndarray, message: 
 @pytest.mark.parametrize(
     ("options", "message"),
     [({"latent_dim": 0}, r"latent_dim must be in \[1, 4096\], got 0"),
-     ({"decoder": "mlp"}, "'spatial' or 'transform'"),
+     ({"decoder": "mlp"}, "('spatial', 'transform')"),
      ({"angle_prior": -1.0}, "angle_prior must be > 0"), ({"encoder": "vit"}, "encoder must be one of")],
 )
 def test_config_errors_name_the_parameter(options: dict, message: str) -> None:

@@ -194,8 +194,9 @@ def test_multilayer_patches_keep_the_channel_order_given() -> None:
 
 
 def test_moving_wall_gives_a_latent_that_moves_monotonically_with_the_wall() -> None:
-    models = pytest.importorskip("latentatlas.models")
     import torch
+
+    from latentatlas import models
 
     torch.manual_seed(0)
     movie = switching_movie((24, 72), n_frames=24, seed=0, initial="planar", disorder=0.0,

@@ -6,6 +6,8 @@ The main entry points, importable from the top level (loaded on first use, so
 - ``load(path)``: any supported file, array or HyperSpy signal -> data + calibrated axes
 - ``analyze(image, atoms=..., model=...)``: atoms/windows -> VAE -> latent maps, labels, report
 - ``unmix(cube, method=..., n_components=k)``: the spectral toolbox
+- ``classify(folder, model=..., labelled_fraction=..., n_classes=..., out=...)``: a folder of
+  labelled defect crops -> classes, scores beside baselines, report
 - ``get_model(name, input_shape, ...)``, ``load_model(path)``, ``list_models()``: the VAE family
 """
 
@@ -21,6 +23,7 @@ _EXPORTS = {
     "load_all": "latentatlas.io",
     "analyze": "latentatlas.pipelines.analyze",
     "unmix": "latentatlas.spectral",
+    "classify": "latentatlas.pipelines.classify",
     "get_model": "latentatlas.models",
     "load_model": "latentatlas.models",
     "list_models": "latentatlas.models",

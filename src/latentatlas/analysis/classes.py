@@ -142,3 +142,30 @@ def score_predictions(true: np.ndarray, pred: np.ndarray, names: tuple[str, ...]
         "recall": recall,
         "support": {names[int(k)]: int(counts[k]) for k in present},
     }
+
+
+def class_scores(true: object, pred: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """Every score of a classification against true labels, for reports and JSON.
+
+    true: (n,) label indices into ``names``; pred: (n,) predicted indices, -1 for a class of
+    an unsupervised model matched to no label. Returns ``score_predictions`` (accuracy,
+    balanced accuracy = mean recall over the true classes present, majority baseline,
+    per-class recall and support) plus ``ari`` (adjusted Rand index, which needs no
+    matching) and ``confusion``: counts with rows = true classes in ``names`` order and
+    columns = ``names`` then ``unmatched``.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    t = np.asarray(true, np.int64)
+    p = np.asarray(pred, np.int64)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"true and pred must be (n,) of one length, got {t.shape}, {p.shape}")
+    if len(t) and (t.min() < 0 or t.max() >= len(names) or p.min() < -1 or p.max() >= len(names)):
+        raise ValueError(f"labels must lie in [0, {len(names)}) (pred may also be -1)")
+    out = score_predictions(t, p, names)
+    if len(t) == 0:
+        return out
+    k = len(names)
+    out["ari"] = float(adjusted_rand_score(t, p))
+    out["confusion"] = confusion_matrix(t, np.where(p < 0, k, p), n_true=k, n_pred=k + 1).tolist()
+    return out

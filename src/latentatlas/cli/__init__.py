@@ -5,6 +5,7 @@ import logging
 from latentatlas.cli import (  # noqa: F401  (register commands)
     analyze,
     batch,
+    classify,
     graphene,
     models,
     unmix,

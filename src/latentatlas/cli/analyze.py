@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -10,6 +11,7 @@ from latentatlas.cli.app import (
     FIGURE_FORMAT_HELP,
     OVERWRITE_HELP,
     app,
+    fail,
     set_quiet,
     user_errors,
 )
@@ -53,6 +55,10 @@ def analyze(
                             "results folder there is replaced; anything else is refused)"),
     figure_format: list[str] = typer.Option([], "--figure-format", "-F",  # noqa: B006
                                             help=FIGURE_FORMAT_HELP),
+    memory_budget: str = typer.Option("", "--memory-budget", help="stream a movie or image "
+                                      "larger than memory (Zarr, HDF5, TIFF, .npy) chunk by "
+                                      "chunk under this budget, e.g. '4 GB'; results in "
+                                      "results.zarr (empty = read the input whole)"),
     overwrite: bool = typer.Option(False, "--overwrite", "-f", help=OVERWRITE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="no progress bars, warnings and errors only"),
@@ -66,17 +72,20 @@ def analyze(
                               for c in channel.split(",") if c]
     chan: int | str | list[int | str] | None = (
         None if not chans else chans[0] if len(chans) == 1 else chans)
+    options: dict[str, Any] = dict(
+        atoms=atoms, window=window or None, model=model, out=Path(out), progress=not quiet,
+        latent_dim=latent_dim, epochs=epochs or None, n_components=classes or None,
+        channel=chan, normalize=normalize, seed=seed,
+        atom_options={**({"spacing": spacing} if spacing > 0 else {}),
+                      **({"model": atom_model} if atoms == "dcnn" else {})},
+        train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
+        overwrite=overwrite, model_from=model_from or None)
+    if memory_budget:
+        _stream(image, memory_budget, figure_format, options)
+        return
     with user_errors():
-        result = run(
-            image[0] if len(image) == 1 else image, atoms=atoms, window=window or None, model=model,
-            out=Path(out),
-            progress=not quiet, stride=stride or None, latent_dim=latent_dim, epochs=epochs or None,
-            n_components=classes or None, channel=chan, normalize=normalize, seed=seed,
-            atom_options={**({"spacing": spacing} if spacing > 0 else {}),
-                          **({"model": atom_model} if atoms == "dcnn" else {})},
-            train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
-            overwrite=overwrite, figure_formats=figure_format, model_from=model_from or None,
-        )
+        result = run(image[0] if len(image) == 1 else image, stride=stride or None,
+                     figure_formats=figure_format, **options)
     lab = result.labels
     typer.echo(f"{len(result.patches)} patches, {lab.n_components} classes "
                f"{lab.summary()['counts']}; results in {result.out}")
@@ -88,3 +97,23 @@ def analyze(
     if result.baselines is not None:
         typer.echo(f"verdict: {result.baselines.verdict}")
     typer.echo(f"report: {result.out / 'index.html' if result.out else '-'}")
+
+
+def _stream(image: list[str], memory_budget: str, figure_format: list[str],
+            options: dict[str, Any]) -> None:
+    """``--memory-budget``: the same analysis through pipelines.stream.analyze_stream."""
+    from latentatlas.pipelines.stream import analyze_stream
+
+    if len(image) != 1:
+        raise fail("--memory-budget streams one file (a movie or a large image); run the "
+                   "files one by one or as a batch (latentatlas run)")
+    if figure_format:
+        raise fail("--figure-format is not available with --memory-budget (the streamed "
+                   "run writes PNG figures of the first frame)")
+    with user_errors():
+        res = analyze_stream(image[0], memory_budget=memory_budget, **options)
+    typer.echo(f"{res.n_patches} patches in {res.n_frames} frames, {res.n_classes} classes; "
+               f"peak memory {res.peak_rss_bytes / 1e9:.2f} GB (budget "
+               f"{res.memory_budget / 1e9:.2f} GB), {res.timings['per_frame']:.2f} s per frame; "
+               f"results in {res.store}")
+    typer.echo(f"report: {res.out / 'index.html'}")

@@ -16,6 +16,13 @@ def run_command(
     config: Annotated[Path, typer.Argument(
         help="batch file (TOML): command, inputs (files or globs), out, options, and "
              "optionally model_from (an analyze run whose model every file reuses)")],
+    workers: Annotated[int, typer.Option(
+        "--workers", "-j", help="run the files in parallel on a local Dask cluster of this "
+                                "many processes (0 = as the file says; serial by default)")] = 0,
+    scheduler: Annotated[str, typer.Option(
+        "--scheduler", help="a Dask scheduler address (tcp://host:8786) to run the files on "
+                            "(its workers must see the same files); 'local' for a local "
+                            "cluster")] = "",
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help=OVERWRITE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings and errors only")] = False,
 ) -> None:
@@ -25,7 +32,11 @@ def run_command(
 
     set_quiet(quiet)
     with user_errors():
-        run = run_config(config, overwrite=overwrite)
+        if workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {workers}")
+        run = run_config(config, overwrite=overwrite,
+                         scheduler=scheduler or None,
+                         workers=workers or None)
     for row in run.rows:
         typer.echo(f"{row['folder']}: {row['status']} ({row['seconds']} s)")
     typer.echo(f"{len(run.rows) - len(run.failed)} of {len(run.rows)} files done; summary "

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, optimize
@@ -806,3 +807,106 @@ def random_graphene(
         img = ndimage.gaussian_filter(img, rng.uniform(0.3, 1.0))
     cnr = rng.uniform(0.45, 1.6)
     return img + rng.normal(0, 1 / cnr, img.shape), pos
+
+
+# --------------------------------------------------------------------- dopant-complex crops
+
+#: Dopant complexes :func:`make_dopant_crops` can plant, named Si_m C_n after their Si atoms
+#: and the carbon atoms bonded to them: a substitutional Si (Si1C3), a Si in a divacancy bonded
+#: to its four carbons (Si1C4), two bonded substitutional Si (Si2C4), and the three neighbours
+#: of a vacancy replaced by Si (Si3C6).
+DOPANT_COMPLEXES: tuple[str, ...] = ("Si1C3", "Si1C4", "Si2C4", "Si3C6")
+
+
+def _plant_complex(kind: str, pos: np.ndarray, bonds: np.ndarray, site: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (n', 2), elements (n',) and defect-atom indices of ``kind`` planted at atom
+    ``site`` of a honeycomb (bond length 1)."""
+    adj: list[list[int]] = [[] for _ in range(len(pos))]
+    for i, j in bonds.tolist():
+        adj[i].append(j)
+        adj[j].append(i)
+    elements = np.zeros(len(pos), np.int64)
+    keep = np.ones(len(pos), bool)
+    new_pos = pos.copy()
+    if kind == "Si1C3":
+        elements[site] = 1
+        atoms = [site, *adj[site]]
+    elif kind == "Si1C4":
+        partner = adj[site][int(rng.integers(len(adj[site])))]
+        keep[[site, partner]] = False
+        carbons = [k for k in adj[site] + adj[partner] if k not in (site, partner)]
+        si_pos = 0.5 * (pos[site] + pos[partner])
+        # the four carbons move a little towards the Si (its bonds are longer than C-C but the
+        # divacancy leaves them 1.7 bonds away)
+        new_pos[carbons] += 0.15 * (si_pos - pos[carbons])
+        new_pos = np.concatenate([new_pos, si_pos[None]])
+        elements = np.append(elements, 1)
+        keep = np.append(keep, True)
+        atoms = [len(pos), *carbons]
+    elif kind == "Si2C4":
+        partner = adj[site][int(rng.integers(len(adj[site])))]
+        elements[[site, partner]] = 1
+        atoms = [site, partner, *[k for k in adj[site] + adj[partner] if k not in (site, partner)]]
+    elif kind == "Si3C6":
+        keep[site] = False
+        elements[adj[site]] = 1
+        atoms = list(adj[site]) + [k for n in adj[site] for k in adj[n] if k != site]
+    else:
+        raise ValueError(f"unknown dopant complex {kind!r}; known: {DOPANT_COMPLEXES}")
+    remap = np.cumsum(keep) - 1
+    return new_pos[keep], elements[keep], remap[np.asarray(atoms)]
+
+
+def make_dopant_crops(
+    counts: dict[str, int],
+    size: int = 72,
+    pixel_range: tuple[float, float] = (9.0, 16.0),
+    offset: float = 0.15,
+    column_sigma: float = 0.3,
+    counts_per_si: float | None = 200.0,
+    blur: float = 0.5,
+    rng: np.random.Generator | int | None = None,
+) -> Any:
+    """Labelled HAADF-like crops of graphene around one Si dopant complex each.
+
+    counts: crops per complex, e.g. ``{"Si1C3": 30, "Si3C6": 12}`` (names from
+    :data:`DOPANT_COMPLEXES`). Each crop: a honeycomb at a random rotation, the complex planted
+    at a random offset of up to ``offset`` x size from the centre, a pixel size drawn from
+    ``pixel_range`` picometres (C-C bond 142 pm), columns of ``column_sigma`` bonds with
+    intensity ~ Z^1.7, blur (pixels) and Poisson noise at ``counts_per_si`` expected counts on
+    a Si column (None: noise-free). Returns :class:`latentatlas.datasets.crops.LabelledCrops`
+    (classes in the order of ``counts``; defect coordinates are the complex's atoms).
+    """
+    from latentatlas.datasets.crops import LabelledCrops
+
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    names = tuple(counts)
+    unknown = [n for n in names if n not in DOPANT_COMPLEXES]
+    if unknown:
+        raise ValueError(f"unknown dopant complexes {unknown}; known: {DOPANT_COMPLEXES}")
+    if size < 24:
+        raise ValueError(f"size must be >= 24 pixels, got {size}")
+    bond_pm = 142.0
+    images, pixels, labels, coords = [], [], [], []
+    elements: list[tuple[str, ...] | None] = []
+    for k, name in enumerate(names):
+        for _ in range(int(counts[name])):
+            px = float(gen.uniform(*pixel_range))
+            bond_px = bond_pm / px
+            extent = size / bond_px
+            centre = extent / 2 + gen.uniform(-offset, offset, 2) * extent
+            pos, bonds = honeycomb((extent, extent), float(gen.uniform(0, np.pi / 3)),
+                                   origin=(float(centre[0]), float(centre[1])))
+            site = int(np.argmin(np.hypot(*(pos - centre).T)))
+            pos, el, atoms = _plant_complex(name, pos, bonds, site, gen)
+            image = render_columns((size, size), pos * bond_px, haadf_weights(el),
+                                   sigma=column_sigma * bond_px)
+            image = add_microscope_noise(image, gen, blur=blur, counts=counts_per_si)
+            images.append(image)
+            pixels.append(px)
+            labels.append(k)
+            coords.append(pos[atoms] * bond_px)
+            elements.append(tuple(ELEMENT_NAMES[e] for e in el[atoms]))
+    return LabelledCrops(images, np.asarray(pixels), np.asarray(labels), names,
+                         [None] * len(images), coords, elements)

@@ -213,6 +213,15 @@ def _select(
     """Keep points that are the strongest within ``min_distance`` and whose strength reaches
     ``threshold`` x the 90th-percentile strength of those survivors; drop points on the image edge
     (their centre lies outside and cannot be located). Returns a boolean mask (n,)."""
+    keep = _suppress(points, strength, min_distance, shape)
+    return keep & _above_threshold(strength, keep, threshold)
+
+
+def _suppress(
+    points: np.ndarray, strength: np.ndarray, min_distance: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """Mask (n,) of the points with no stronger point within ``min_distance`` that are not on
+    the edge of an image of ``shape``. Local: a point's fate depends on its neighbours only."""
     from scipy.spatial import cKDTree
 
     keep = np.ones(len(points), dtype=bool)
@@ -224,12 +233,44 @@ def _select(
         keep[weaker] = False
     h, w = shape
     keep &= (points[:, 0] > 0) & (points[:, 0] < h - 1) & (points[:, 1] > 0) & (points[:, 1] < w - 1)
-    if keep.any():
-        # The 90th percentile is the typical bright column whatever the mix of column kinds
-        # (a median flips between sublattices when they are equally many).
-        ref = float(np.quantile(strength[keep], 0.9))
-        keep &= strength >= threshold * ref
     return keep
+
+
+def _above_threshold(strength: np.ndarray, candidates: np.ndarray, threshold: float) -> np.ndarray:
+    """Mask (n,): strength reaches ``threshold`` x the 90th percentile over the candidates.
+
+    The 90th percentile is the typical bright column whatever the mix of column kinds (a
+    median flips between sublattices when they are equally many). Global over an image.
+    """
+    if not candidates.any():
+        return np.zeros(len(strength), dtype=bool)
+    ref = float(np.quantile(strength[candidates], 0.9))
+    return np.asarray(strength >= threshold * ref)
+
+
+def peak_support(spacing: float, smooth: float | None, min_distance: float | None) -> tuple[float, float]:
+    """The smoothing sigma and the minimum distance ``"peaks"`` uses at ``spacing``."""
+    s = max(0.2 * spacing, 0.8) if smooth is None else smooth
+    md = max(1.0, 0.5 * spacing) if min_distance is None else float(min_distance)
+    return s, md
+
+
+def _peak_candidates(
+    img: np.ndarray, spacing: float, smooth: float | None, min_distance: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima of the smoothed image that survive :func:`_suppress`, before the relative
+    threshold: (n, 2) int64 pixels, (n,) prominence over the local background, and the
+    smoothed image (h, w) float64 they were found on."""
+    s, md = peak_support(spacing, smooth, min_distance)
+    sm = ndimage.gaussian_filter(img.astype(np.float64), s) if s > 0 else img.astype(np.float64)
+    peaks = _local_maxima(sm, max(1, int(round(0.25 * md))))
+    if len(peaks) == 0:
+        return peaks, np.zeros(0), sm
+    # Prominence over the local background, so slow intensity gradients do not matter.
+    bg = ndimage.minimum_filter(sm, size=max(3, int(round(2 * spacing))), mode="nearest")
+    strength = sm[peaks[:, 0], peaks[:, 1]] - bg[peaks[:, 0], peaks[:, 1]]
+    keep = _suppress(peaks.astype(np.float64), strength, md, sm.shape)
+    return peaks[keep], strength[keep], sm
 
 
 def _find_peaks(
@@ -239,16 +280,10 @@ def _find_peaks(
     min_distance: float | None,
     threshold: float,
 ) -> np.ndarray:
-    s = max(0.2 * spacing, 0.8) if smooth is None else smooth
-    sm = ndimage.gaussian_filter(img.astype(np.float64), s) if s > 0 else img.astype(np.float64)
-    md = max(1.0, 0.5 * spacing) if min_distance is None else float(min_distance)
-    peaks = _local_maxima(sm, max(1, int(round(0.25 * md))))
+    peaks, strength, sm = _peak_candidates(img, spacing, smooth, min_distance)
     if len(peaks) == 0:
         return np.zeros((0, 2))
-    # Prominence over the local background, so slow intensity gradients do not matter.
-    bg = ndimage.minimum_filter(sm, size=max(3, int(round(2 * spacing))), mode="nearest")
-    strength = sm[peaks[:, 0], peaks[:, 1]] - bg[peaks[:, 0], peaks[:, 1]]
-    keep = _select(peaks.astype(np.float64), strength, md, threshold, sm.shape)
+    keep = _above_threshold(strength, np.ones(len(peaks), dtype=bool), threshold)
     return _refine_quadratic(sm, peaks[keep], spacing)
 
 
@@ -261,7 +296,7 @@ def _find_log(
 ) -> np.ndarray:
     from skimage.feature import blob_log
 
-    from latentatlas.train.segmentation import normalize_percentile
+    from latentatlas.descriptors.segmenter import normalize_percentile
 
     norm = normalize_percentile(img, clip=(-1.0, 2.0)).astype(np.float64)
     lo = max(0.15 * spacing, 0.7) if min_sigma is None else min_sigma
@@ -295,7 +330,7 @@ def _find_log(
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str) -> Any:
-    from latentatlas.train.segmentation import load_segmenter
+    from latentatlas.descriptors.segmenter import load_segmenter
 
     return load_segmenter(path)
 
@@ -353,7 +388,7 @@ def _find_dcnn(
 ) -> list[np.ndarray]:
     from skimage.transform import rescale
 
-    from latentatlas.train.segmentation import normalize_percentile, predict_probability
+    from latentatlas.descriptors.segmenter import normalize_percentile, predict_probability
 
     meta = getattr(model, "metadata", {}) or {}
     npar = meta.get("normalization_params", {"low": 1.0, "high": 99.0, "clip": [-0.5, 1.5]})
@@ -384,6 +419,11 @@ def _to_input_grid(points: np.ndarray, resampled: tuple[int, int], original: tup
     return (points + 0.5) * ratio - 0.5
 
 
+def class_smoothing(spacing: float) -> float:
+    """The Gaussian sigma (pixels) of the intensity that intensity classes are drawn from."""
+    return max(0.15 * spacing, 0.7)
+
+
 def _assign_classes(
     stack: np.ndarray,
     pos: np.ndarray,
@@ -394,17 +434,24 @@ def _assign_classes(
 ) -> np.ndarray:
     if n_classes == 1 or len(pos) == 0:
         return np.zeros(len(pos), dtype=np.int64)
-    if len(pos) < n_classes:
-        raise ValueError(f"n_classes={n_classes} but only {len(pos)} atoms were found; lower n_classes")
-    from sklearn.cluster import KMeans
-
-    s = max(0.15 * spacing, 0.7)
+    s = class_smoothing(spacing)
     sm = ndimage.gaussian_filter(stack.astype(np.float64), (0, s, s))
     h, w = stack.shape[1:]
     r = np.clip(np.round(pos[:, 0]).astype(np.int64), 0, h - 1)
     c = np.clip(np.round(pos[:, 1]).astype(np.int64), 0, w - 1)
-    value = sm[frame, r, c][:, None]
-    km = KMeans(n_clusters=n_classes, n_init=4, random_state=seed).fit(value)
+    return intensity_classes(sm[frame, r, c], n_classes, seed)
+
+
+def intensity_classes(value: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """Classes 0 (dimmest) .. n_classes - 1 of the atoms' smoothed intensities (n,), by
+    k-means."""
+    if n_classes == 1 or len(value) == 0:
+        return np.zeros(len(value), dtype=np.int64)
+    if len(value) < n_classes:
+        raise ValueError(f"n_classes={n_classes} but only {len(value)} atoms were found; lower n_classes")
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_classes, n_init=4, random_state=seed).fit(value[:, None])
     order = np.argsort(km.cluster_centers_[:, 0])
     rank = np.empty(n_classes, dtype=np.int64)
     rank[order] = np.arange(n_classes)

@@ -182,7 +182,7 @@ _MODEL_CACHE: dict[str, UNet] = {}
 
 def load_wall_finder(weights: str | Path | None = None) -> UNet:
     """The wall-finder U-Net (default: the shipped ``weights/wall_finder``), cached per path."""
-    from latentatlas.train.segmentation import load_segmenter
+    from latentatlas.descriptors.segmenter import load_segmenter
 
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     key = str(path.resolve())
@@ -210,7 +210,7 @@ def wall_training_pair(phase: np.ndarray, domains: np.ndarray) -> tuple[np.ndarr
 
 
 def _dcnn_probability(frames: np.ndarray, weights: str | Path | None) -> np.ndarray:
-    from latentatlas.train.segmentation import predict_probability
+    from latentatlas.descriptors.segmenter import predict_probability
 
     return predict_probability(load_wall_finder(weights), frames[:, None])[:, 0]
 

@@ -396,7 +396,7 @@ def _read_plain(f: h5py.File, ds: h5py.Dataset, pick: Picker) -> Dataset:
     meta = _plain_metadata(f, ds, pick)
     return Dataset(
         data=data,
-        axes=default_axes(data.shape),
+        axes=scan_size_axes(data.shape, meta["attrs"]),
         metadata=meta,
         quantity=str(meta["attrs"].get("quantity", "")),
         units=str(meta["attrs"].get("units", "")),
@@ -435,3 +435,28 @@ def read_hdf5(path: Path, pick: Picker) -> list[Dataset]:
             d.metadata["layout"] = layout
             out.append(d)
         return out
+
+
+def scan_size_axes(shape: tuple[int, ...], attrs: dict[str, Any]) -> list[Axis]:
+    """Axes of a plain dataset, calibrated from a ``scan size`` attribute when it has one.
+
+    ``scan size`` (the AICrystallographer / LibraryNet convention) is the field of view in
+    picometres of a square scan. It calibrates an image: a dataset with exactly two dimensions
+    longer than one, e.g. ``(h, w)`` or the network-input layout ``(1, h, w, 1)``. Those become
+    the spatial axes ``y`` and ``x`` with square pixels of ``scan size / w`` pm; the singleton
+    axes stay uncalibrated. Anything else (no attribute, not a positive number, not one image)
+    keeps the uncalibrated default axes.
+    """
+    axes = default_axes(shape)
+    raw: Any = attrs.get("scan size")
+    try:
+        fov = float(raw)
+    except (TypeError, ValueError):
+        return axes
+    image_dims = [i for i, n in enumerate(shape) if n > 1]
+    if not (np.isfinite(fov) and fov > 0) or len(image_dims) != 2:
+        return axes
+    pixel = fov / shape[image_dims[1]]
+    for name, i in zip(("y", "x"), image_dims, strict=True):
+        axes[i] = Axis(name, scale=pixel, units="pm", kind="spatial")
+    return axes

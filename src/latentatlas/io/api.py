@@ -199,6 +199,7 @@ def load(
     *,
     signal: int | str | None = None,
     max_bytes: int | None = None,
+    lazy: bool = False,
 ) -> Dataset:
     """Load a file, array or HyperSpy signal into a :class:`Dataset`.
 
@@ -215,6 +216,10 @@ def load(
     max_bytes : memory budget for the arrays read from the file. Every size a file declares
         is checked against it (and against the file's own size) before anything is
         allocated. Default: half of the memory still available to the process.
+    lazy : return a :class:`~latentatlas.io.lazy.LazyDataset` whose data is a Dask array
+        over the file, read only when computed (``.npy``, ``.zarr``, HDF5, TIFF, arrays and
+        HyperSpy signals; needs the ``scale`` extra), whatever its size: ``max_bytes`` does
+        not apply. See :mod:`latentatlas.io.lazy`.
 
     Only regular files are read (a FIFO or device is refused without being opened); HDF5
     files may not reach outside themselves (external links, external storage, virtual
@@ -230,6 +235,10 @@ def load(
     if channel is not None and signal is not None:
         raise ValueError("pass either channel= or signal= (they are the same), not both")
     key = channel if channel is not None else signal
+    if lazy:
+        from latentatlas.io.lazy import load_lazy
+
+        return load_lazy(source, key)
     return _run(source, Picker(key=key), max_bytes)[0]
 
 

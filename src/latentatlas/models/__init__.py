@@ -28,16 +28,19 @@ from latentatlas.models.joint import JointVAE  # noqa: E402
 from latentatlas.models.semisupervised import SSVAE  # noqa: E402
 
 register_model("cvae", ConditionalVAE, "conditional VAE: a known class (n_classes) or known "
-               "factors (condition_dim) condition the decoder", decoder="mlp")
+               "factors (condition_dim) condition the decoder", decoder="mlp",
+               example={"n_classes": 3}, fit_labels=True)
 register_model("jvae", JointVAE, "joint VAE (Dupont 2018): continuous + discrete latents, "
                "no labels", decoder="mlp")
 register_model("jrvae", JointVAE, "joint rVAE: discrete classes + rotation, translation, content",
                rotation=True, translation=True, decoder="transform")
 register_model("ssvae", SSVAE, "semi-supervised VAE (Kingma M2): classifier q(y|x) + labelled and "
-               "unlabelled data", decoder="mlp")
+               "unlabelled data", decoder="mlp", fit_labels=True)
 # The canonical classifier made the cards benchmark robust over seeds (0.989-1.000 where the plain
 # classifier gave 0.844-0.990; benchmarks/RESULTS.md).
 register_model("ssrvae", SSVAE, "rotation- and translation-invariant semi-supervised VAE",
-               rotation=True, translation=True, decoder="transform", canonical_classifier=True)
+               rotation=True, translation=True, decoder="transform", canonical_classifier=True,
+               fit_labels=True)
 register_model("ensemble", Ensemble, "N members of one family (member=..., n_members=8) trained "
-               "in one vectorised pass; aligned classes and their dispersion")
+               "in one vectorised pass; aligned classes and their dispersion",
+               example={"n_members": 2})

@@ -40,6 +40,7 @@ from latentatlas.models.losses import Penalty
 from latentatlas.models.vae import VAEModule
 from latentatlas.train.plan import TrainConfig, train
 from latentatlas.train.schedules import Schedule
+from latentatlas.train.stream import PatchStream
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -86,10 +87,12 @@ class VAEModel:
 
     @classmethod
     def create(cls, name: str, input_shape: tuple[int, ...] | list[int], seed: int = 0,
-               signal_dims: int | None = None, **config: Any) -> VAEModel:
+               signal_dims: int | None = None, channels: str | None = None,
+               **config: Any) -> VAEModel:
         if signal_dims not in (None, 1, 2):
             raise ValueError(f"signal_dims must be 1 (spectra) or 2 (images), got {signal_dims}")
-        shape = normalise_shape(input_shape, image=None if signal_dims is None else signal_dims == 2)
+        shape = normalise_shape(input_shape, image=None if signal_dims is None else signal_dims == 2,
+                                channels=channels)
         return cls(name, cls.config_class(input_shape=shape, **config), seed=seed)
 
     # -- display ----------------------------------------------------------------------------
@@ -120,6 +123,10 @@ class VAEModel:
                 raise ValueError(f"{name} has shape {arr.shape} but the model expects {shape[0]} "
                                  f"channels: pass (n, {', '.join(map(str, shape))})")
             arr = arr[:, None]
+        if arr.shape[1:] != shape and arr.ndim == 4 and arr.shape[1:] == (*shape[1:], shape[0]):
+            raise ValueError(
+                f"{name} has shape {arr.shape}: channel-last (n, h, w, c) where the model takes "
+                f"channels first {shape}; pass np.moveaxis({name}, -1, 1)")
         if arr.shape[1:] != shape:
             raise ValueError(
                 f"{name} samples have shape {arr.shape[1:]} but the model was built for "
@@ -165,7 +172,9 @@ class VAEModel:
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         **train_options: Any,
     ) -> VAEModel:
-        """Train on X: (n, *input_shape) (the channel axis may be omitted for one channel).
+        """Train on X: (n, *input_shape) (the channel axis may be omitted for one channel), or
+        a :class:`~latentatlas.train.stream.PatchStream` of such samples on disk (streamed in
+        blocks; its held-out blocks are the test set).
 
         train_options are TrainConfig fields: epochs, batch_size, lr, test_fraction, seed,
         accelerator, devices, num_nodes, strategy, precision, compile, checkpoint_every,
@@ -173,10 +182,16 @@ class VAEModel:
         5000), "gamma": Constant(30)}.
         """
         config = TrainConfig(schedules=dict(schedules or {}), **train_options)
-        data = {"x": self._as_tensor(X)}
-        cond = self._condition(condition, len(data["x"]))
-        if cond is not None:
-            data["condition"] = cond
+        data: dict[str, Tensor] | PatchStream
+        if isinstance(X, PatchStream):
+            if self.config.condition_dim:
+                raise ValueError("conditional models train on in-memory data: pass arrays")
+            data = X.reshaped(self.config.input_shape)
+        else:
+            data = {"x": self._as_tensor(X)}
+            cond = self._condition(condition, len(data["x"]))
+            if cond is not None:
+                data["condition"] = cond
         self.history = train(self.module, data, config, checkpoint_dir=checkpoint_dir,
                              resume_from=resume_from, on_epoch_end=on_epoch_end)
         self.train_config = config

@@ -10,8 +10,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-ENCODERS = ("mlp", "conv")
-DECODERS = ("mlp", "conv", "spatial", "transform")
+from latentatlas.nn.decoders import DECODERS, GENERATORS, POSE_DECODERS
+from latentatlas.nn.encoders import ENCODERS
+
 LIKELIHOODS = ("gaussian", "bernoulli")
 
 # Upper bounds on sizes: far above any model this library trains, low enough that no config
@@ -129,11 +130,11 @@ class VAEConfig:
         if not 1 <= self.latent_dim <= MAX_LATENT:
             _fail("latent_dim", f"in [1, {MAX_LATENT}]", self.latent_dim)
         if self.encoder not in ENCODERS:
-            _fail("encoder", f"one of {ENCODERS}", self.encoder)
+            _fail("encoder", f"one of {tuple(ENCODERS)}", self.encoder)
         if self.decoder not in DECODERS:
-            _fail("decoder", f"one of {DECODERS}", self.decoder)
-        if self.decoder_base not in ("mlp", "conv"):
-            _fail("decoder_base", "'mlp' or 'conv'", self.decoder_base)
+            _fail("decoder", f"one of {tuple(DECODERS)}", self.decoder)
+        if self.decoder_base not in GENERATORS:
+            _fail("decoder_base", f"one of {tuple(GENERATORS)}", self.decoder_base)
         if self.likelihood not in LIKELIHOODS:
             _fail("likelihood", f"one of {LIKELIHOODS}", self.likelihood)
         if not 1 <= self.hidden <= MAX_HIDDEN:
@@ -155,8 +156,8 @@ class VAEConfig:
         if self.equivariant_angle and not self.rotation:
             _fail("equivariant_angle", "False unless rotation is True (it infers the angle)",
                   self.equivariant_angle)
-        if self.has_pose and self.decoder not in ("spatial", "transform"):
-            _fail("decoder", "'spatial' or 'transform' when rotation, translation or scale is on",
+        if self.has_pose and self.decoder not in POSE_DECODERS:
+            _fail("decoder", f"one of {tuple(POSE_DECODERS)} when rotation, translation or scale is on",
                   self.decoder)
 
     @property
@@ -200,15 +201,35 @@ class VAEConfig:
         return cls(**values)
 
 
-def normalise_shape(shape: tuple[int, ...] | list[int], image: bool | None = None) -> tuple[int, ...]:
-    """(h, w) -> (1, h, w) and (L,) -> (1, L); (c, h, w) and (c, L) pass through.
+CHANNELS = ("first", "last")
 
-    A 2-tuple is ambiguous: (h, w) image or (c, L) signal. It is read as an image unless
-    ``image`` is False.
+
+def normalise_shape(shape: tuple[int, ...] | list[int], image: bool | None = None,
+                    channels: str | None = None) -> tuple[int, ...]:
+    """The channels-first input shape of a model: (c, h, w) for images, (c, L) for signals.
+
+    (h, w) -> (1, h, w) and (L,) -> (1, L); a 2-tuple is read as an image (h, w) unless
+    ``image`` is False, when it is (c, L). channels: how a shape with a channel axis is laid
+    out: ``"first"`` ((c, h, w), (c, L)), ``"last"`` ((h, w, c), (L, c)), or None: channels
+    first, except that a 3-tuple that looks channel-last (its last size at most 4, the other
+    two larger, e.g. (256, 256, 1)) is refused rather than read as 256 channels of 256 x 1
+    images.
     """
+    if channels not in (None, *CHANNELS):
+        _fail("channels", f"None or one of {CHANNELS}", channels)
     shape = tuple(int(s) for s in shape)
     if len(shape) == 1:
         return (1, shape[0])
     if len(shape) == 2 and image is not False:
+        if channels == "last":
+            raise ValueError(f"input_shape {shape} has no channel axis to move (an image (h, w)); "
+                             "drop channels='last' or pass (h, w, c)")
         return (1, *shape)
+    if channels == "last":
+        return (shape[-1], *shape[:-1])
+    if channels is None and len(shape) == 3 and shape[2] <= 4 < min(shape[0], shape[1]):
+        raise ValueError(
+            f"input_shape {shape} looks channel-last (h, w, c); models take channels first. "
+            f"Pass ({shape[2]}, {shape[0]}, {shape[1]}), or channels='last' to convert, or "
+            "channels='first' if it really is (c, h, w)")
     return shape

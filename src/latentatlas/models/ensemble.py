@@ -92,6 +92,11 @@ class EnsembleModule(nn.Module):
         # meta device and are never used. A tuple keeps it out of the submodules and state_dict.
         self._skeleton = (copy.deepcopy(members[0]).to("meta"),)
 
+    @property
+    def schedule_names(self) -> frozenset[str]:
+        """The members' schedule names (every member reads the same knobs)."""
+        return frozenset(getattr(self._skeleton[0], "schedule_names", ()))
+
     def member_state(self, i: int) -> dict[str, Tensor]:
         """Member i's state_dict (parameters and persistent buffers) under its own names."""
         out = {k: self.stacked[_key(k)][i].detach() for k in self.param_names}
@@ -118,10 +123,7 @@ class EnsembleModule(nn.Module):
             p: dict[str, Tensor], b: dict[str, Tensor], data: dict[str, Tensor]
         ) -> dict[str, Tensor]:
             record: LossRecord = functional_call(base, (p, b), (data, knob_values))
-            flat = {"total": record.total, "reconstruction": record.reconstruction}
-            flat.update({f"kl/{k}": v for k, v in record.kl.items()})
-            flat.update({f"extras/{k}": v for k, v in record.extras.items()})
-            return flat
+            return record.to_tensors()
 
         # Argument validation in torch.distributions branches on tensor values, which vmap
         # cannot do; the members' inputs are valid by construction.
@@ -138,12 +140,9 @@ class EnsembleModule(nn.Module):
                 )
         finally:
             Distribution.set_default_validate_args(previous)
-        return LossRecord(
-            total=out["total"].sum(),
-            reconstruction=out["reconstruction"].mean(),
-            kl={k[3:]: v.mean() for k, v in out.items() if k.startswith("kl/")},
-            extras={k[7:]: v.mean() for k, v in out.items() if k.startswith("extras/")},
-        )
+        # total = sum over members (each member's gradient is its own loss's); the rest: means
+        return LossRecord.from_tensors(
+            {k: v.sum() if k == "total" else v.mean() for k, v in out.items()})
 
 
 def _align_to(target: np.ndarray, probas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -246,6 +245,18 @@ def summarise(aligned: np.ndarray) -> EnsemblePrediction:
 MAX_MEMBERS = 1024
 
 
+def _checked_alignment(value: object, n_members: int) -> np.ndarray | None:
+    """The saved (m, K) class permutations, or None; anything else is a LoadError."""
+    if value is None:
+        return None
+    perms = np.asarray(value)
+    if (perms.ndim != 2 or len(perms) != n_members or perms.dtype.kind not in "iu"
+            or any(sorted(p) != list(range(perms.shape[1])) for p in perms.tolist())):
+        raise LoadError(f"'alignment' must hold one permutation of the classes per member "
+                        f"({n_members} rows), got {value!r:.200}")
+    return perms
+
+
 def _check_n_members(n_members: object) -> int:
     if isinstance(n_members, bool) or not isinstance(n_members, int) or not (
         1 <= n_members <= MAX_MEMBERS
@@ -313,6 +324,9 @@ class Ensemble:
         self.history: dict[str, list[float]] = {}
         self.baseline_history: dict[str, list[float]] = {}
         self.train_config: TrainConfig | None = None
+        # (m, K) class permutation of every member, fixed by `align` (fit calls it), so class
+        # numbers do not change from one prediction call to the next
+        self.alignment: np.ndarray | None = None
 
     def _summary(self) -> dict[str, Any]:
         return {"name": self.name, "member": self.member, "n_members": len(self.members),
@@ -378,15 +392,24 @@ class Ensemble:
         y: object | None = None,
         schedules: dict[str, Schedule] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        groups: object | None = None,
         **train_options: Any,
     ) -> Ensemble:
         """Train every member at once on X (and labels y for semi-supervised members).
 
-        The data and default schedules are what the member family's own ``fit`` would use.
+        The data and default schedules are what the member family's own ``fit`` would use
+        (``groups``: the object of each sample, for families whose ``fit`` takes them).
         train_options: TrainConfig fields (epochs, batch_size, lr, ...); ``epochs`` counts the
         baseline's epochs too when the members grow from a baseline.
         """
         first = self.members[0]
+        if getattr(first.config, "class_prior", "uniform") == "learned":
+            raise ValueError("joint VAEs with a learned class prior train in two stages (warm-up, "
+                             "then the mixture); fit them one by one and combine them with "
+                             "Ensemble.from_members (or keep the best: best_member)")
+        if y is not None:
+            # labelled samples are never held out silently (see SSVAE.fit)
+            train_options.setdefault("test_fraction", 0.0)
         prepare = getattr(first, "prepare_fit", None)
         if prepare is None:
             # Plain and conditional families: labels, if any, are the decoder's condition.
@@ -395,10 +418,12 @@ class Ensemble:
             if condition is not None:
                 data["condition"] = condition
             merged = dict(schedules or {})
-        elif y is None:
-            data, merged = prepare(X, schedules, **train_options)
         else:
-            data, merged = prepare(X, y, schedules, **train_options)
+            extra = {} if groups is None else {"groups": groups}
+            if y is None:
+                data, merged = prepare(X, schedules, **extra, **train_options)
+            else:
+                data, merged = prepare(X, y, schedules, **extra, **train_options)
         config = TrainConfig(schedules=merged, **train_options)
         if self.from_baseline_epochs == 0:
             module = EnsembleModule([m.module for m in self.members])
@@ -410,6 +435,18 @@ class Ensemble:
             m.module.load_state_dict(module.member_state(i))
             m.train_config = config
         self.train_config = config
+        return self.align(X)
+
+    def align(self, X: object, max_samples: int = 5000, **kwargs: Any) -> Ensemble:
+        """Fix the numbering of the members' classes to their consensus on X (at most
+        ``max_samples`` evenly spaced samples); every later prediction uses it, so a class
+        keeps its number from call to call, even on a single sample. ``fit`` aligns on the
+        training data; call it yourself after :meth:`from_members`."""
+        if not hasattr(self.members[0], "predict_proba"):
+            return self
+        x = self.members[0]._as_tensor(X)
+        keep = np.unique(np.linspace(0, len(x) - 1, min(len(x), max_samples)).astype(int))
+        _, self.alignment = align_to_reference(self.member_proba(x[keep], **kwargs), None)
         return self
 
     def _grow_from_baseline(
@@ -468,8 +505,12 @@ class Ensemble:
         self, X: object, reference: int | None = None, **kwargs: Any
     ) -> EnsemblePrediction:
         """Aligned mean prediction and its dispersion over members (see EnsemblePrediction);
-        classes aligned to the members' consensus, or to member ``reference``."""
-        aligned, _ = align_to_reference(self.member_proba(X, **kwargs), reference)
+        classes aligned to the members' consensus (the one fixed by :meth:`align`, else the
+        consensus on X), or to member ``reference``."""
+        probas = self.member_proba(X, **kwargs)
+        if reference is None and self.alignment is not None:
+            return summarise(np.stack([p[:, perm] for p, perm in zip(probas, self.alignment, strict=True)]))
+        aligned, _ = align_to_reference(probas, reference)
         return summarise(aligned)
 
     def predict_proba(self, X: object, **kwargs: Any) -> np.ndarray:
@@ -479,6 +520,16 @@ class Ensemble:
     def predict(self, X: object, **kwargs: Any) -> np.ndarray:
         """Class of the mean aligned probabilities (n,)."""
         return self.uncertainty(X, **kwargs).labels
+
+    def elbo(self, X: object, **kwargs: Any) -> np.ndarray:
+        """(m,) each member's mean ELBO per sample on X (its ``elbo``): no labels needed."""
+        if not hasattr(self.members[0], "elbo"):
+            raise ValueError(f"members of {self.member!r} have no elbo method")
+        return np.array([m.elbo(X, **kwargs) for m in self.members])
+
+    def best_member(self, X: object, **kwargs: Any) -> Any:
+        """The member with the highest ELBO on X: restarts chosen without labels."""
+        return self.members[int(np.argmax(self.elbo(X, **kwargs)))]
 
     def encode(self, X: object) -> list[Any]:
         """Each member's ``encode`` (named latents)."""
@@ -500,6 +551,7 @@ class Ensemble:
                 "perturbation": self.perturbation,
                 "config": self.config.to_dict(),
                 "train": None if self.train_config is None else self.train_config.to_dict(),
+                "alignment": None if self.alignment is None else self.alignment.tolist(),
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
             state = {
@@ -545,6 +597,7 @@ class Ensemble:
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
         ens.history = read_history(path)
+        ens.alignment = _checked_alignment(meta.get("alignment"), n_members)
         return ens
 
 

@@ -11,9 +11,22 @@ discrete latents with the Gumbel-softmax relaxation at temperature ``temperature
 a schedule can anneal it) or, with ``enumerate_classes``, sums the reconstruction exactly over
 every class combination weighted by q(c | x).
 
+The uniform prior's capacity term is satisfied by confident classes of any sizes, so on its own
+it lets every sample share one class; the ``balance`` term that prevents this pulls the classes
+to equal sizes. For imbalanced classes, ``class_prior="learned"`` changes the model: the classes
+are the components of a Gaussian mixture prior over the content latents, p(c) = pi,
+p(z | c) = N(m_c, s_c^2), and q(c | x) is the responsibility p(c | z) (VaDE, Jiang et al. 2017);
+no classifier network. The objective is the ELBO (weight ``beta``); the mixture (pi, m, s) is
+fitted in closed form: by a GMM on the latents after a warm-up as a plain VAE, then by an
+M-step after every epoch in which pi follows the classes' sizes under a
+Dirichlet(``prior_concentration``) hyperprior (below 1, a class left with almost no sample
+empties). ``fit(X, groups=...)`` names the object each sample shows (views of one crop): the
+views share their class in the M-step and the consistency term asks their content latents to
+agree. ``elbo(X)`` compares restarts without labels.
+
 Knobs the training plan may pass (schedules): ``capacity_z``, ``capacity_d``, ``gamma_z``,
-``gamma_d``, ``temperature``, ``balance``, ``consistency``. Missing knobs take the config's values
-(the final capacities).
+``gamma_d``, ``temperature``, ``balance``, ``consistency``, ``mixture`` (0 during the learned
+prior's warm-up). Missing knobs take the config's values (the final capacities).
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -44,10 +57,19 @@ from latentatlas.train.schedules import Constant, Linear, Schedule
 MAX_ENUMERATED = 256
 
 
+CLASS_PRIORS = ("uniform", "learned")
+
+
 def categorical_kl_uniform(logits: Tensor) -> Tensor:
     """KL(Categorical(logits) || Uniform(K)) per sample (n,) = log K - entropy."""
     log_q = F.log_softmax(logits, dim=-1)
     return (log_q.exp() * log_q).sum(-1) + math.log(logits.shape[-1])
+
+
+def categorical_kl(logits: Tensor, log_prior: Tensor) -> Tensor:
+    """KL(Categorical(logits) || Categorical(exp(log_prior))) per sample (n,)."""
+    log_q = F.log_softmax(logits, dim=-1)
+    return (log_q.exp() * (log_q - log_prior)).sum(-1)
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,12 @@ class JointConfig(VAEConfig):
     """VAEConfig plus discrete latents.
 
     discrete: number of classes K_i of each discrete variable, e.g. (10,) or (3, 2).
+    class_prior: ``uniform`` (Dupont 2018: KL to the uniform prior under the capacity
+    C_d) or ``learned`` (the Gaussian mixture prior of the module docstring, with learned
+    class weights; the capacities, gammas, temperature and ``balance`` then do not apply, and
+    ``consistency`` compares the content latents of two views). prior_concentration: alpha of
+    the Dirichlet(alpha) hyperprior on the learned weights (1 = none, below 1 empties classes
+    expected to hold fewer than 1 - alpha objects).
     temperature: Gumbel-softmax temperature when no ``temperature`` schedule is given.
     enumerate_classes: sum exactly over the class combinations (at most 256) instead of sampling.
     capacity_z, capacity_d: final capacities in nats (capacity_d < 0 means sum log K_i).
@@ -70,6 +98,8 @@ class JointConfig(VAEConfig):
     """
 
     discrete: tuple[int, ...] = (10,)
+    class_prior: str = "uniform"
+    prior_concentration: float = 1.0
     temperature: float = 0.67
     enumerate_classes: bool = False
     capacity_z: float = 5.0
@@ -98,6 +128,15 @@ class JointConfig(VAEConfig):
         super()._validate()
         if not self.temperature > 0:
             _fail("temperature", "> 0", self.temperature)
+        if self.class_prior not in CLASS_PRIORS:
+            _fail("class_prior", f"one of {CLASS_PRIORS}", self.class_prior)
+        if not self.prior_concentration > 0:
+            _fail("prior_concentration", "> 0", self.prior_concentration)
+        if self.class_prior == "learned" and self.balance:
+            _fail("balance", "0 with class_prior='learned' (it pulls the classes to equal sizes)",
+                  self.balance)
+        if self.class_prior == "learned" and len(discrete) != 1:
+            _fail("discrete", "one discrete variable (K,) with class_prior='learned'", discrete)
         if self.capacity_z < 0:
             _fail("capacity_z", ">= 0 nats", self.capacity_z)
         weights = (self.gamma_z, self.gamma_d, self.balance, self.consistency)
@@ -127,15 +166,18 @@ class DiscreteLatentModule(VAEModule):
     """The core VAE plus an encoder of discrete logits; the decoder is conditioned on one-hots.
 
     ``sizes`` are the class counts of the discrete variables; the config's condition_dim must
-    equal their sum. Shared by the joint and the semi-supervised VAE.
+    equal their sum. Shared by the joint and the semi-supervised VAE. ``classifier``: build
+    the network of q(c | x) (a subclass that derives q(c | x) otherwise passes False).
     """
 
-    def __init__(self, config: VAEConfig, sizes: tuple[int, ...]) -> None:
+    def __init__(self, config: VAEConfig, sizes: tuple[int, ...], classifier: bool = True
+                 ) -> None:
         super().__init__(config)
         self.sizes = tuple(sizes)
-        self.classifier = ENCODERS[config.encoder](
-            config.input_shape, sum(self.sizes), config.hidden, config.layers
-        )
+        if classifier:
+            self.classifier = ENCODERS[config.encoder](
+                config.input_shape, sum(self.sizes), config.hidden, config.layers
+            )
 
     def discrete_logits(self, x: Tensor) -> list[Tensor]:
         """Logits of q(c_i | x) for each discrete variable, each (n, K_i)."""
@@ -179,13 +221,18 @@ class DiscreteLatentModule(VAEModule):
 
     def consistency_term(
         self, x: Tensor, logits: list[Tensor], max_angle: float, max_shift: float,
-        max_log_scale: float,
+        max_log_scale: float, pair: Tensor | None = None,
     ) -> Tensor:
-        """Mean over samples of KL(q(c|x) || q(c|T x)) summed over discrete variables, with T a
-        random affine map per sample (``nn.pose.random_pose_matrix``). q(c|x) is held fixed (no
-        gradient), so the moved view learns to agree with the original, not the reverse."""
-        matrix = random_pose_matrix(len(x), x.dim() - 2, max_angle, max_shift, max_log_scale, x)
-        moved = self.discrete_logits(warp(x, matrix))
+        """Mean over samples of KL(q(c|x) || q(c|x')) summed over discrete variables, where x'
+        is ``pair`` (another view of the same object, e.g. a rotated copy cut from the same
+        crop) or else T x for a random affine map T per sample
+        (``nn.pose.random_pose_matrix``). q(c|x) is held fixed (no gradient), so the other view
+        learns to agree with it, not the reverse."""
+        if pair is None:
+            matrix = random_pose_matrix(len(x), x.dim() - 2, max_angle, max_shift,
+                                        max_log_scale, x)
+            pair = warp(x, matrix)
+        moved = self.discrete_logits(pair)
         out = x.new_zeros(())
         for lg, lg_moved in zip(logits, moved, strict=True):
             log_p = F.log_softmax(lg.detach(), -1)
@@ -213,16 +260,58 @@ class DiscreteLatentModule(VAEModule):
 
 
 class JointVAEModule(DiscreteLatentModule):
-    """Network and loss of the joint VAE. Batches: ``x`` (n, c, *spatial)."""
+    """Network and loss of the joint VAE. Batches: ``x`` (n, c, *spatial), optionally ``pair``
+    (another view of each sample, for the consistency term)."""
 
     config: JointConfig
+    schedule_names: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "capacity_z", "capacity_d", "gamma_z", "gamma_d", "beta", "balance",
+         "consistency"})
 
     def __init__(self, config: JointConfig) -> None:
-        super().__init__(config, config.discrete)
+        mixture = config.class_prior == "learned"
+        # with the learned prior the classes are components of a Gaussian mixture over the
+        # content latents and q(c | x) is their responsibility: no classifier network
+        super().__init__(config, config.discrete, classifier=not mixture)
+        if mixture:
+            k, d = config.discrete[0], config.latent_dim
+            # fitted in closed form (JointVAE.fit: a GMM after the warm-up, then an M-step
+            # after every epoch), not by the optimiser
+            self.register_buffer("mixture_log_weight", torch.full((k,), -math.log(k)))
+            self.register_buffer("mixture_mean", torch.randn(k, d))
+            self.register_buffer("mixture_logvar", torch.zeros(k, d))
+
+    def mixture(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The mixture's log-weights (K,), means and log-variances (K, d)."""
+        return (cast(Tensor, self.mixture_log_weight), cast(Tensor, self.mixture_mean),
+                cast(Tensor, self.mixture_logvar))
+
+    def component_log_density(self, content: Tensor) -> Tensor:
+        """log N(content; m_k, s_k^2) of each mixture component, (n, K), for content (n, d)."""
+        _, mean, logvar = self.mixture()
+        diff = content[:, None, :] - mean[None]
+        return -0.5 * ((diff**2 / logvar.exp()) + logvar + math.log(2 * math.pi)).sum(-1)
+
+    def discrete_logits(self, x: Tensor) -> list[Tensor]:
+        if self.config.class_prior != "learned":
+            return super().discrete_logits(x)
+        mu, _ = self.encode(x)
+        return [self.mixture()[0] + self.component_log_density(mu[:, self.n_pose :])]
+
+    @torch.no_grad()
+    def set_mixture(self, weight: Tensor, mean: Tensor, var: Tensor) -> None:
+        """Set the mixture: weights (K,) (zeros allowed: an empty class), means and variances
+        (K, d) of the content latents."""
+        log_weight, old_mean, logvar = self.mixture()
+        log_weight.copy_(torch.log(weight.clamp_min(1e-30)))
+        old_mean.copy_(mean)
+        logvar.copy_(torch.log(var.clamp_min(1e-6)))
 
     def forward(
         self, batch: Mapping[str, Tensor], knobs: Mapping[str, float] | None = None
     ) -> LossRecord:
+        if self.config.class_prior == "learned":
+            return self.mixture_forward(batch, knobs or {})
         knobs = knobs or {}
         c = self.config
         x = batch["x"]
@@ -256,10 +345,80 @@ class JointVAEModule(DiscreteLatentModule):
         weight = knobs.get("balance", c.balance)
         if weight:
             extras["balance"] = weight * self.balance_term(logits)
+        return self._finish(batch, knobs, x, logits, nll, kl, total, extras)
+
+    def mixture_forward(self, batch: Mapping[str, Tensor], knobs: Mapping[str, float]
+                        ) -> LossRecord:
+        """The ELBO of the mixture prior: p(c) = pi, p(z | c) = N(m_c, s_c^2) over the content
+        latents, q(c | x) = p(c | z) for the sampled z (as in VaDE, Jiang et al. 2017):
+
+            -log p(x | z, q) + sum_c q_c KL(q(z|x) || N(m_c, s_c^2)) + KL(q(c|x) || pi)
+            + KL of the pose latents,
+
+        all with weight ``beta`` (1: the ELBO), plus the Dirichlet hyperprior on pi. The decoder
+        sees the soft one-hot q(c | x)."""
+        c = self.config
+        x = batch["x"]
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        log_prior, mean_k, logvar_k = self.mixture()
+        content = slice(self.n_pose, None)
+        mu_c, logvar_c = mu[:, content], logvar[:, content]
+        logits = log_prior + self.component_log_density(z[:, content])
+        kl = self.kl_terms(mu, logvar)
+        if knobs.get("mixture", 1.0):
+            q = torch.softmax(logits, -1)
+            kl_components = 0.5 * (
+                logvar_k[None] - logvar_c[:, None]
+                + (logvar_c.exp()[:, None] + (mu_c[:, None] - mean_k[None]) ** 2)
+                / logvar_k.exp()[None] - 1.0
+            ).sum(-1)  # (n, K)
+            kl["content"] = (q * kl_components).sum(-1)
+            # empty classes (weight 0) have q = 0 there: 0 * log 0 counts as 0
+            kl["discrete"] = (q * (torch.log(q.clamp_min(1e-30)) - log_prior.clamp_min(-69.0))
+                              ).sum(-1)
+        else:
+            # warm-up: a plain VAE (content prior N(0, I)); the decoder sees no class
+            q = torch.full_like(logits, 1.0 / logits.shape[-1])
+        raw = self.decode(z, q)
+        nll = reconstruction_nll(x, raw, c.likelihood, self.log_sigma)
+        beta = knobs.get("beta", c.beta)
+        total = (nll + beta * torch.stack(list(kl.values())).sum(0)).mean()
+        extras = self.penalty_extras(x, raw, z, mu, [logits])
+        weight = knobs.get("consistency", c.consistency)
+        if weight:
+            extras["consistency"] = weight * self.content_consistency(
+                x, mu_c, logvar_c, batch.get("pair"))
+        for value in extras.values():
+            total = total + value
+        return LossRecord(total=total, reconstruction=nll.mean(),
+                          kl={k: v.mean() for k, v in kl.items()}, extras=extras)
+
+    def content_consistency(self, x: Tensor, mu: Tensor, logvar: Tensor, pair: Tensor | None
+                            ) -> Tensor:
+        """Mean over samples of KL(q(z|x') || q(z|x)) over the content latents, x' the other
+        view (``pair``, or a random small warp of x), q(z|x) held fixed: the content latents,
+        and with them the mixture's classes, must not change when the object moves."""
+        c = self.config
+        if pair is None:
+            matrix = random_pose_matrix(len(x), x.dim() - 2, c.augment_angle, c.augment_shift,
+                                        c.augment_scale, x)
+            pair = warp(x, matrix)
+        mu_p, logvar_p = self.encode(pair)
+        mu_p, logvar_p = mu_p[:, self.n_pose :], logvar_p[:, self.n_pose :]
+        mu, logvar = mu.detach(), logvar.detach()
+        kl = 0.5 * (logvar - logvar_p + (logvar_p.exp() + (mu_p - mu) ** 2) / logvar.exp() - 1)
+        return kl.sum(-1).mean()
+
+    def _finish(self, batch: Mapping[str, Tensor], knobs: Mapping[str, float], x: Tensor,
+                logits: list[Tensor], nll: Tensor, kl: dict[str, Tensor], total: Tensor,
+                extras: dict[str, Tensor]) -> LossRecord:
+        """Add the consistency term and the extras to the total; the record."""
+        c = self.config
         weight = knobs.get("consistency", c.consistency)
         if weight:
             extras["consistency"] = weight * self.consistency_term(
-                x, logits, c.augment_angle, c.augment_shift, c.augment_scale
+                x, logits, c.augment_angle, c.augment_shift, c.augment_scale, batch.get("pair")
             )
         for value in extras.values():
             total = total + value
@@ -334,6 +493,23 @@ class DiscreteModelMixin:
         return self.predict_proba(X, variable, batch_size).argmax(1)
 
     @torch.no_grad()
+    def elbo(self, X: object, batch_size: int = 1024, seed: int = 0) -> float:
+        """Mean evidence lower bound per sample of X (nats): reconstruction log-likelihood
+        minus every KL term (continuous, pose, discrete against the class prior), unweighted,
+        from one posterior sample drawn with ``seed``; the classes are the most probable ones.
+        Needs no labels, so it can choose between restarts."""
+        x = self._as_tensor(X)  # type: ignore[attr-defined]
+        self.module.eval()
+        total = 0.0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for i in range(0, len(x), batch_size):
+                xb = x[i : i + batch_size].to(self.device)  # type: ignore[attr-defined]
+                record = self.module({"x": xb}, {})
+                total += float(record.negative_elbo) * len(xb)
+        return -total / len(x)
+
+    @torch.no_grad()
     def reconstruct(
         self, X: object, condition: object | None = None, batch_size: int = 4096
     ) -> np.ndarray:
@@ -400,6 +576,26 @@ def default_joint_schedules(config: JointConfig, total_steps: int) -> dict[str, 
     }
 
 
+def partner_index(groups: object, n: int, seed: int = 0) -> np.ndarray:
+    """For each of n samples, the index of another sample of its group (itself when alone):
+    the second view of the consistency term. groups: (n,) integers, e.g. the crop each
+    rotated copy was cut from."""
+    g = np.asarray(groups)
+    if g.shape != (n,) or g.dtype.kind not in "iu":
+        raise ValueError(f"groups must be (n,) = ({n},) integers (the object each sample shows), "
+                         f"got shape {g.shape} of {g.dtype}")
+    rng = np.random.default_rng(seed)
+    out = np.arange(n)
+    for k in np.unique(g):
+        members = np.flatnonzero(g == k)
+        if len(members) > 1:
+            # a random derangement: every member gets another member of the group
+            shift = rng.integers(1, len(members))
+            order = rng.permutation(members)
+            out[order] = np.roll(order, shift)
+    return out
+
+
 def total_steps(n: int, train_options: Mapping[str, Any]) -> int:
     """Optimisation steps the training plan will take for n samples with these options."""
     cfg = TrainConfig(**{k: v for k, v in train_options.items() if k != "schedules"})
@@ -419,7 +615,8 @@ class JointVAE(DiscreteModelMixin, VAEModel):
     module: JointVAEModule
 
     def prepare_fit(
-        self, X: object, schedules: dict[str, Schedule] | None = None, **train_options: Any
+        self, X: object, schedules: dict[str, Schedule] | None = None,
+        groups: object | None = None, **train_options: Any
     ) -> tuple[dict[str, Tensor], dict[str, Schedule]]:
         """The data dict and schedules ``fit`` hands to the training plan (used by ensembles)."""
         x = self._as_tensor(X)
@@ -428,19 +625,125 @@ class JointVAE(DiscreteModelMixin, VAEModel):
             for k, v in train_options.items()
             if k not in ("checkpoint_dir", "resume_from", "on_epoch_end")
         }
-        merged = {
-            **default_joint_schedules(self.config, total_steps(len(x), options)),
-            **(schedules or {}),
-        }
-        return {"x": x}, merged
+        defaults = default_joint_schedules(self.config, total_steps(len(x), options))
+        data = {"x": x}
+        if groups is not None:
+            partner = partner_index(groups, len(x), int(options.get("seed", 0)))
+            data["pair"] = x[torch.from_numpy(partner)]
+        return data, {**defaults, **(schedules or {})}
 
     def fit(  # type: ignore[override]  # no condition: classes are learned
-        self, X: object, schedules: dict[str, Schedule] | None = None, **kwargs: Any
+        self, X: object, schedules: dict[str, Schedule] | None = None,
+        groups: object | None = None, **kwargs: Any
     ) -> JointVAE:
         """Train on X (n, *input_shape) without labels. Schedules not given default to
         ``default_joint_schedules`` (capacities growing over 80% of the run at Dupont's equal
-        rate). Further keyword arguments are TrainConfig fields and checkpoint options, as in
+        rate). groups: (n,) the object each sample shows (e.g. rotated copies of one crop):
+        the consistency term then compares each sample with another of its group instead of a
+        random small warp of itself, and the learned prior's hyperprior counts objects. Further
+        keyword arguments are TrainConfig fields and checkpoint options, as in
         ``VAEModel.fit``."""
-        data, merged = self.prepare_fit(X, schedules, **kwargs)
+        if self.config.class_prior == "learned":
+            return self._fit_mixture(X, schedules, groups, **kwargs)
+        data, merged = self.prepare_fit(X, schedules, groups, **kwargs)
         self._fit_data(data, merged, **kwargs)
         return self
+
+    def _fit_mixture(self, X: object, schedules: dict[str, Schedule] | None,
+                     groups: object | None, warmup: float = 0.5, **kwargs: Any) -> JointVAE:
+        """The learned-prior joint VAE in two stages. First a plain VAE (content prior
+        N(0, I), the decoder seeing no class) for a ``warmup`` fraction of the epochs; then a
+        Gaussian mixture of K components fitted to the content means (scikit-learn,
+        diagonal covariances, 4 initialisations) starts the classes, and the mixture ELBO
+        trains the rest of the epochs, the mixture being refitted in closed form after every
+        epoch (:meth:`mixture_m_step`)."""
+        from sklearn.mixture import GaussianMixture
+
+        if not 0 < warmup < 1:
+            raise ValueError(f"warmup must be a fraction of the epochs in (0, 1), got {warmup}")
+        if kwargs.get("checkpoint_dir") is not None or kwargs.get("resume_from") is not None:
+            raise ValueError("checkpoints are not supported for the learned-prior joint VAE "
+                             "(its mixture is refitted between epochs); train it in one go")
+        x = self._as_tensor(X)
+        n = len(x)
+        g = np.arange(n) if groups is None else np.asarray(groups)
+        partner_index(g, n)  # validates groups
+        epochs = int(kwargs.pop("epochs", TrainConfig().epochs))
+        first = max(1, round(warmup * epochs))
+        if epochs - first < 1:
+            raise ValueError(f"the learned-prior joint VAE needs epochs >= 2 (warm-up and "
+                             f"mixture), got {epochs}")
+        seed = int(kwargs.get("seed", 0))
+        data, merged = self.prepare_fit(x, schedules, groups, epochs=first, **kwargs)
+        self._fit_data(data, {**merged, "mixture": Constant(0.0)}, epochs=first, **kwargs)
+        warm_history = self.history
+        mu, _ = self._content_posterior(x)
+        gmm = GaussianMixture(self.config.discrete[0], covariance_type="diag", n_init=4,
+                              random_state=seed).fit(mu)
+        self.module.set_mixture(*(torch.as_tensor(a, dtype=torch.float32)
+                                  for a in (gmm.weights_, gmm.means_, gmm.covariances_)))
+        self.mixture_m_step(x, g)
+
+        def m_step(epoch: int, values: dict[str, float]) -> None:
+            self.mixture_m_step(x, g)
+            if callback is not None:
+                callback(epoch, values)
+
+        callback = kwargs.pop("on_epoch_end", None)
+        data, merged = self.prepare_fit(x, schedules, groups, epochs=epochs - first, **kwargs)
+        self._fit_data(data, merged, epochs=epochs - first, on_epoch_end=m_step, **kwargs)
+        self.history = {key: warm_history.get(key, []) + self.history.get(key, [])
+                        for key in {*warm_history, *self.history}}
+        self.history["mixture_start_epoch"] = [float(first)]
+        return self
+
+    @torch.no_grad()
+    def _content_posterior(self, x: Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and variances (n, d) of the content latents."""
+        was_training = self.module.training
+        self.module.eval()
+        mus, variances = [], []
+        for i in range(0, len(x), batch_size):
+            mu, logvar = self.module.encode(x[i : i + batch_size].to(self.device))
+            mus.append(mu[:, self.module.n_pose :].float().cpu())
+            variances.append(logvar[:, self.module.n_pose :].exp().float().cpu())
+        self.module.train(was_training)
+        return torch.cat(mus).numpy(), torch.cat(variances).numpy()
+
+    @torch.no_grad()
+    def mixture_m_step(self, x: Tensor, groups: np.ndarray) -> None:
+        """Refit the class prior and the mixture to the current encoder (one EM M-step).
+
+        Responsibilities are taken at the posterior means and averaged over each group (the
+        views of one object share their class). Weights follow the Dirichlet(alpha) MAP
+        estimate in objects: pi_k proportional to max(n_k + alpha - 1, 0), n_k the expected
+        number of objects in class k; with alpha < 1 a class expected to hold fewer than
+        1 - alpha objects empties, the stated rule that prunes K. Means and variances are the
+        responsibility-weighted moments of the posteriors (variances floored at 1e-4)."""
+        mu, var = self._content_posterior(x)
+        m = self.module
+        log_weight, old_mean, old_logvar = m.mixture()
+        device = old_mean.device
+        logits = log_weight.cpu() + m.component_log_density(torch.from_numpy(mu).to(device)).cpu()
+        resp = torch.softmax(logits.double(), -1).numpy()
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        group_resp = np.zeros((len(counts), resp.shape[1]))
+        np.add.at(group_resp, inverse, resp)
+        group_resp /= counts[:, None]
+        resp = group_resp[inverse]
+        weight_n = resp.sum(0)
+        objects = group_resp.sum(0)
+        alpha = self.config.prior_concentration
+        weight = np.maximum(objects + alpha - 1.0, 0.0)
+        if weight.sum() <= 0:
+            weight = objects
+        weight = weight / weight.sum()
+        safe = np.maximum(weight_n, 1e-12)[:, None]
+        mean = resp.T @ mu / safe
+        second = resp.T @ (var + mu**2) / safe
+        variance = np.maximum(second - mean**2, 1e-4)
+        empty = weight_n < 1e-6
+        mean[empty] = old_mean.cpu().numpy()[empty]
+        variance[empty] = old_logvar.exp().cpu().numpy()[empty]
+        m.set_mixture(*(torch.as_tensor(a, dtype=torch.float32, device=device)
+                        for a in (weight, mean, variance)))

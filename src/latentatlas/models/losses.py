@@ -1,43 +1,19 @@
-"""The loss record every model returns, and the likelihood and KL pieces it is built from."""
+"""The likelihood and KL pieces every model's loss is built from.
+
+``LossRecord`` (what every model returns) lives in :mod:`latentatlas.train.record`, below the
+models, because the training plan consumes it; it is re-exported here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-
-@dataclass
-class LossRecord:
-    """Batch means of each term. ``total`` is what is minimised.
-
-    kl: named KL terms (unweighted, nats per sample). extras: any further terms, already
-    weighted, that were added to the total (penalties, classification losses).
-    """
-
-    total: Tensor
-    reconstruction: Tensor
-    kl: dict[str, Tensor] = field(default_factory=dict)
-    extras: dict[str, Tensor] = field(default_factory=dict)
-
-    @property
-    def negative_elbo(self) -> Tensor:
-        """Reconstruction NLL plus the unweighted KL terms: the quantity a VAE bounds."""
-        out = self.reconstruction
-        for value in self.kl.values():
-            out = out + value
-        return out
-
-    def scalars(self) -> dict[str, float]:
-        """Every term as a float, keyed for logs and history."""
-        out = {"total": float(self.total), "reconstruction": float(self.reconstruction),
-               "elbo": -float(self.negative_elbo)}
-        out.update({f"kl_{k}": float(v) for k, v in self.kl.items()})
-        out.update({k: float(v) for k, v in self.extras.items()})
-        return out
+from latentatlas.train.record import LossRecord as LossRecord
 
 
 @dataclass

@@ -9,7 +9,14 @@ Per sample:
     unlabelled:  E_q(y|x)[-log p(x | z, y)] + beta KL_z + KL(q(y|x) || uniform)
 
 The expectation over y is exact (summed over the classes, as in M2) with ``enumerate_classes``
-(default) or a Gumbel-softmax sample otherwise. By default q(z | x) does not see y, so one
+(default) or a Gumbel-softmax sample otherwise. For imbalanced classes: ``class_balanced``
+weights each labelled sample's cross-entropy by the inverse frequency of its class among the
+labels (every class then weighs the same), and ``class_prior="labelled"`` replaces the uniform
+prior of the unlabelled KL term by the class frequencies of the labels (add-one smoothed).
+``consistency`` adds KL(q(y|x) || q(y|x')) for a second view x' of the same object (``fit``'s
+``groups``, e.g. rotated copies of one crop), on labelled and unlabelled samples alike.
+
+By default q(z | x) does not see y, so one
 encoding serves every class (a simplification against M2). ``encoder_sees_class`` gives M2's
 q(z | x, y): each sample is encoded and decoded once per class, and KL_z too is averaged over
 q(y | x). Knobs: ``alpha`` (classification weight), ``beta``, ``temperature``.
@@ -20,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -34,7 +41,8 @@ from latentatlas.models.joint import (
     MAX_ENUMERATED,
     DiscreteLatentModule,
     DiscreteModelMixin,
-    categorical_kl_uniform,
+    categorical_kl,
+    partner_index,
 )
 from latentatlas.models.losses import LossRecord, reconstruction_nll
 from latentatlas.nn.encoders import ENCODERS
@@ -53,10 +61,18 @@ class SSVAEConfig(VAEConfig):
     decoder's canonical frame, so labels of upright samples teach the classes at every pose;
     needs pose latents. encoder_sees_class: q(z | x, y) as in M2 (needs ``enumerate_classes``;
     costs n_classes encoder and decoder passes per sample); ``encode`` then conditions on q(y | x).
+    class_balanced: weight the labelled cross-entropy by inverse class frequency among the labels.
+    class_prior: ``uniform`` or ``labelled`` (the labels' class frequencies, add-one smoothed,
+    set by ``fit``) as the prior of the unlabelled samples' KL(q(y | x) || p(y)).
+    consistency: weight of KL(q(y|x) || q(y|x')) over pairs of views of one object (``fit`` with
+    ``groups``).
     """
 
     n_classes: int = 10
     alpha: float = 50.0
+    class_balanced: bool = False
+    class_prior: str = "uniform"
+    consistency: float = 0.0
     enumerate_classes: bool = True
     temperature: float = 0.67
     canonical_classifier: bool = False
@@ -75,6 +91,10 @@ class SSVAEConfig(VAEConfig):
         super()._validate()
         if self.alpha < 0:
             _fail("alpha", ">= 0", self.alpha)
+        if self.class_prior not in ("uniform", "labelled"):
+            _fail("class_prior", "'uniform' or 'labelled'", self.class_prior)
+        if self.consistency < 0:
+            _fail("consistency", ">= 0", self.consistency)
         if not self.temperature > 0:
             _fail("temperature", "> 0", self.temperature)
         if self.enumerate_classes and self.n_classes > MAX_ENUMERATED:
@@ -97,12 +117,19 @@ class SSVAEConfig(VAEConfig):
 
 class SSVAEModule(DiscreteLatentModule):
     """Network and loss of the semi-supervised VAE. Batches: ``x`` and optionally ``y`` (n,)
-    int64 with -1 for unlabelled samples (no ``y``: all unlabelled)."""
+    int64 with -1 for unlabelled samples (no ``y``: all unlabelled), ``weight`` (n,) of each
+    labelled sample's cross-entropy (class balancing) and ``pair`` (a second view of each
+    sample, for the consistency term)."""
 
     config: SSVAEConfig
+    schedule_names: ClassVar[frozenset[str]] = frozenset(
+        {"alpha", "temperature", "beta", "capacity", "gamma"})
 
     def __init__(self, config: SSVAEConfig) -> None:
         super().__init__(config, (config.n_classes,))
+        # log p(y) of the unlabelled KL term: uniform until fit() sets the labels' frequencies
+        self.register_buffer("log_class_prior",
+                             torch.full((config.n_classes,), -math.log(config.n_classes)))
         if config.encoder_sees_class:
             self.encoder = ENCODERS[config.encoder](
                 config.input_shape, 2 * len(self.names), config.hidden, config.layers,
@@ -147,13 +174,19 @@ class SSVAEModule(DiscreteLatentModule):
         logits = self.discrete_logits(x)
         terms = self.class_encoder_terms if c.encoder_sees_class else self.shared_encoder_terms
         nll, kl, reg, z, mu = terms(x, y, logits, knobs)
-        kl_y = categorical_kl_uniform(logits[0])
+        kl_y = categorical_kl(logits[0], cast(Tensor, self.log_class_prior))
         mask = labelled.to(z.dtype)
         ce = F.cross_entropy(logits[0], y.clamp_min(0), reduction="none") * mask
+        if "weight" in batch:
+            ce = ce * batch["weight"].to(ce.dtype)
         classification = knobs.get("alpha", c.alpha) * ce.mean()
         total = (nll + reg + (1 - mask) * kl_y).mean() + classification
         kl["class"] = (1 - mask) * kl_y
         extras = {"classification": classification}
+        weight = knobs.get("consistency", c.consistency)
+        if weight and "pair" in batch:
+            extras["consistency"] = weight * self.consistency_term(
+                x, logits, 0.0, 0.0, 0.0, batch["pair"])
         extras.update(self.penalty_extras(x, None, z, mu, logits))
         for name, value in extras.items():
             if name != "classification":
@@ -241,17 +274,31 @@ class SSVAE(DiscreteModelMixin, VAEModel):
         y: object,
         schedules: dict[str, Schedule] | None = None,
         labelled_fraction: float | None = 0.1,
+        groups: object | None = None,
         **train_options: Any,
     ) -> tuple[dict[str, Tensor], dict[str, Schedule]]:
-        """The data dict (``x``, ``y``) and schedules ``fit`` hands to the training plan."""
+        """The data dict (``x``, ``y``, and ``weight``, ``pair`` as the config asks) and the
+        schedules ``fit`` hands to the training plan. Sets the class prior from the labels
+        when ``class_prior="labelled"``."""
         x = self._as_tensor(X)
-        labels = check_labels(y, len(x), self.config.n_classes)
-        n_lab = int((labels >= 0).sum())
+        c = self.config
+        labels = check_labels(y, len(x), c.n_classes)
+        lab = labels >= 0
+        n_lab = int(lab.sum())
         if n_lab == 0:
             raise ValueError(
                 "y has no labelled sample (all -1); use the joint VAE ('jvae') "
                 "for fully unsupervised classes"
             )
+        if train_options.get("test_fraction", 0.0):
+            raise ValueError(
+                "the semi-supervised VAE does not hold samples out at random (labelled ones "
+                "would be lost silently); pass test_fraction=0 and give a validation set "
+                "explicitly: fit(..., validation=(X_val, y_val))")
+        counts = np.bincount(labels[lab], minlength=c.n_classes).astype(np.float64)
+        if c.class_prior == "labelled":
+            prior = (counts + 1.0) / (counts.sum() + c.n_classes)
+            self.module.log_class_prior.copy_(torch.from_numpy(np.log(prior)).float())  # type: ignore[operator]
         index = np.arange(len(x))
         if labelled_fraction is not None:
             if not 0 < labelled_fraction < 1:
@@ -261,8 +308,22 @@ class SSVAE(DiscreteModelMixin, VAEModel):
             n_unl = len(x) - n_lab
             repeats = math.floor(labelled_fraction * n_unl / ((1 - labelled_fraction) * n_lab))
             if repeats > 1:
-                index = np.concatenate([index] + [np.flatnonzero(labels >= 0)] * (repeats - 1))
-        data = {"x": x[torch.from_numpy(index)], "y": torch.from_numpy(labels[index])}
+                index = np.concatenate([index] + [np.flatnonzero(lab)] * (repeats - 1))
+        idx = torch.from_numpy(index)
+        data = {"x": x[idx], "y": torch.from_numpy(labels[index])}
+        if c.class_balanced:
+            # inverse class frequency among the labels, mean 1 over the labelled samples
+            present = counts > 0
+            per_class = np.zeros(c.n_classes)
+            per_class[present] = n_lab / (present.sum() * counts[present])
+            weight = np.where(lab, per_class[np.maximum(labels, 0)], 0.0)
+            data["weight"] = torch.from_numpy(weight[index]).float()
+        if groups is not None:
+            partner = partner_index(groups, len(x), int(train_options.get("seed", 0)))
+            data["pair"] = x[torch.from_numpy(partner[index])]
+        elif c.consistency:
+            raise ValueError("consistency > 0 needs pairs of views: pass groups (the object "
+                             "each sample shows) to fit")
         return data, dict(schedules or {})
 
     def fit(  # type: ignore[override]  # labels y are required
@@ -271,17 +332,50 @@ class SSVAE(DiscreteModelMixin, VAEModel):
         y: object,
         schedules: dict[str, Schedule] | None = None,
         labelled_fraction: float | None = 0.1,
+        groups: object | None = None,
+        validation: tuple[object, object] | None = None,
         **kwargs: Any,
     ) -> SSVAE:
         """Train on X (n, *input_shape) with labels y (n,): the class, or -1 where unknown.
 
+        Every sample is trained on: the training plan's random hold-out (``test_fraction``)
+        is refused here, because it would drop labelled samples without a word. A validation
+        set is given explicitly instead: ``validation=(X_val, y_val)``; its accuracy and
+        balanced accuracy after each epoch go into ``history`` (``validation/accuracy``,
+        ``validation/balanced_accuracy``).
         labelled_fraction: when the labelled samples make up less than this fraction of the
         data, they are repeated (whole copies) until they reach about it, so that each batch
-        carries some labels; None keeps the data as given. Further keyword arguments are
-        TrainConfig fields and checkpoint options, as in ``VAEModel.fit``.
+        carries some labels; None keeps the data as given. groups: (n,) the object each
+        sample shows, for the consistency term. Further keyword arguments are TrainConfig
+        fields and checkpoint options, as in ``VAEModel.fit``.
         """
-        data, merged = self.prepare_fit(X, y, schedules, labelled_fraction)
+        kwargs.setdefault("test_fraction", 0.0)
+        data, merged = self.prepare_fit(X, y, schedules, labelled_fraction, groups, **kwargs)
+        scores: dict[str, list[float]] = {}
+        callback = kwargs.pop("on_epoch_end", None)
+        if validation is not None:
+            x_val = self._as_tensor(validation[0], "validation X")
+            y_val = check_labels(validation[1], len(x_val), self.config.n_classes, "validation y")
+            known = y_val >= 0
+            if not known.any():
+                raise ValueError("the validation labels are all -1; give labelled samples")
+
+            def validate(epoch: int, values: dict[str, float]) -> None:
+                was_training = self.module.training
+                pred = self.predict(x_val[torch.from_numpy(known)])
+                self.module.train(was_training)
+                truth = y_val[known]
+                recall = [float((pred[truth == k] == k).mean()) for k in np.unique(truth)]
+                scores.setdefault("validation/accuracy", []).append(float((pred == truth).mean()))
+                scores.setdefault("validation/balanced_accuracy", []).append(float(np.mean(recall)))
+                if callback is not None:
+                    callback(epoch, values)
+
+            kwargs["on_epoch_end"] = validate
+        elif callback is not None:
+            kwargs["on_epoch_end"] = callback
         self._fit_data(data, merged, **kwargs)
+        self.history.update(scores)
         return self
 
     def score(self, X: object, y: object) -> float:

@@ -7,6 +7,7 @@ Plain VAE, shift-VAE and rVAE are the same module with different pose latents sw
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,9 @@ class VAEModule(nn.Module):
     Batches are dicts: ``x`` (n, c, *spatial) and, for conditional models, ``condition``
     (n, condition_dim).
     """
+
+    #: The knobs ``forward`` reads: the schedules the training plan accepts for this module.
+    schedule_names: ClassVar[frozenset[str]] = frozenset({"beta", "capacity", "gamma"})
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()

@@ -103,19 +103,26 @@ class TransformDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.output_shape = output_shape
-        base_cls = {"mlp": MLPDecoder, "conv": ConvDecoder}[base]
-        self.canonical = base_cls(latent_dim, output_shape, hidden, layers)
+        self.canonical = GENERATORS[base](latent_dim, output_shape, hidden, layers)
 
     def forward(self, z: Tensor, matrix: Tensor | None = None) -> Tensor:
         image = self.canonical(z)
         return image if matrix is None else warp(image, matrix)
 
 
+#: Decoders that render the image from the latents alone (also the bases of TransformDecoder).
+GENERATORS: dict[str, type[MLPDecoder | ConvDecoder]] = {"mlp": MLPDecoder, "conv": ConvDecoder}
+#: Decoders that can render a pose (rotation, translation, scale) of the object.
+POSE_DECODERS: dict[str, type[nn.Module]] = {"spatial": SpatialDecoder, "transform": TransformDecoder}
+#: Every decoder by the name a config uses.
+DECODERS: dict[str, type[nn.Module]] = {**GENERATORS, **POSE_DECODERS}
+
+
 def build_decoder(
     kind: str, latent_dim: int, output_shape: tuple[int, ...], hidden: int, layers: int, base: str
 ) -> nn.Module:
-    """The decoder named ``kind``: 'mlp', 'conv', 'spatial' or 'transform' (on a ``base`` generator)."""
+    """The decoder named ``kind`` (a key of :data:`DECODERS`); 'transform' warps a ``base``
+    generator (a key of :data:`GENERATORS`)."""
     if kind == "transform":
         return TransformDecoder(latent_dim, output_shape, hidden, layers, base)
-    cls = {"mlp": MLPDecoder, "conv": ConvDecoder, "spatial": SpatialDecoder}[kind]
-    return cls(latent_dim, output_shape, hidden, layers)
+    return DECODERS[kind](latent_dim, output_shape, hidden, layers)

@@ -12,6 +12,8 @@ trained model for every file (``model_from``), so their latents share one space.
     inputs = ["scans/*.h5"]          # files or glob patterns, relative to this file
     out = "results/batch"            # relative to this file
     model_from = "results/run1"      # optional (analyze): reuse this run's trained model
+    scheduler = "local"              # optional: files in parallel on a Dask cluster ("local"
+    workers = 4                      # or a scheduler address; see pipelines.parallel)
     [options]                        # the command's options, as in its Python function
     atoms = "peaks"
     epochs = 10
@@ -149,12 +151,18 @@ def run_batch(
     *,
     model_from: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    scheduler: str | Any | None = None,
+    workers: int = 2,
 ) -> BatchRun:
     """Run ``command`` with ``options`` on every file of ``inputs`` (paths or globs), each
     into ``out/<file stem>/``; write ``summary.csv`` and ``index.html`` across files.
 
     model_from: (analyze) a previous analyze results folder whose trained model every file
     reuses, so all files are encoded in one latent space.
+    scheduler, workers: ``None`` runs the files one after the other here; ``"local"`` on a
+    local Dask cluster of ``workers`` processes, a scheduler address or a
+    ``distributed.Client`` on that cluster (its workers must see the same file system):
+    :func:`latentatlas.pipelines.parallel.run_many`.
     """
     if command not in COMMANDS:
         raise ValueError(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
@@ -171,17 +179,34 @@ def run_batch(
     config = {"command": command, "inputs": [safe_text(f) for f in files], "options": opts}
     rows: list[dict[str, Any]] = []
     with results_folder(plan, "run", config, files) as tmp:
-        for source, name in zip(files, _folder_names(files), strict=True):
-            t = time.perf_counter()
-            row: dict[str, Any] = {"input": safe_text(source), "folder": name}
-            try:
-                numbers = COMMANDS[command](source, tmp / name, opts, False)
-                row.update(status="ok", **numbers)
-            except (ValueError, FileNotFoundError, OSError) as exc:
-                log.warning("%s failed on %s: %s", command, safe_text(source), exc)
-                row.update(status=f"failed: {safe_text(exc)}")
-            row["seconds"] = round(time.perf_counter() - t, 2)
-            rows.append(row)
+        names = _folder_names(files)
+        if scheduler is None:
+            for source, name in zip(files, names, strict=True):
+                t = time.perf_counter()
+                row: dict[str, Any] = {"input": safe_text(source), "folder": name}
+                try:
+                    numbers = COMMANDS[command](source, tmp / name, opts, False)
+                    row.update(status="ok", **numbers)
+                except (ValueError, FileNotFoundError, OSError) as exc:
+                    log.warning("%s failed on %s: %s", command, safe_text(source), exc)
+                    row.update(status=f"failed: {safe_text(exc)}")
+                row["seconds"] = round(time.perf_counter() - t, 2)
+                rows.append(row)
+        else:
+            from latentatlas.pipelines.parallel import Job, run_many
+
+            jobs = [Job(name, COMMANDS[command], (source, tmp / name, opts, False))
+                    for source, name in zip(files, names, strict=True)]
+            for source, outcome in zip(files, run_many(jobs, scheduler, workers), strict=True):
+                row = {"input": safe_text(source), "folder": outcome.name}
+                if outcome.ok:
+                    row.update(status="ok", **outcome.value)
+                else:
+                    log.warning("%s failed on %s: %s", command, safe_text(source),
+                                outcome.error)
+                    row.update(status=f"failed: {safe_text(outcome.error)}")
+                row["seconds"] = round(outcome.seconds, 2)
+                rows.append(row)
         _write_summary(tmp, command, rows, opts, files)
     run = BatchRun(command, rows, plan.path, opts)
     log.info("%s on %d files (%d failed); summary in %s", command, len(rows), len(run.failed),
@@ -240,13 +265,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid TOML: {exc}") from exc
 
 
-def run_config(path: str | os.PathLike[str], *, overwrite: bool = False) -> BatchRun:
-    """Run the batch described by the TOML file ``path`` (see the module docstring)."""
+def run_config(path: str | os.PathLike[str], *, overwrite: bool = False,
+               scheduler: str | None = None, workers: int | None = None) -> BatchRun:
+    """Run the batch described by the TOML file ``path`` (see the module docstring);
+    ``scheduler`` and ``workers``, when given, replace the file's (``workers`` with no
+    scheduler anywhere: a local cluster)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no batch configuration at {path}")
     doc = _read_toml(path)
-    allowed = {"command", "inputs", "out", "model_from", "options"}
+    allowed = {"command", "inputs", "out", "model_from", "options", "scheduler", "workers"}
     unknown = set(doc) - allowed
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; the keys are "
@@ -257,10 +285,13 @@ def run_config(path: str | os.PathLike[str], *, overwrite: bool = False) -> Batc
     inputs = doc["inputs"] if isinstance(doc["inputs"], list) else [doc["inputs"]]
     base = path.parent
     model_from = doc.get("model_from")
+    if scheduler is None:
+        scheduler = doc.get("scheduler", "local" if workers is not None else None)
     return run_batch(
         doc["command"], expand_inputs(inputs, base), base / doc.get("out", "results/batch"),
         doc.get("options", {}),
-        model_from=None if model_from is None else base / model_from, overwrite=overwrite)
+        model_from=None if model_from is None else base / model_from, overwrite=overwrite,
+        scheduler=scheduler, workers=workers if workers is not None else int(doc.get("workers", 2)))
 
 
 # ------------------------------------------------------------------------------ rerun

@@ -94,3 +94,40 @@ def plot_uncertainty_map(ax: Axes, image: np.ndarray, uncertainty: np.ndarray,
     overlay = show_image(ax, np.ma.masked_invalid(uncertainty), cal, cmap="magma", alpha=alpha)
     add_colorbar(ax, overlay, "ensemble dispersion (unitless)")
     return ax
+
+
+def plot_method_scores(ax: Axes, scores: dict[str, dict[str, float]],
+                       metrics: Sequence[str] = ("accuracy", "balanced_accuracy")) -> Axes:
+    """Grouped bars: one group per method (a model and its baselines), one bar per metric.
+    scores: method -> {metric: value}; missing metrics are left out."""
+    methods = list(scores)
+    width = 0.8 / max(len(metrics), 1)
+    x = np.arange(len(methods))
+    for j, metric in enumerate(metrics):
+        values = [float(scores[m].get(metric, np.nan)) for m in methods]
+        ax.bar(x + (j - (len(metrics) - 1) / 2) * width, values, width, label=metric)
+    ax.set_xticks(x)
+    ax.set_xticklabels(methods, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score on the scored crops")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_class_gallery(ax: Axes, patches: np.ndarray, labels: np.ndarray,
+                       class_names: Sequence[str], per_class: int = 8, cmap: str = "gray") -> Axes:
+    """Examples of each class: one row per class (patches (n, h, w) whose label (n,) is the
+    row's index; -1 = none), up to ``per_class`` patches each, in the order given."""
+    p = np.asarray(patches, dtype=np.float32)
+    y = np.asarray(labels)
+    rows = len(class_names)
+    h, w = p.shape[-2:]
+    grid = np.full((rows, per_class, h, w), np.nan, np.float32)
+    for k in range(rows):
+        members = np.flatnonzero(y == k)[:per_class]
+        grid[k, : len(members)] = p[members]
+    ax.imshow(montage(grid), cmap=cmap)
+    ax.set_yticks([(h + 1) * i + h / 2 - 0.5 for i in range(rows)])
+    ax.set_yticklabels([f"{name} ({int((y == k).sum())})" for k, name in enumerate(class_names)])
+    ax.set_xticks([])
+    return ax

@@ -1,9 +1,9 @@
 """Explorer inputs from the result objects of the analyses (arrays in, arrays out).
 
 ``explorer_data(obj, **options)`` picks the adapter by type: :func:`from_analysis`
-(``AnalysisResult``), :func:`from_graphene` (``GrapheneResult``), :func:`from_unmix`
-(``UnmixResult``, with the cube). Walls have no result object; :func:`from_walls` takes the
-pieces (image, walls, wall patches, their latents).
+(``AnalysisResult``), :func:`from_graphene` (``GrapheneResult``), :func:`from_classify`
+(``ClassifyResult``), :func:`from_unmix` (``UnmixResult``, with the cube). Walls have no
+result object; :func:`from_walls` takes the pieces (image, walls, wall patches, their latents).
 
 Every sample explorer carries baselines beside the model's values, computed on the same
 patches: the first two principal components of the patch pixels and the patch mean and
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "explorer_data",
     "from_analysis",
+    "from_classify",
     "from_graphene",
     "from_unmix",
     "from_walls",
@@ -171,6 +172,52 @@ def from_graphene(result: Any, *, pixel_size: float | None = None, units: str = 
     )
 
 
+def from_classify(result: Any, *, reconstructions: bool = True,
+                  title: str | None = None) -> ExplorerData:
+    """Explorer inputs from a ``ClassifyResult`` (``classify_defects``): one point per crop.
+
+    The frame is a mosaic of the crops' unrotated patches (the model's pixel size), one tile
+    per crop in crop order, each point at the centre of its tile. Values: the content latents
+    (mean over the crop's views, with std), ``label`` (the folder's class, -1 none),
+    ``prediction`` (the model's, -1 = a joint-VAE class matched to no label), ``labelled``
+    (1 where the model saw the label), ``uncertainty`` (1 - the largest class probability),
+    every baseline's prediction, and the patch baselines.
+    """
+    patches = np.asarray(result.data.canonical)
+    n, w = len(patches), patches.shape[-1]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    mosaic = np.zeros((rows * w, cols * w), np.float32)
+    tile_row, tile_col = np.divmod(np.arange(n), cols)
+    for i, tile in enumerate(patches):
+        r, c = tile_row[i] * w, tile_col[i] * w
+        mosaic[r:r + w, c:c + w] = tile
+    positions = np.stack([tile_row * w + (w - 1) / 2, tile_col * w + (w - 1) / 2],
+                         axis=1).astype(np.float64)
+    values, stds = _latent_columns(list(result.latent_names), np.asarray(result.latents),
+                                   np.asarray(result.latents_std))
+    values["label"] = np.asarray(result.data.crops.labels)
+    values["prediction"] = np.asarray(result.predictions)
+    values["labelled"] = np.asarray(result.labelled).astype(np.int64)
+    values["uncertainty"] = 1.0 - np.asarray(result.probabilities).max(1)
+    categorical = ["prediction", "label", "labelled"]
+    for name, pred in result.baseline_predictions.items():
+        values[name] = np.asarray(pred)
+        categorical.append(name)
+    values.update(patch_baselines(patches))
+    recon = None
+    if reconstructions:
+        recon = _first_channel(result.model.reconstruct(patches[:, None]), n)
+    names = result.data.crops.class_names
+    return ExplorerData(
+        frames=mosaic, positions=positions, values=values, std=stds,
+        categorical=tuple(categorical), patches=patches, reconstructions=recon, window=float(w),
+        pixel_size=float(result.config.pixel_size), units="pm",
+        title=title or (f"latentatlas classify: {result.config.model}, {n} crops; classes "
+                        + ", ".join(f"{k} = {c}" for k, c in enumerate(names))),
+    )
+
+
 def from_walls(image: Any, walls: Any, patches: Any, latents: Any, *, model: Any = None,
                pixel_size: float | None = None, units: str = "px",
                title: str | None = None) -> ExplorerData:
@@ -294,6 +341,8 @@ def explorer_data(obj: Any, **options: Any) -> ExplorerData | SpectralExplorerDa
         return from_analysis(obj, **options)
     if kind == "GrapheneResult":
         return from_graphene(obj, **options)
+    if kind == "ClassifyResult":
+        return from_classify(obj, **options)
     if kind == "UnmixResult":
         if "cube" not in options:
             raise ValueError("an UnmixResult holds no spectra: pass cube= (the cube given to "

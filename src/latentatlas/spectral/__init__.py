@@ -1,5 +1,9 @@
 """Hyperspectral toolbox: scikit-learn-style estimators on spectra and the ``unmix`` call.
 
+Cubes larger than memory (Dask, Zarr, HDF5): :class:`IncrementalPCA`, :class:`ChunkedNMF` and
+:class:`ChunkedKMeans` read them a block of spectra at a time (see
+:mod:`latentatlas.spectral.outofcore`).
+
 A cube ``(ny, nx, channels)`` becomes ``(ny * nx, channels)`` spectra; every method returns
 an :class:`UnmixResult` with components, loading maps, labels and the parameters used.
 """
@@ -8,6 +12,7 @@ from latentatlas.spectral.blu import BayesianLinearUnmixing, truncated_normal
 from latentatlas.spectral.clustering import KMeans
 from latentatlas.spectral.decomposition import NMF, PCA, randomized_svd, successive_projections
 from latentatlas.spectral.neural import SOM, SpectralAutoencoder
+from latentatlas.spectral.outofcore import ChunkedKMeans, ChunkedNMF, IncrementalPCA
 from latentatlas.spectral.preprocessing import (
     bin_spatial,
     center_scale,
@@ -23,6 +28,9 @@ __all__ = [
     "PCA",
     "SOM",
     "BayesianLinearUnmixing",
+    "ChunkedKMeans",
+    "ChunkedNMF",
+    "IncrementalPCA",
     "KMeans",
     "SpectralAutoencoder",
     "UnmixResult",

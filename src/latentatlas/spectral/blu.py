@@ -108,6 +108,8 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     ----------
     components_ : (R, channels) posterior mean endmembers, non-negative.
     components_std_ : (R, channels) posterior standard deviation of the endmembers.
+    initial_components_ : (R, channels) the sampler's start, SPA's purest pixels (what BLU
+        improves on when no pixel is pure).
     abundances_ : (n_spectra, R) posterior mean abundances of the training spectra, on the
         simplex.
     abundances_std_ : (n_spectra, R) their posterior standard deviation.
@@ -200,6 +202,7 @@ class BayesianLinearUnmixing(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         resid_perp = max(float((xc**2).sum() - (z**2).sum()), 0.0)
 
         t = self._init_endmembers(z, ybar, V)  # (R, R-1), feasible
+        self.initial_components_ = ybar[None, :] + t @ V.T
         e_prior = t.copy()
         a = self._init_abundances(z, t)
         sigma2 = max(float(((z - a @ t) ** 2).sum() + resid_perp) / (n * L), 1e-30)

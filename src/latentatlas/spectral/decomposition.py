@@ -22,6 +22,7 @@ from latentatlas.spectral._base import (
     to_tensor,
     torch_generator,
 )
+from latentatlas.spectral._blocks import RowBlocks
 
 __all__ = ["NMF", "PCA", "randomized_svd", "successive_projections"]
 
@@ -62,7 +63,7 @@ def _orthonormalize(y: torch.Tensor) -> torch.Tensor:
 
 
 def randomized_svd(
-    x: torch.Tensor,
+    x: torch.Tensor | RowBlocks,
     k: int,
     mean: torch.Tensor | None = None,
     n_oversamples: int = 10,
@@ -71,21 +72,27 @@ def randomized_svd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-``k`` SVD of ``x - mean`` (Halko, Martinsson & Tropp 2011) without forming it.
 
-    ``x`` is ``(n, c)``; centring is applied implicitly (``(x - 1 m) w = x w - 1 (m w)``) so
-    the cube is never copied. Power iterations are orthonormalised every time (see
-    :func:`_orthonormalize`), which keeps float32 accurate. Returns ``u (n, k)``, ``s (k,)``,
-    ``vt (k, c)``.
+    ``x`` is ``(n, c)``, a tensor or :class:`RowBlocks` (out of core: each product is one pass
+    over the blocks, and only ``(n, k + n_oversamples)`` is held); centring is applied
+    implicitly (``(x - 1 m) w = x w - 1 (m w)``) so the cube is never copied. Power iterations
+    are orthonormalised every time (see :func:`_orthonormalize`), which keeps float32
+    accurate. Returns ``u (n, k)``, ``s (k,)``, ``vt (k, c)``.
     """
-    n, c = x.shape
+    blocks = x if isinstance(x, RowBlocks) else RowBlocks(x, x.device)
+    n, c = blocks.n, blocks.c
     p = min(k + n_oversamples, n, c)
-    omega = torch.randn(c, p, generator=generator, device=x.device, dtype=x.dtype)
+    omega = torch.randn(c, p, generator=generator, device=blocks.device, dtype=blocks.dtype)
 
     def right(w: torch.Tensor) -> torch.Tensor:  # (x - 1 m) @ w, w (c, p)
-        out = x @ w
+        out = blocks.map_rows(lambda xb: xb @ w)
         return out - (mean @ w)[None, :] if mean is not None else out
 
     def left(q: torch.Tensor) -> torch.Tensor:  # (x - 1 m)^T @ q, q (n, p)
-        out = x.T @ q
+        out: torch.Tensor | None = None
+        for start, xb in blocks:
+            part = xb.T @ q[start:start + len(xb)]
+            out = part if out is None else out + part
+        assert out is not None
         return out - mean[:, None] * q.sum(0)[None, :] if mean is not None else out
 
     q = _orthonormalize(right(omega))
@@ -244,15 +251,15 @@ def _denormal_floor(a: torch.Tensor) -> float:
     return float(torch.finfo(a.dtype).eps) * float(a.abs().max()) * 1e-3
 
 
-def _nndsvd(x: torch.Tensor, k: int, fill_mean: bool, gen: torch.Generator
+def _nndsvd(u: torch.Tensor, s: torch.Tensor, vt: torch.Tensor, fill: float | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NNDSVD initialisation (Boutsidis & Gallopoulos 2008), vectorised over components.
+    """NNDSVD initialisation (Boutsidis & Gallopoulos 2008) from the top-k SVD of the data,
+    vectorised over components.
 
     Each singular pair is split into positive and negative parts; the part pair with the larger
-    norm product becomes the component. ``fill_mean`` (NNDSVDa) replaces zeros with the data
-    mean so that multiplicative-style updates can leave them.
+    norm product becomes the component. ``fill`` (NNDSVDa: the data mean) replaces zeros so
+    that multiplicative-style updates can leave them.
     """
-    u, s, vt = randomized_svd(x, k, None, 10, 4, gen)
     v = vt.T
     up, un = u.clamp(min=0), (-u).clamp(min=0)
     vp, vn = v.clamp(min=0), (-v).clamp(min=0)
@@ -268,11 +275,20 @@ def _nndsvd(x: torch.Tensor, k: int, fill_mean: bool, gen: torch.Generator
     # the leading singular pair of non-negative data is non-negative: use it whole
     w[:, 0] = torch.sqrt(s[0]) * u[:, 0].abs()
     h[0] = torch.sqrt(s[0]) * v[:, 0].abs()
-    if fill_mean:
-        avg = x.mean()
-        w[w == 0] = avg
-        h[h == 0] = avg
+    if fill is not None:
+        w[w == 0] = fill
+        h[h == 0] = fill
     return w.contiguous(), h.contiguous()
+
+
+def _gram(blocks: RowBlocks, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W^T X (k, c)`` and ``W^T W (k, k)`` in one pass."""
+    wtx: torch.Tensor | None = None
+    for start, xb in blocks:
+        part = wt[:, start:start + len(xb)] @ xb
+        wtx = part if wtx is None else wtx + part
+    assert wtx is not None
+    return wtx, wt @ wt.T
 
 
 class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -345,7 +361,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         X = self._validate(X, reset=True)
-        n, c = X.shape
+        dev = resolve_device(self.device)
+        x = to_tensor(X, dev)
+        return np.ascontiguousarray(self._fit_blocks(RowBlocks(x, dev)).T.cpu().numpy())
+
+    def _fit_blocks(self, blocks: RowBlocks) -> torch.Tensor:
+        """Fit on the spectra of ``blocks``, one pass over them per iteration; returns the
+        final ``W`` transposed, ``(k, n)``."""
+        n, c = blocks.n, blocks.c
         k = check_n_components(self.n_components, n, c, "NMF")
         if self.solver not in ("hals", "mu"):
             raise ValueError(f"NMF: solver must be 'hals' or 'mu', got {self.solver!r}")
@@ -357,27 +380,28 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"NMF: max_iter must be >= 1 and tol >= 0, got {self.max_iter}, {self.tol}"
             )
-        dev = resolve_device(self.device)
-        x = to_tensor(X, dev)
+        dev, dtype = blocks.device, blocks.dtype
         gen = torch_generator(self.random_state, dev)
         if self.init == "random":
-            scale = math.sqrt(float(x.mean()) / k)
-            wt = scale * torch.rand(k, n, generator=gen, device=dev, dtype=x.dtype)
-            h = scale * torch.rand(k, c, generator=gen, device=dev, dtype=x.dtype)
+            scale = math.sqrt(blocks.blockwise_mean() / k)
+            wt = scale * torch.rand(k, n, generator=gen, device=dev, dtype=dtype)
+            h = scale * torch.rand(k, c, generator=gen, device=dev, dtype=dtype)
         elif self.init == "spa":
             # SPA on the rank-k denoised data (a single noisy pixel would bias the start),
             # run in the k coordinates of the orthonormal basis vt: inner products are the
             # same, and the denoised cube is never formed
-            u, sv, vt = randomized_svd(x, k, None, 10, 4, gen)
+            u, sv, vt = randomized_svd(blocks, k, None, 10, 4, gen)
             coords = u * sv[None, :]  # rows of the denoised data in the basis vt, (n, k)
             sums = coords @ vt.sum(1)  # row sums of the denoised data, (n,)
             idx = successive_projections(coords, k, row_sums=sums)
             h = (coords[idx] @ vt).clamp(min=0).contiguous()
-            wt = self._nnls_wt(x, h)
+            wt = self._nnls_wt(blocks, h)[0]
         else:
-            w, h = _nndsvd(x, k, self.init == "nndsvda", gen)
+            u, sv, vt = randomized_svd(blocks, k, None, 10, 4, gen)
+            fill = blocks.blockwise_mean() if self.init == "nndsvda" else None
+            w, h = _nndsvd(u, sv, vt, fill)
             wt = w.T.contiguous()
-        xx = sum_squares(x)
+        xx = blocks.sums()[1] if blocks.n_blocks > 1 else sum_squares(next(iter(blocks))[1])
 
         def error(wtx: torch.Tensor, wtw: torch.Tensor, h: torch.Tensor) -> float:
             # ||X - WH||^2 = ||X||^2 - 2 <W^T X, H> + <W^T W, H H^T>, accumulated in float64
@@ -386,25 +410,38 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return math.sqrt(max(xx - 2 * cross + quad, 0.0))
 
         # W is held transposed, wt (k, n), so every HALS update reads contiguous rows
-        history = [error(wt @ x, wt @ wt.T, h)]
+        history = [error(*_gram(blocks, wt), h)]
         converged = False
         it = 0
-        tiny = torch.finfo(x.dtype).tiny
+        tiny = torch.finfo(dtype).tiny
         for _it in range(1, self.max_iter + 1):
             it = _it
-            # W step with H fixed
+            # W step with H fixed, block by block (the rows of W are independent), and the
+            # statistics of the H step from the new W in the same pass
             hht = h @ h.T
-            # h @ x.T comes back as a transposed view; row updates need contiguous rows
-            hxt = (h @ x.T).contiguous()
-            wt = self._update_wt(wt, hxt, hht, tiny)
+            floor = _denormal_floor(wt)
+            wtx: torch.Tensor | None = None
+            wtw: torch.Tensor | None = None
+            for start, xb in blocks:
+                # h @ x.T comes back as a transposed view; row updates need contiguous rows
+                hxt = (h @ xb.T).contiguous()
+                part = wt[:, start:start + len(xb)]
+                whole = part.shape[1] == n
+                part = part if whole else part.contiguous()
+                part = self._update_wt(part, hxt, hht, tiny, floor)
+                if whole:
+                    wt = part
+                else:
+                    wt[:, start:start + len(xb)] = part
+                wtw = part @ part.T if wtw is None else wtw + part @ part.T
+                wtx = part @ xb if wtx is None else wtx + part @ xb
+            assert wtx is not None and wtw is not None
             # H step with W fixed
-            wtw = wt @ wt.T
-            wtx = wt @ x
             if self.solver == "hals":
-                floor = _denormal_floor(h)
+                floor_h = _denormal_floor(h)
                 for j in range(k):
                     v = h[j] + (wtx[j] - (wtw[j:j + 1] @ h)[0]) / (wtw[j, j] + tiny)
-                    h[j] = torch.where(v > floor, v, 0.0)
+                    h[j] = torch.where(v > floor_h, v, 0.0)
             else:
                 h = h * wtx / (wtw @ h + tiny)
             history.append(error(wtx, wtw, h))
@@ -419,32 +456,33 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         # the returned W is the same row-wise NNLS solve transform() does, so fit_transform
         # and fit().transform() agree; it can only lower the error of the iterate's W
-        wt = self._nnls_wt(x, h)
+        wt, wtx, wtw = self._nnls_wt(blocks, h)
         self.components_ = h.cpu().numpy()
         self.n_components_ = k
-        self.reconstruction_err_ = error(wt @ x, wt @ wt.T, h)
+        self.reconstruction_err_ = error(wtx, wtw, h)
         self.reconstruction_err_history_ = np.asarray(history)
         self.n_iter_ = it
         self.converged_ = converged
         self._n_features_out = k
-        return np.ascontiguousarray(wt.T.cpu().numpy())
+        return wt
 
     @staticmethod
-    def _hals_wt(wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float
-                 ) -> torch.Tensor:
-        """One HALS sweep over the rows of ``wt (k, n)`` (exact block minimisers)."""
+    def _hals_wt(wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float,
+                 floor: float | None = None) -> torch.Tensor:
+        """One HALS sweep over the rows of ``wt (k, n)`` (exact block minimisers); entries
+        below ``floor`` (default from ``wt`` itself, see :func:`_denormal_floor`) become 0."""
         # hht[j:j+1] @ wt (a 1-row matrix product), not hht[j] @ wt: torch's threaded
         # vector-matrix path is ~25x slower on a busy 2-core machine
-        floor = _denormal_floor(wt)
+        floor = _denormal_floor(wt) if floor is None else floor
         for j in range(wt.shape[0]):
             v = wt[j] + (hxt[j] - (hht[j:j + 1] @ wt)[0]) / (hht[j, j] + tiny)
             wt[j] = torch.where(v > floor, v, 0.0)
         return wt
 
-    def _update_wt(self, wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float
-                   ) -> torch.Tensor:
+    def _update_wt(self, wt: torch.Tensor, hxt: torch.Tensor, hht: torch.Tensor, tiny: float,
+                   floor: float) -> torch.Tensor:
         if self.solver == "hals":
-            return self._hals_wt(wt, hxt, hht, tiny)
+            return self._hals_wt(wt, hxt, hht, tiny, floor)
         return wt * hxt / (hht @ wt + tiny)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -458,21 +496,32 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         dev = resolve_device(self.device)
         x = to_tensor(X, dev)
         h = torch.as_tensor(self.components_, device=dev, dtype=x.dtype)
-        return np.ascontiguousarray(self._nnls_wt(x, h).T.cpu().numpy())
+        wt = self._nnls_wt(RowBlocks(x, dev), h)[0]
+        return np.ascontiguousarray(wt.T.cpu().numpy())
 
-    def _nnls_wt(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Row-wise non-negative least squares for ``W`` given ``H``, returned as ``(k, n)``.
+    def _nnls_wt(self, blocks: RowBlocks, h: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Row-wise non-negative least squares for ``W`` given ``H``: ``W^T (k, n)``, and
+        ``W^T X``, ``W^T W`` from the same pass.
 
         HALS sweeps from the clipped unconstrained solution; ``min(max_iter, 50)`` sweeps,
         a fixed number so that every row's result is independent of the other rows.
         """
         hht = h @ h.T
-        hxt = (h @ x.T).contiguous()
-        wt = torch.linalg.lstsq(hht, hxt).solution.clamp(min=0).contiguous()
-        tiny = torch.finfo(x.dtype).tiny
-        for _ in range(min(self.max_iter, 50)):
-            wt = self._hals_wt(wt, hxt, hht, tiny)
-        return wt
+        tiny = torch.finfo(h.dtype).tiny
+        parts: list[torch.Tensor] = []
+        wtx: torch.Tensor | None = None
+        wtw: torch.Tensor | None = None
+        for _, xb in blocks:
+            hxt = (h @ xb.T).contiguous()
+            wt = torch.linalg.lstsq(hht, hxt).solution.clamp(min=0).contiguous()
+            for _ in range(min(self.max_iter, 50)):
+                wt = self._hals_wt(wt, hxt, hht, tiny)
+            parts.append(wt)
+            wtx = wt @ xb if wtx is None else wtx + wt @ xb
+            wtw = wt @ wt.T if wtw is None else wtw + wt @ wt.T
+        assert wtx is not None and wtw is not None
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)), wtx, wtw
 
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
         """Spectra ``(n, channels)`` from ``W (n, k)``."""

@@ -1,9 +1,11 @@
 """The one training plan: Lightning Fabric owns devices, precision and distribution.
 
 The whole dataset sits on the device as tensors; batches are index slices of a seeded
-permutation, so there is no per-sample Python work and no DataLoader. Every random draw is
-derived from (seed, epoch, rank), which makes a run resumed from an epoch checkpoint identical
-to an uninterrupted one.
+permutation, so there is no per-sample Python work and no DataLoader. Data larger than
+memory takes the other path: a :class:`~latentatlas.train.stream.PatchStream` reads blocks of
+samples from a store on disk into a shuffled buffer (see :mod:`latentatlas.train.stream`).
+Every random draw is derived from (seed, epoch, rank), which makes a run resumed from an
+epoch checkpoint identical to an uninterrupted one.
 
 Multi-GPU / multi-node: pass ``devices``, ``num_nodes`` and ``strategy`` (e.g. "ddp") and start
 the script with Fabric's launchers: ``fabric run --devices 4 script.py``,
@@ -16,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -27,8 +29,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from latentatlas._files import write_atomic
-from latentatlas.models.losses import LossRecord
-from latentatlas.train.schedules import Schedule, schedule_to_dict
+from latentatlas.train.record import LossRecord
+from latentatlas.train.schedules import Schedule, check_schedule_names, schedule_to_dict
+from latentatlas.train.stream import PatchStream
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,7 @@ def _batches(data: Mapping[str, Tensor], index: Tensor, batch_size: int) -> list
 
 def train(
     module: nn.Module,
-    data: Mapping[str, Tensor],
+    data: Mapping[str, Tensor] | PatchStream,
     config: TrainConfig,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
@@ -148,23 +151,33 @@ def train(
 ) -> dict[str, list[float]]:
     """Fit ``module`` (whose forward(batch, knobs) returns a LossRecord) on ``data``.
 
-    data: tensors sharing their first (sample) axis, at least ``x``.
+    data: tensors sharing their first (sample) axis, at least ``x``; or a
+    :class:`~latentatlas.train.stream.PatchStream` over samples on disk, whose own held-out
+    blocks are the test set (``config.test_fraction`` is then not used).
     start_step: the first value of the step counter that drives the schedules, for a run
     that continues another one (ensemble members grown from a trained baseline).
     Returns the history: per-epoch means of every loss term, keys "train/<term>" and
     "test/<term>" (test terms only when test_fraction > 0).
     """
-    if "x" not in data:
-        raise ValueError("data must hold the samples under the key 'x'")
-    n = len(data["x"])
-    if any(len(v) != n for v in data.values()):
-        raise ValueError(f"every tensor in data must have {n} samples, got "
-                         f"{ {k: len(v) for k, v in data.items()} }")
+    check_schedule_names(config.schedules, module)
+    stream = data if isinstance(data, PatchStream) else None
+    tensors: Mapping[str, Tensor] = {} if isinstance(data, PatchStream) else data
+    if stream is None:
+        if "x" not in tensors:
+            raise ValueError("data must hold the samples under the key 'x'")
+        n = len(tensors["x"])
+        if any(len(v) != n for v in tensors.values()):
+            raise ValueError(f"every tensor in data must have {n} samples, got "
+                             f"{ {k: len(v) for k, v in tensors.items()} }")
     fabric = fabric or make_fabric(config)
     if not getattr(fabric, "_launched", False):
         fabric.launch()
-    train_idx, test_idx = split_indices(n, config.test_fraction, config.seed)
-    device_data = {k: v.to(fabric.device) for k, v in data.items()}
+    if stream is None:
+        train_idx, test_idx = split_indices(n, config.test_fraction, config.seed)
+        device_data = {k: v.to(fabric.device) for k, v in tensors.items()}
+        n_train, has_test = len(train_idx), len(test_idx) > 0
+    else:
+        n_train, has_test = stream.n_train, stream.n_test > 0
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
 
     wrapped = torch.compile(module) if config.compile else module
@@ -184,20 +197,25 @@ def train(
         if start_epoch >= config.epochs:
             log.info("checkpoint is already at epoch %d of %d", start_epoch, config.epochs)
     rank, world = fabric.global_rank, fabric.world_size
-    per_rank = len(train_idx) // world
+    per_rank = n_train // world
     if per_rank < 1:
-        raise ValueError(f"{len(train_idx)} training samples cannot be shared by {world} processes")
+        raise ValueError(f"{n_train} training samples cannot be shared by {world} processes")
 
     epochs = range(start_epoch, config.epochs)
     bar = tqdm(epochs, desc="training", disable=not config.progress or rank != 0, leave=False)
     for epoch in bar:
         model.train()
         torch.manual_seed(_seed_for(config.seed, epoch, rank))
-        order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(
-            _seed_for(config.seed, epoch, 0)))
-        mine = train_idx[order][rank * per_rank : (rank + 1) * per_rank].to(fabric.device)
+        batches: Iterable[dict[str, Tensor]]
+        if stream is None:
+            order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(
+                _seed_for(config.seed, epoch, 0)))
+            mine = train_idx[order][rank * per_rank : (rank + 1) * per_rank].to(fabric.device)
+            batches = _batches(device_data, mine, config.batch_size)
+        else:
+            batches = stream.train_batches(epoch, rank, world, config.batch_size, fabric.device)
         sums: dict[str, Tensor] = {}
-        batches = _batches(device_data, mine, config.batch_size)
+        n_batches = 0
         for batch in batches:
             knobs = {name: schedule(step) for name, schedule in config.schedules.items()}
             record: LossRecord = model(batch, knobs)
@@ -205,11 +223,16 @@ def train(
             fabric.backward(record.total)
             optimizer.step()
             step += 1
+            n_batches += 1
             _accumulate(sums, record)
-        means = {f"train/{k}": v / len(batches) for k, v in sums.items()}
-        if len(test_idx):
+        means = {f"train/{k}": v / n_batches for k, v in sums.items()}
+        if has_test:
+            test_batches = (
+                _batches(device_data, test_idx.to(fabric.device), max(config.batch_size, 1024))
+                if stream is None else
+                stream.test_batches(max(config.batch_size, 1024), fabric.device))
             means.update({f"test/{k}": v for k, v in
-                          evaluate(model, device_data, test_idx.to(fabric.device), config, epoch).items()})
+                          evaluate_batches(model, test_batches, config).items()})
         reduced = {k: float(cast(Tensor, fabric.all_reduce(v, reduce_op="mean"))) for k, v in means.items()}
         for k, v in reduced.items():
             history.setdefault(k, []).append(v)
@@ -228,13 +251,19 @@ def train(
 def evaluate(model: nn.Module, data: Mapping[str, Tensor], index: Tensor, config: TrainConfig,
              epoch: int) -> dict[str, Tensor]:
     """Mean loss terms on ``index`` with a fixed seed (so the test loss is comparable across epochs)."""
+    return evaluate_batches(model, _batches(data, index, max(config.batch_size, 1024)), config)
+
+
+def evaluate_batches(model: nn.Module, batches: Iterable[dict[str, Tensor]], config: TrainConfig
+                     ) -> dict[str, Tensor]:
+    """Mean loss terms over ``batches`` with a fixed seed, weighted by batch size."""
     model.eval()
     sums: dict[str, Tensor] = {}
     count = 0
-    with torch.no_grad(), torch.random.fork_rng(devices=[] if index.device.type == "cpu" else None):
+    device = next(model.parameters()).device
+    with torch.no_grad(), torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
         torch.manual_seed(config.seed + 17)
-        batch_size = max(config.batch_size, 1024)
-        for batch in _batches(data, index, batch_size):
+        for batch in batches:
             record: LossRecord = model(batch, {})
             m = len(batch["x"])
             _accumulate(sums, record, weight=m)
@@ -244,11 +273,7 @@ def evaluate(model: nn.Module, data: Mapping[str, Tensor], index: Tensor, config
 
 def _accumulate(sums: dict[str, Tensor], record: LossRecord, weight: float = 1.0) -> None:
     # Summed as detached tensors; converted to floats once per epoch to avoid a device sync per step.
-    terms = {"total": record.total, "reconstruction": record.reconstruction,
-             "elbo": -record.negative_elbo}
-    terms.update({f"kl_{k}": v for k, v in record.kl.items()})
-    terms.update(record.extras)
-    for k, v in terms.items():
+    for k, v in record.terms().items():
         value = v.detach().float() * weight
         sums[k] = sums[k] + value if k in sums else value
 

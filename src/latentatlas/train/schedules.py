@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,25 @@ class Exponential:
 
 Schedule = Constant | Linear | Exponential
 _KINDS: dict[str, type] = {"constant": Constant, "linear": Linear, "exponential": Exponential}
+
+
+def check_schedule_names(schedules: Mapping[str, object], module: object) -> None:
+    """Refuse a schedule the module would not read (a misspelt name would be ignored silently).
+
+    ``module`` declares the names its ``forward(batch, knobs)`` reads as ``schedule_names``.
+    """
+    if not schedules:
+        return
+    allowed = getattr(module, "schedule_names", None)
+    name = type(module).__name__
+    if allowed is None:
+        raise TypeError(f"{name} declares no schedule_names, so schedules {sorted(schedules)} "
+                        "cannot be checked; give it a class attribute schedule_names listing "
+                        "the knobs its forward reads")
+    unknown = sorted(set(schedules) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown schedule name(s) {unknown} for {name}; "
+                         f"allowed: {sorted(allowed)}")
 
 
 def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:

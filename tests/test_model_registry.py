@@ -1,0 +1,157 @@
+"""Every registered model family, driven by the registry: a new family is tested without new code.
+
+Each family is built from its registry entry (``example`` config, ``fit_labels``) at tiny sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from latentatlas.models import get_model, list_models, load_model
+from latentatlas.models.registry import registered
+
+SHAPE = (8, 8)
+N = 12
+FAMILIES = sorted(list_models())
+
+
+def _build(name: str, seed: int = 0) -> Any:
+    return get_model(name, SHAPE, seed=seed, hidden=8, latent_dim=2, **registered(name).example)
+
+
+def _data(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((N, *SHAPE)).astype(np.float32)
+
+
+def _labels() -> np.ndarray:
+    return np.arange(N) % 3
+
+
+def _fit(model: Any, name: str, x: np.ndarray) -> None:
+    labels = {"y": _labels()} if registered(name).fit_labels else {}
+    model.fit(x, **labels, epochs=1, batch_size=N, seed=0, progress=False, test_fraction=0.0)
+
+
+def _members(model: Any) -> list[Any]:
+    return list(getattr(model, "members", [model]))  # an ensemble holds one model per member
+
+
+def _state(model: Any) -> list[torch.Tensor]:
+    return [t.detach().clone() for m in _members(model) for t in m.module.state_dict().values()]
+
+
+def _condition(member: Any) -> np.ndarray | None:
+    # families whose decoder is conditioned on a known class get the labels as condition
+    return _labels() if member.config.condition_dim > 0 else None
+
+
+def _outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
+    out = []
+    for m in _members(model):
+        out += [m.encode(x).mean, m.reconstruct(x, _condition(m))]
+    return out
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_save_and_load_give_identical_weights_and_outputs(name: str, tmp_path: Path) -> None:
+    model, x = _build(name, seed=3), _data()
+    loaded = load_model(model.save(tmp_path / name))
+    assert type(loaded) is type(model)
+    for a, b in zip(_state(model), _state(loaded), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(_outputs(model, x), _outputs(loaded, x), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_same_seed_same_model_and_one_step_changes_the_weights(name: str) -> None:
+    x = _data()
+    first, second, other = _build(name, seed=1), _build(name, seed=1), _build(name, seed=2)
+    initial = _state(first)
+    assert all(torch.equal(a, b) for a, b in zip(initial, _state(second), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(initial, _state(other), strict=True))
+    _fit(first, name, x)
+    _fit(second, name, x)
+    trained = _state(first)
+    assert all(torch.equal(a, b) for a, b in zip(trained, _state(second), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(initial, trained, strict=True))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_gradient_of_the_loss_reaches_the_input(name: str) -> None:
+    torch.manual_seed(0)
+    for member in _members(_build(name)):
+        module = member.module.train()
+        x = torch.rand(N, 1, *SHAPE, requires_grad=True)
+        batch = {"x": x}
+        if member.config.condition_dim > 0:
+            batch["condition"] = torch.nn.functional.one_hot(torch.from_numpy(_labels())).float()
+        module(batch, {}).total.backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_encode_and_reconstruct_shapes(name: str) -> None:
+    x = _data()
+    for member in _members(_build(name)):
+        latents = member.encode(x)
+        assert latents.mean.shape == latents.std.shape == (N, len(latents.names))
+        assert (latents.std > 0).all()
+        assert member.reconstruct(x, _condition(member)).shape == (N, *member.config.input_shape)
+
+
+class _Recording(Mapping[str, float]):
+    """A knobs mapping that records every name the loss looks up."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values, self.read = values, set[str]()
+
+    def __getitem__(self, key: str) -> float:
+        self.read.add(key)
+        return self.values[key]
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return key in self.values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return self.values.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __bool__(self) -> bool:
+        return True  # an empty recording must not be swapped for a plain {} by `knobs or {}`
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_schedule_names_are_exactly_the_knobs_the_loss_reads(name: str) -> None:
+    """Every knob the loss reads is a schedule the training plan accepts (else it could never
+    be scheduled). A declared name may go unread under one config (the Gumbel temperature when
+    the classes are enumerated), so equality is required only where they are not."""
+    torch.manual_seed(0)
+    for member in _members(_build(name)):
+        module = member.module.train()
+        batch = {"x": torch.rand(N, 1, *SHAPE)}
+        if member.config.condition_dim > 0:
+            batch["condition"] = torch.nn.functional.one_hot(torch.from_numpy(_labels())).float()
+        read: set[str] = set()
+        # absent knobs take the config's values; present ones can switch a branch on
+        for values in ({}, dict.fromkeys(module.schedule_names, 0.5)):
+            knobs = _Recording(values)
+            with torch.no_grad():
+                module(batch, knobs)
+            read |= knobs.read
+        assert read and read <= set(module.schedule_names)
+        if not getattr(member.config, "enumerate_classes", False):
+            assert read == set(module.schedule_names)
