@@ -6,6 +6,8 @@
     PYTHONPATH=src python benchmarks/real_data.py graphene
     PYTHONPATH=src python benchmarks/real_data.py generated --seeds 0 1 2
     PYTHONPATH=src python benchmarks/real_data.py table    (markdown tables from the JSON files)
+    ... --only 'PTO*' --tag phase_pto  (pfm: a subset of the scans, into its own JSON; the
+                                        table reads every JSON of a part)
     ... --set normalize='"image"'      (override AnalysisConfig fields; JSON values)
     ... --legacy                       (the settings before issue 13: image min-max, 20 epochs
                                         of 128, no KL warm-up)
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fnmatch
 import json
 import os
 import platform
@@ -51,6 +54,7 @@ from scipy import ndimage, stats
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from latentatlas.analysis.baselines import background_share
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
 
@@ -88,6 +92,7 @@ def _common(r: AnalysisResult, seconds: float) -> dict[str, Any]:
         "ari_model_vs_pca_kmeans": _r(b.ari_kmeans),
         "background_share": {"model": _r(b.background_share_model),
                              "pca_kmeans": _r(b.background_share_kmeans)},
+        "physics": {k: m.to_dict() for k, m in b.physics.items()},
         "verdict": b.verdict,
     }
 
@@ -106,9 +111,10 @@ def _best(values: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ parts
 
 
-def run_pfm(seed: int, options: dict[str, Any], channels: list[str]) -> Any:
+def run_pfm(seed: int, options: dict[str, Any], channels: list[str], only: str = "*") -> Any:
     files = (sorted((DATA / "pfm_dtmicroscope").glob("PZT_final000*.h5"))
              + sorted((DATA / "pfm_dtmicroscope").glob("PTO_Funakubo000*.h5")))
+    files = [f for f in files if fnmatch.fnmatch(f.name, only)]
     if not files:
         raise SystemExit(f"no PFM scans in {DATA / 'pfm_dtmicroscope'}")
     for path in files:
@@ -173,28 +179,48 @@ def run_graphene(seed: int, options: dict[str, Any]) -> Any:
         yield {"file": name, "seed": seed, **_common(r, time.perf_counter() - t),
                "atoms_on_non_hexagonal_rings": int(d.sum()),
                "ari_vs_defect_atoms": {"model": _r(adjusted_rand_score(d, r.labels.labels)),
-                                       "pca_kmeans": _r(adjusted_rand_score(d, b.kmeans_labels))}}
+                                       "pca_kmeans": _r(adjusted_rand_score(d, b.kmeans_labels))},
+               "defect_share_by_class": {"model": _shares(r.labels.labels, d),
+                                         "pca_kmeans": _shares(b.kmeans_labels, d)},
+               "mean_intensity_eta2": {
+                   "model": _r(background_share(r.labels.labels, b.descriptors["mean"])),
+                   "pca_kmeans": _r(background_share(b.kmeans_labels, b.descriptors["mean"]))}}
 
 
-def run_generated(seed: int, options: dict[str, Any]) -> Any:
+def _shares(labels: np.ndarray, flag: np.ndarray) -> list[list[float]]:
+    """[class size, share of flagged atoms in it] for every class, largest share first."""
+    rows = [[int((labels == c).sum()), _r(flag[labels == c].mean())] for c in np.unique(labels)]
+    return sorted(rows, key=lambda row: -row[1])
+
+
+def run_generated(seed: int, options: dict[str, Any], gradient: float = 1.0,
+                  thickness: float = 0.5) -> Any:
     from latentatlas.datasets.lattices import two_site_lattice
 
-    lat = two_site_lattice(gradient=1.0, thickness=0.5, seed=seed)
+    lat = two_site_lattice(gradient=gradient, thickness=thickness, seed=seed)
     t = time.perf_counter()
     r = analyze(lat.image, atoms=lat.positions, progress=False, seed=seed, **options)
     b = r.baselines
     assert b is not None
     truth = lat.classes[r.patches.index]
-    yield {"file": "two_site_lattice(gradient=1, thickness=0.5)", "seed": seed,
+    yield {"file": f"two_site_lattice(gradient={gradient:g}, thickness={thickness:g})",
+           "seed": seed,
            **_common(r, time.perf_counter() - t),
            "ari_vs_truth": {"model": _r(adjusted_rand_score(truth, r.labels.labels)),
                             "pca_kmeans": _r(adjusted_rand_score(truth, b.kmeans_labels)),
                             "pca_gmm": _r(adjusted_rand_score(truth, b.gmm_labels))}}
 
 
-def _load(name: str) -> list[dict[str, Any]]:
-    path = RESULTS / f"real_data_{name}.json"
-    return json.loads(path.read_text())["runs"] if path.exists() else []
+def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(settings, runs) of every JSON file of one part: "default" or its overrides."""
+    out = []
+    for path in sorted(RESULTS.glob(f"real_data_{part}*.json")):
+        record = json.loads(path.read_text())
+        o = record.get("overrides") or {}
+        label = "legacy" if o == LEGACY else (
+            ", ".join(f"{k}={v}" for k, v in o.items()) or "default")
+        out.append((label, record["runs"]))
+    return out
 
 
 def _spread(values: list[float]) -> str:
@@ -207,15 +233,19 @@ def _spread(values: list[float]) -> str:
 def table() -> None:
     """Markdown tables of every JSON file written by the parts above."""
     for tag, title in (("phase", "PhaseRetrace"), ("amp_phase", "AmplitudeRetrace + PhaseRetrace")):
-        runs = _load(f"pfm_{tag}") + _load(f"pfm_{tag}_seeds12")
-        legacy = {r["file"]: r for r in _load(f"pfm_{tag}_legacy")}
+        records = _records(f"pfm_{tag}")
+        runs = [r for label, rs in records if label == "default" for r in rs]
+        legacy = {r["file"]: r for label, rs in records if label == "legacy" for r in rs}
         if not runs:
             continue
-        print(f"\nPFM, {title}: best |rho| with the switched fraction / wall density "
-              "(mean over seeds, range); collapsed = runs without an active content latent\n")
-        print("| scan | seeds | collapsed | classes | latent SF | latent WD | PCA SF | PCA WD | "
-              "plain SF | plain WD | before: collapsed, latent SF / WD |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"\nPFM, {title}: best |rho| with the switched fraction (SF) / wall density (WD) "
+              "of a model latent, a PCA score and a plain window statistic (mean over seeds, "
+              "range); active = active content latents per seed; verdict = its first clause "
+              "per seed\n")
+        print("| scan | seeds | active content | latent SF | PCA SF | plain SF | latent WD | "
+              "PCA WD | plain WD | classes | ARI vs PCA k-means | verdict | "
+              "before (legacy): collapsed, latent SF / WD |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for f in dict.fromkeys(r["file"] for r in runs):
             rs = [r for r in runs if r["file"] == f]
             def col(target: str, kind: str, rs: list[dict[str, Any]] = rs) -> str:
@@ -225,22 +255,26 @@ def table() -> None:
                 f"{'yes' if old['collapsed'] else 'no'}, "
                 f"{abs(old['switched_fraction']['any_latent']['rho']):.2f} / "
                 f"{abs(old['wall_density']['any_latent']['rho']):.2f}")
-            print(f"| {f.removesuffix('.h5')} | {len(rs)} | {sum(r['collapsed'] for r in rs)} | "
+            active = " / ".join(",".join(n for n in r["active"] if n.startswith("z")) or "none"
+                                for r in rs)
+            verdicts = " / ".join(r["verdict"].split(":")[0].split(".")[0] for r in rs)
+            print(f"| {f.removesuffix('.h5')} | {len(rs)} | {active} | "
+                  f"{col('switched_fraction', 'any_latent')} | {col('switched_fraction', 'pca')} | "
+                  f"{col('switched_fraction', 'plain')} | {col('wall_density', 'any_latent')} | "
+                  f"{col('wall_density', 'pca')} | {col('wall_density', 'plain')} | "
                   f"{'/'.join(str(r['n_classes']) for r in rs)} | "
-                  f"{col('switched_fraction', 'any_latent')} | {col('wall_density', 'any_latent')} | "
-                  f"{col('switched_fraction', 'pca')} | {col('wall_density', 'pca')} | "
-                  f"{col('switched_fraction', 'plain')} | {col('wall_density', 'plain')} | {before} |")
+                  f"{_spread([r['ari_model_vs_pca_kmeans'] for r in rs])} | {verdicts} | "
+                  f"{before} |")
     for part, key in (("stem", "ari_vs_sites"), ("generated", "ari_vs_truth"),
                       ("graphene", "ari_vs_defect_atoms")):
-        rows = [(tag or "default", r) for tag in ("", "image", "legacy")
-                for r in _load(part + (f"_{tag}" if tag else ""))]
+        rows = [(label, r) for label, rs in _records(part) for r in rs]
         if not rows:
             continue
         print(f"\n{part}: ARI of the classes ({key}); background share = eta^2 of the slow "
               "background on the classes\n")
         print("| image | settings | seeds | classes (BIC min) | ARI model | ARI PCA k-means | "
-              "background share model / PCA k-means | collapsed |")
-        print("|---|---|---|---|---|---|---|---|")
+              "background share model / PCA k-means | active content | verdict |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for f in dict.fromkeys(r["file"] for _, r in rows):
             for tag in dict.fromkeys(t for t, _ in rows):
                 rs = [r for t, r in rows if t == tag and r["file"] == f]
@@ -252,7 +286,9 @@ def table() -> None:
                       f"{_spread([r[key]['pca_kmeans'] for r in rs])} | "
                       f"{_spread([r['background_share']['model'] for r in rs])} / "
                       f"{_spread([r['background_share']['pca_kmeans'] for r in rs])} | "
-                      f"{sum(r['collapsed'] for r in rs)} |")
+                      + " / ".join(",".join(n for n in r["active"] if n.startswith("z"))
+                                   or "none" for r in rs) + " | "
+                      + " / ".join(r["verdict"].split(":")[0].split(".")[0] for r in rs) + " |")
 
 
 def main() -> None:
@@ -263,7 +299,13 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                     help="AnalysisConfig overrides, e.g. normalize='\"image\"'")
     ap.add_argument("--legacy", action="store_true", help="the settings before issue 13")
+    ap.add_argument("--only", default="*",
+                    help="pfm: only the scans whose name matches this pattern, e.g. 'PTO*'")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+    ap.add_argument("--gradient", type=float, default=1.0,
+                    help="generated: background rise across the image, in A peaks")
+    ap.add_argument("--thickness", type=float, default=0.5,
+                    help="generated: relative contrast change from top to bottom")
     args = ap.parse_args()
     if args.part == "table":
         table()
@@ -286,10 +328,11 @@ def main() -> None:
     }
     for seed in args.seeds:
         if args.part == "pfm":
-            runs = run_pfm(seed, options, channels)
+            runs = run_pfm(seed, options, channels, args.only)
+        elif args.part == "generated":
+            runs = run_generated(seed, options, args.gradient, args.thickness)
         else:
-            runs = {"stem": run_stem, "graphene": run_graphene,
-                    "generated": run_generated}[args.part](seed, options)
+            runs = {"stem": run_stem, "graphene": run_graphene}[args.part](seed, options)
         for row in runs:
             record["runs"].append(row)
             tmp = out.with_suffix(".tmp")

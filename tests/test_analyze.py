@@ -158,6 +158,7 @@ def test_pipeline_input_errors(tmp_path: Path) -> None:
 
 
 def test_cli_analyze_example(tmp_path: Path) -> None:
+    from markupsafe import escape
     from typer.testing import CliRunner
 
     import latentatlas.cli  # noqa: F401  (registers every command)
@@ -170,6 +171,11 @@ def test_cli_analyze_example(tmp_path: Path) -> None:
                               "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "2 classes" in res.output and (out / "index.html").exists()
+    # the verdict beside the baselines, printed and in the report, word for word
+    verdict = json.loads((out / "config.json").read_text())["verdict"]
+    assert len(verdict) > 20 and f"verdict: {verdict}" in res.output
+    shown = (out / "index.html").read_text().split('<div class="verdict">')[1].split("</div>")[0]
+    assert str(escape(verdict)) in shown
     with h5py.File(out / "results.h5") as f:
         assert tuple(f.attrs["grid_shape"]) == (18, 18)
     bad = runner.invoke(app, ["analyze", str(tmp_path / "missing.npy"), "--quiet"])
@@ -200,3 +206,50 @@ def test_time_delay_and_multilayer_descriptors(tmp_path: Path) -> None:
     assert set(res.patches.frames) == {0, 1}
     with pytest.raises(ValueError, match="time_delay and lag"):
         analyze(stack, atoms="none", time_delay=0, progress=False)
+
+
+def test_baseline_block_in_results_and_report_equals_a_direct_computation(tmp_path: Path) -> None:
+    """The baselines written by analyze (config.json, results.h5, index.html) are the numbers
+    one gets by hand from the run's own arrays: window means by numpy slicing of the raw image,
+    PCA and k-means with sklearn on the patches the model saw, Spearman rho with the latents."""
+    from scipy import stats
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:64, :64]
+    img = np.sin(xx / 3.0) * (1 + (yy > 32)) + 0.3 * rng.normal(size=(64, 64)) + xx / 40.0
+    out = tmp_path / "run"
+    res = analyze(img, atoms="none", window=16, stride=8, model="vae", epochs=3, out=out,
+                  n_components=2, progress=False, seed=0)
+    config = json.loads((out / "config.json").read_text())
+    block = config["baselines"]
+    with h5py.File(out / "results.h5") as f:
+        z = f["latents_mean"][()]
+        labels = f["labels"][()]
+        names = json.loads(f.attrs["latent_names"])
+        assert json.loads(f.attrs["config"])["baselines"] == block
+    # window means of the raw image, in the grid's row-major order
+    grid = np.lib.stride_tricks.sliding_window_view(img, (16, 16))[::8, ::8]
+    means = grid.mean(axis=(2, 3)).ravel()
+    assert len(means) == len(z)
+    for j, name in enumerate(names):
+        direct = stats.spearmanr(means, z[:, j]).statistic
+        assert block["correlations_spearman"]["mean"][name] == pytest.approx(direct, abs=1e-4)
+    x = res.patches.as_model_input().reshape(len(z), -1).astype(np.float64)
+    n_pcs = len(block["pca_explained_variance"])
+    assert n_pcs == max(2, sum(n.startswith("z") for n in names))
+    pca = PCA(n_pcs, random_state=0).fit(x)
+    np.testing.assert_allclose(block["pca_explained_variance"], pca.explained_variance_ratio_,
+                               rtol=1e-4)
+    k = len(np.unique(labels))
+    km = KMeans(k, n_init=4, random_state=0).fit(pca.transform(x)).predict(pca.transform(x))
+    ari = adjusted_rand_score(labels, km)
+    assert k == 2 and 0 < ari < 1  # a number worth comparing, not a tie at 0 or 1
+    assert block["pca_kmeans"] == {"n_classes": k, "ari_vs_model": pytest.approx(ari, abs=1e-4)}
+    # the report shows the same numbers
+    html = (out / "index.html").read_text()
+    shown = html.split("PCA k-means: classes, ARI vs model</th><td>")[1].split("</td>")[0]
+    assert shown == f"[{k}, {round(ari, 4)}]"
+    best = block["explained_by"][names[-1]]
+    assert f"{best['by']} (rho {best['rho']})" in html

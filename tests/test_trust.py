@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import (
+    Baselines,
     background_share,
     compute_baselines,
     pfm_descriptors,
@@ -24,7 +25,7 @@ from latentatlas.descriptors.patches import extract_patches, remove_background
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.models import Latents, get_model
 from latentatlas.models.latents import latent_activity
-from latentatlas.pipelines.analyze import AnalysisConfig
+from latentatlas.pipelines.analyze import AnalysisConfig, analyze
 
 
 def _blobs(n: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,23 +85,24 @@ def _gradient_lattice(seed: int = 1):  # type: ignore[no-untyped-def]
     return two_site_lattice(shape=(192, 192), gradient=1.0, thickness=0.5, seed=seed)
 
 
-def _pca_kmeans_ari(patches: np.ndarray, truth: np.ndarray) -> float:
-    scores = PCA(2, random_state=0).fit_transform(patches.reshape(len(patches), -1))
-    labels = KMeans(2, n_init=4, random_state=0).fit_predict(scores)
-    return float(adjusted_rand_score(truth, labels))
-
-
 def test_default_normalisation_follows_sublattices_under_a_gradient() -> None:
+    """The model's classes, from analyze with the default normalisation, follow the two
+    sublattices under a ramp and a thickness change; with ``normalize="image"`` the same model
+    and training give classes unrelated to them (ARI ~0). A plain VAE with a short training
+    keeps the test fast; at the full default training (3000 steps) the rVAE's classes with
+    "image" survive this ramp but not a stronger one (benchmarks/RESULTS.md, issue 13)."""
     lat = _gradient_lattice()
-    window = 24
-    default = AnalysisConfig().normalization(windows=False)
-    aris = {}
-    for mode in (default, "image"):
-        p = extract_patches(lat.image, lat.positions, window, classes=lat.classes,
-                            normalize=mode, background_sigma=window)  # type: ignore[arg-type]
-        aris[mode] = _pca_kmeans_ari(p.data, p.classes)
-    assert aris[default] >= 0.9
-    assert aris["image"] < 0.5  # the gradient, not the sites, splits the image
+    assert AnalysisConfig().normalization(windows=False) == "background"
+    model, baseline = {}, {}
+    for mode in ("auto", "image"):
+        r = analyze(lat.image, atoms=lat.positions, model="vae", steps=150, normalize=mode,
+                    progress=False, seed=0)
+        assert r.baselines is not None
+        truth = lat.classes[r.patches.index]
+        model[mode] = adjusted_rand_score(truth, r.labels.labels)
+        baseline[mode] = adjusted_rand_score(truth, r.baselines.kmeans_labels)
+    assert model["auto"] >= 0.9 and baseline["auto"] >= 0.9
+    assert model["image"] < 0.5 and baseline["image"] < 0.5  # the gradient splits them
 
 
 def test_remove_background_ignores_a_ramp_and_a_contrast_change() -> None:
@@ -196,6 +198,44 @@ def test_verdict_does_not_call_background_classes_a_finding() -> None:
                           seed=0)
     assert b.background_share_model == pytest.approx(background_share(halves, ramp))
     assert "slow background" in b.verdict and "classes" not in b.verdict.split(".")[0]
+
+
+def _physics_case(latent_noise: float, plain_noise: float) -> tuple[Baselines, np.ndarray,
+                                                                    dict[str, np.ndarray]]:
+    """Windows whose switched fraction ``sf`` shows in a latent and in the window mean, each
+    with its own noise; the second latent and the classes are unrelated to it."""
+    rng = np.random.default_rng(3)
+    sf = rng.uniform(0, 1, 300)
+    raw = (sf + plain_noise * rng.normal(size=300))[:, None, None, None] + 0.1 * rng.normal(
+        size=(300, 1, 6, 6))
+    z = np.c_[sf + latent_noise * rng.normal(size=300), rng.normal(size=300)]
+    act = latent_activity(z, np.full_like(z, 0.05), ["z1", "z2"])
+    desc = {**plain_descriptors(raw, np.median(raw)), "switched_fraction": sf}
+    labels = (z[:, 1] > 0).astype(int)
+    return compute_baselines(raw[:, 0], z, ["z1", "z2"], act, labels, desc, seed=0), z, desc
+
+
+def test_verdict_says_when_the_baselines_follow_the_physics_as_well() -> None:
+    # the window mean follows the switched fraction better than any latent: nothing new,
+    # even though z2 is explained by nothing (it is noise)
+    b, z, desc = _physics_case(latent_noise=0.5, plain_noise=0.05)
+    m = b.physics["switched_fraction"]
+    sf = desc["switched_fraction"]
+    assert m.latent == "z1" and m.latent_rho == pytest.approx(stats.spearmanr(sf, z[:, 0])[0])
+    direct = {k: stats.spearmanr(sf, v)[0] for k, v in
+              [*((k, v) for k, v in desc.items() if k != "switched_fraction"),
+               *((f"PC{i + 1}", b.pca_scores[:, i]) for i in range(b.pca_scores.shape[1]))]}
+    best = max(direct, key=lambda k: abs(direct[k]))
+    assert m.baseline == best and m.baseline_rho == pytest.approx(direct[best])
+    assert abs(m.baseline_rho) > abs(m.latent_rho) + 0.1 and not m.model_adds
+    assert m.classes_model == pytest.approx(background_share((z[:, 1] > 0).astype(int), sf))
+    assert b.verdict.startswith("The baselines explain as much")
+    assert "Beyond" not in b.verdict and "z2 is not explained" in b.verdict
+    assert b.to_dict()["physics"]["switched_fraction"]["model_adds"] is False
+    # a latent that follows it clearly better than every baseline is a finding
+    b, _, _ = _physics_case(latent_noise=0.01, plain_noise=0.5)
+    assert b.physics["switched_fraction"].model_adds
+    assert b.verdict.startswith("Beyond the baselines on switched_fraction")
 
 
 def test_background_share_and_window_means() -> None:

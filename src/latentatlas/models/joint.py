@@ -266,7 +266,7 @@ class JointVAEModule(DiscreteLatentModule):
     config: JointConfig
     schedule_names: ClassVar[frozenset[str]] = frozenset(
         {"temperature", "capacity_z", "capacity_d", "gamma_z", "gamma_d", "beta", "balance",
-         "consistency"})
+         "consistency", "mixture"})
 
     def __init__(self, config: JointConfig) -> None:
         mixture = config.class_prior == "learned"

@@ -123,7 +123,7 @@ class SSVAEModule(DiscreteLatentModule):
 
     config: SSVAEConfig
     schedule_names: ClassVar[frozenset[str]] = frozenset(
-        {"alpha", "temperature", "beta", "capacity", "gamma"})
+        {"alpha", "temperature", "beta", "capacity", "gamma", "consistency"})
 
     def __init__(self, config: SSVAEConfig) -> None:
         super().__init__(config, (config.n_classes,))
