@@ -72,7 +72,8 @@ def held_back(n: int, seed: int, kind: str) -> list[tuple[np.ndarray, np.ndarray
         return [(lat.image, lat.positions, 1.0 / lat.params["gaussian_noise"]) for lat in lattices]
     sheets = graphene_sheets(max(4, n // 4), rng, size=160)
     # random_graphene draws its noise last; every graphene image is in the low-CNR regime.
-    return [(*random_graphene(rng, sheets, 128), 1.0) for _ in range(n)]
+    drawn = [random_graphene(rng, sheets, 128) for _ in range(n)]
+    return [(img, pos, 1.0) for img, pos, _elements in drawn]
 
 
 def generated(images: list[tuple[np.ndarray, np.ndarray, float]], variants: tuple[str, ...]) -> dict:

@@ -13,11 +13,15 @@ from scipy.spatial import cKDTree
 
 from latentatlas.datasets.graphene import (
     DEFECT_KINDS,
+    SI_COMPLEXES,
+    graphene_sheets,
     haadf_weights,
     honeycomb,
     make_graphene,
+    random_graphene,
     relax_keating,
 )
+from latentatlas.datasets.render import render_columns
 from latentatlas.descriptors.rings import analyze_rings
 from latentatlas.plots.rings import plot_rings, ring_size_colors
 
@@ -130,6 +134,94 @@ def test_grain_boundary_is_two_rotated_grains() -> None:
     assert (s.defect == 1 + DEFECT_KINDS.index("grain_boundary")).sum() > 20
 
 
+# (Si atoms, C neighbours of the Si, Si-Si distances in bond lengths) of each complex
+_COMPLEX_GEOMETRY = {
+    "Si1C4": (1, 4, ()),
+    "Si2C4": (2, 4, (1.0,)),
+    "Si2C5": (2, 5, (np.sqrt(3),)),
+    "Si2C6": (2, 6, (2.0,)),
+    "Si3C6": (3, 6, (np.sqrt(3),) * 3),
+}
+
+
+@pytest.mark.parametrize("kind", SI_COMPLEXES)
+def test_si_complexes_have_their_atoms_and_neighbours(kind: str) -> None:
+    s = make_graphene(shape=(160, 160), pixel_size=0.1, si_complexes=[kind], si_bond=1.15,
+                      rng=0, **CLEAN)
+    n_si, n_c, si_si = _COMPLEX_GEOMETRY[kind]
+    si = np.flatnonzero(s.classes == 1)
+    assert len(si) == n_si
+    bonded = {int(j) for i, j in np.vstack([s.bonds, s.bonds[:, ::-1]]) if i in si}
+    assert len(bonded - set(si.tolist())) == n_c
+    d = sorted(np.linalg.norm(s.coords[a] - s.coords[b]) / s.bond_length
+               for k, a in enumerate(si) for b in si[k + 1:])
+    # relaxation moves the Si by up to ~15 % of a bond (longer Si-C bonds, a vacancy closing)
+    np.testing.assert_allclose(d, sorted(si_si), rtol=0.15)
+    assert all(s.defect[a] == 1 + DEFECT_KINDS.index(kind) for a in si)
+    # the Si-C bonds relax towards si_bond, longer than C-C
+    si_c = [np.linalg.norm(s.coords[i] - s.coords[j]) / s.bond_length for i, j in s.bonds
+            if (s.classes[[i, j]] == 1).sum() == 1]
+    assert 1.03 < np.median(si_c) < 1.3
+
+
+def test_wider_si_keeps_its_integrated_intensity() -> None:
+    kw = dict(shape=(160, 160), pixel_size=0.1, silicon=1, rng=3, **CLEAN)
+    narrow = make_graphene(si_width=1.0, **kw)  # type: ignore[arg-type]
+    wide = make_graphene(si_width=1.4, **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(narrow.coords, wide.coords)
+    r, c = np.rint(narrow.coords[narrow.classes == 1][0]).astype(int)
+    assert wide.image[r, c] < 0.7 * narrow.image[r, c]
+    # the extra intensity of the Si column is the same: summed over its neighbourhood
+    box = (slice(r - 12, r + 13), slice(c - 12, c + 13))
+    no_si = make_graphene(z_exponent=0.0, **kw)  # type: ignore[arg-type]  # Si rendered as C
+    extra = [(x.image[box] - no_si.image[box] * (6 / 14) ** 1.7).sum() for x in (narrow, wide)]
+    assert extra[1] == pytest.approx(extra[0], rel=0.05)
+
+
+def test_render_columns_takes_one_width_per_column() -> None:
+    pos = np.array([[10.0, 10.0], [10.0, 30.0]])
+    img = render_columns((21, 41), pos, 1.0, sigma=np.array([1.0, 2.0]))
+    assert img[10, 10] == pytest.approx(1.0, abs=1e-3) and img[10, 30] == pytest.approx(1.0, abs=1e-3)
+    # at 2 px from the centre the wide column keeps exp(-1/2), the narrow one exp(-2)
+    assert img[10, 32] == pytest.approx(np.exp(-0.5), rel=1e-3)
+    assert img[10, 12] == pytest.approx(np.exp(-2.0), rel=1e-3)
+    with pytest.raises(ValueError, match="sigma"):
+        render_columns((8, 8), pos[:1], 1.0, sigma=0.0)
+
+
+def test_relax_keating_rest_lengths() -> None:
+    pos, bonds = honeycomb((10.0, 10.0))
+    centre = int(np.argmin(np.linalg.norm(pos - 5.0, axis=1)))
+    longer = (bonds == centre).any(axis=1)
+    movable = np.linalg.norm(pos - pos[centre], axis=1) < 2.5
+    out = relax_keating(pos, bonds, movable=movable, rest=np.where(longer, 1.2, 1.0))
+    d = np.linalg.norm(out[bonds[:, 0]] - out[bonds[:, 1]], axis=1)
+    # the stretched bonds grow towards 1.2 (half-way: the lattice around them pushes back),
+    # the others stay near 1
+    assert 1.07 < d[longer].min() and d[longer].max() < 1.2
+    assert np.abs(d[~longer] - 1).max() < 0.08
+    with pytest.raises(ValueError, match="rest"):
+        relax_keating(pos, bonds, rest=np.ones(3))
+
+
+def test_training_crops_carry_si_classes() -> None:
+    rng = np.random.default_rng(0)
+    sheets = graphene_sheets(6, rng, size=128)
+    assert any(sh.classes.any() for sh in sheets)
+    for sh in sheets:
+        assert sh.classes.shape == (len(sh.positions),)
+        if sh.classes.any():
+            # Si columns are the bright ones of the (noise-free, carbon = 1) sheet
+            r, c = np.rint(sh.positions).astype(int).clip(0, 127).T
+            assert sh.image[r, c][sh.classes == 1].min() > 1.5
+    n_si = 0
+    for _ in range(20):
+        img, pos, cls = random_graphene(rng, sheets, 64)
+        assert img.shape == (64, 64) and pos.shape == (len(cls), 2)
+        n_si += int(cls.sum())
+    assert n_si > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -138,6 +230,9 @@ def test_grain_boundary_is_two_rotated_grains() -> None:
         ({"stone_wales": -1}, "stone_wales"),
         ({"shape": (64, 64), "vacancies": 20}, "no room"),
         ({"grain_boundary": 75.0}, "grain_boundary"),
+        ({"si_complexes": ["Si9C9"]}, "si_complexes"),
+        ({"si_width": 0.0}, "si_width"),
+        ({"si_bond": 3.0}, "si_bond"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs: dict, match: str) -> None:

@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from latentatlas.analysis.matching import match_indices
+from latentatlas.datasets.graphene import make_graphene
+from latentatlas.descriptors.atoms import SHIPPED_ATOM_FINDERS
+from latentatlas.io.dataset import Axis, Dataset
 from latentatlas.pipelines.graphene import (
     analyze_graphene,
     example_graphene,
@@ -144,3 +148,32 @@ def test_bad_inputs_give_clear_errors(sheet, tmp_path: Path) -> None:  # type: i
                                    str(tmp_path / "p.npy"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "unpickle" in res.output
+
+
+def test_bond_in_pixels_from_the_calibration() -> None:
+    from latentatlas.io.calibration import Calibration
+    from latentatlas.pipelines.graphene import _bond_in_pixels
+
+    assert _bond_in_pixels(Calibration((0.0142, 0.0142), units="nm")) == pytest.approx(10.0)
+    assert _bond_in_pixels(Calibration((7.1, 7.1), units="pm")) == pytest.approx(20.0)
+    assert _bond_in_pixels(Calibration()) is None  # pixels: the finder estimates the spacing
+
+
+@pytest.mark.skipif(not SHIPPED_ATOM_FINDERS["graphene-si"].exists(),
+                    reason="shipped graphene Si finder not present")
+def test_graphene_run_takes_the_si_the_atom_finder_labels() -> None:
+    # a calibrated generated sheet at 14 px per bond (the finder works at 11: the calibration
+    # gives the scale) with seven Si in four complexes; no coordinates given
+    bond_px = 14.0
+    s = make_graphene((224, 224), pixel_size=1 / bond_px, silicon=1,
+                      si_complexes=("Si1C4", "Si2C5", "Si3C6"), z_exponent=1.7, si_width=1.2,
+                      si_bond=1.1, counts=None, gaussian=0.2, blur=0.5, min_separation=3.5,
+                      rng=0)
+    px_nm = 0.142 / bond_px
+    data = Dataset(s.image, [Axis("y", px_nm, units="nm"), Axis("x", px_nm, units="nm")])
+    r = analyze_graphene(data, model="jvae", epochs=1, hidden=32)
+    planted = s.coords[s.classes == 1]
+    labelled = r.coords[r.elements == 1]
+    hits = len(match_indices(labelled, planted, 1.5)[0])
+    assert len(planted) == 7 and hits >= 6 and len(labelled) - hits <= 1
+    assert r.element_counts() == {"C": int((r.elements == 0).sum()), "Si": len(labelled)}

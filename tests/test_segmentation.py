@@ -11,7 +11,7 @@ import torch
 
 from latentatlas.descriptors.segmenter import load_segmenter, predict_probability, save_segmenter
 from latentatlas.nn.unet import UNet
-from latentatlas.train.segmentation import train_segmenter
+from latentatlas.train.segmentation import segmentation_loss, train_segmenter
 
 
 @pytest.mark.parametrize("shape", [(17, 23), (32, 32), (5, 40)])
@@ -67,6 +67,22 @@ def test_make_batch_is_seeded() -> None:
         runs.append((hist["loss"], model.head.weight.detach().clone()))
     assert runs[0][0] == runs[1][0]
     assert torch.equal(runs[0][1], runs[1][1])
+
+
+def test_channel_weights_weigh_each_channels_loss() -> None:
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 2, 8, 8), torch.rand(2, 2, 8, 8)
+    equal, _ = segmentation_loss(logits, target)
+    assert float(segmentation_loss(logits, target, channel_weights=(3, 3))[0]) == pytest.approx(float(equal))
+    first, _ = segmentation_loss(logits[:, :1], target[:, :1])
+    second, _ = segmentation_loss(logits[:, 1:], target[:, 1:])
+    assert float(segmentation_loss(logits, target, channel_weights=(1, 0))[0]) == pytest.approx(float(first))
+    mixed = float(segmentation_loss(logits, target, channel_weights=(1, 0.25))[0])
+    assert mixed == pytest.approx(0.8 * float(first) + 0.2 * float(second))
+    with pytest.raises(ValueError, match="channel_weights"):
+        segmentation_loss(logits, target, channel_weights=(1.0,))
+    with pytest.raises(ValueError, match="channel_weights"):
+        segmentation_loss(logits, target, channel_weights=(0.0, 0.0))
 
 
 def test_train_bad_input() -> None:

@@ -59,7 +59,8 @@ def graphene(
             atoms=atoms, overwrite=overwrite, figure_formats=figure_format,
         )
     s = result.scores
-    typer.echo(f"{len(result.coords)} atoms, {len(result.rings.rings)} rings "
+    elements = ", ".join(f"{e} {n}" for e, n in result.element_counts().items())
+    typer.echo(f"{len(result.coords)} atoms ({elements}), {len(result.rings.rings)} rings "
                f"{result.rings.size_counts()}; {len(result.patches)} patches")
     if "accuracy" in s:
         typer.echo(f"{model}: accuracy {s['accuracy']:.3f}, balanced accuracy "

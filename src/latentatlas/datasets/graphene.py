@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 
-from latentatlas.datasets.lattices import generate_lattice
+from latentatlas.datasets.lattices import DOPANT, contamination_mask, generate_lattice
 from latentatlas.datasets.render import add_microscope_noise, render_columns
 from latentatlas.descriptors.rings import (
     DEFAULT_RING_CLASSES,
@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFECT_KINDS",
     "ELEMENT_NAMES",
+    "SI_COMPLEXES",
     "GrapheneSample",
     "haadf_weights",
     "honeycomb",
@@ -67,7 +68,15 @@ ELEMENT_NAMES: tuple[str, ...] = ("C", "Si")
 _ATOMIC_NUMBER = np.array([6, 14])
 
 #: Defect kinds; ``GrapheneSample.defect`` holds 1 + the index of the kind, 0 for lattice atoms.
-DEFECT_KINDS: tuple[str, ...] = ("stone_wales", "divacancy", "vacancy", "si", "grain_boundary")
+DEFECT_KINDS: tuple[str, ...] = (
+    "stone_wales", "divacancy", "vacancy", "si", "grain_boundary",
+    "Si1C4", "Si2C4", "Si2C5", "Si2C6", "Si3C6",
+)
+#: Silicon complexes beyond the three-fold substitution ``si`` (Si1C3), named as in the
+#: LibraryNet classes (Si atoms, C neighbours): Si1C4 a four-fold Si in a divacancy; Si2C4,
+#: Si2C5, Si2C6 two substitutional Si that are first, second and third (across a hexagon)
+#: neighbours; Si3C6 a vacancy whose three neighbours are Si.
+SI_COMPLEXES: tuple[str, ...] = ("Si1C4", "Si2C4", "Si2C5", "Si2C6", "Si3C6")
 
 _SQ3 = float(np.sqrt(3.0))
 # longest bond (in bond lengths) kept after relaxation; the ring finder's noise-free cut-off
@@ -182,18 +191,27 @@ def relax_keating(
     k_repel: float = 2.0,
     repel_distance: float = 1.7,
     max_iter: int = 400,
+    rest: np.ndarray | None = None,
+    free_angles: np.ndarray | None = None,
 ) -> np.ndarray:
     """Relax positions (bond length 1) with a Keating force field plus a short-range repulsion.
 
     positions: ``(n, 2)``; bonds: ``(m, 2)``; movable: ``(n,)`` bool (None = all atoms).
-    Energy: k_bond * sum (|r_ij| - 1)^2 + k_angle * sum (r_ij . r_ik + 1/2)^2 over bond angles
-    + k_repel * sum max(0, repel_distance - |r_ij|)^2 over pairs that share neither a bond nor
-    a neighbour (so the far side of a 9- or 8-ring is not pulled into bonding distance).
+    rest: ``(m,)`` rest length of each bond (None = 1, the C-C bond; Si-C bonds are longer).
+    free_angles: ``(n,)`` bool, atoms whose bond angles are not held at 120 degrees (a
+    four-fold Si has 90 degree angles); None = none.
+    Energy: k_bond * sum (|r_ij| - rest_ij)^2 + k_angle * sum (u_ij . u_ik + 1/2)^2 over bond
+    angles + k_repel * sum max(0, repel_distance - |r_ij|)^2 over pairs that share neither a
+    bond nor a neighbour (so the far side of a 9- or 8-ring is not pulled into bonding
+    distance); u are the bond vectors in units of their rest lengths.
     Returns the relaxed ``(n, 2)``.
     """
     pos = np.asarray(positions, dtype=np.float64).copy()
     n = len(pos)
     bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    length0 = np.ones(len(bonds)) if rest is None else np.asarray(rest, dtype=np.float64)
+    if length0.shape != (len(bonds),):
+        raise ValueError(f"rest must have one length per bond ({len(bonds)}), got {length0.shape}")
     move = np.ones(n, dtype=bool) if movable is None else np.asarray(movable, dtype=bool)
     if not move.any() or len(bonds) == 0:
         return pos
@@ -202,8 +220,17 @@ def relax_keating(
     for _ in range(3):
         touch = near[bonds[:, 0]] | near[bonds[:, 1]]
         near[bonds[touch].ravel()] = True
-    b = bonds[near[bonds[:, 0]] & near[bonds[:, 1]]]
+    inside = near[bonds[:, 0]] & near[bonds[:, 1]]
+    b, length0 = bonds[inside], length0[inside]
     tri = _triplets(n, b)
+    if free_angles is not None:
+        tri = tri[~np.asarray(free_angles, dtype=bool)[tri[:, 0]]]
+    # rest length of the bond from each triplet's centre to its two ends, for the angle term
+    rest_of = {(int(i), int(j)): float(r) for (i, j), r in zip(b.tolist(), length0, strict=True)}
+    rest_of.update({(j, i): r for (i, j), r in list(rest_of.items())})
+    tri_rest = np.array(
+        [[rest_of[(c, j)], rest_of[(c, k)]] for c, j, k in tri.tolist()], dtype=np.float64
+    ).reshape(-1, 2)
     tree = cKDTree(pos[near])
     idx_near = np.flatnonzero(near)
     cand = idx_near[tree.query_pairs(repel_distance + 0.5, output_type="ndarray")]
@@ -220,19 +247,20 @@ def relax_keating(
         grad = np.zeros_like(p)
         d = p[b[:, 1]] - p[b[:, 0]]
         r = np.linalg.norm(d, axis=1)
-        e = k_bond * np.sum((r - 1.0) ** 2)
-        g = (2 * k_bond * (r - 1.0) / np.maximum(r, 1e-12))[:, None] * d
+        e = k_bond * np.sum((r - length0) ** 2)
+        g = (2 * k_bond * (r - length0) / np.maximum(r, 1e-12))[:, None] * d
         np.add.at(grad, b[:, 1], g)
         np.add.at(grad, b[:, 0], -g)
         if len(tri):
-            u = p[tri[:, 1]] - p[tri[:, 0]]
-            v = p[tri[:, 2]] - p[tri[:, 0]]
+            su, sv = tri_rest[:, :1], tri_rest[:, 1:]
+            u = (p[tri[:, 1]] - p[tri[:, 0]]) / su
+            v = (p[tri[:, 2]] - p[tri[:, 0]]) / sv
             c = (u * v).sum(axis=1) + 0.5
             e += k_angle * np.sum(c**2)
             f = (2 * k_angle * c)[:, None]
-            np.add.at(grad, tri[:, 1], f * v)
-            np.add.at(grad, tri[:, 2], f * u)
-            np.add.at(grad, tri[:, 0], -f * (u + v))
+            np.add.at(grad, tri[:, 1], f * v / su)
+            np.add.at(grad, tri[:, 2], f * u / sv)
+            np.add.at(grad, tri[:, 0], -f * (u / sv + v / su))
         if len(rep):
             d = p[rep[:, 1]] - p[rep[:, 0]]
             r = np.linalg.norm(d, axis=1)
@@ -321,6 +349,50 @@ def _vacancy(g: _Graph, i: int, reconstruct: bool, rng: np.random.Generator) -> 
         a, b = (k for t, k in enumerate(nb) if t != lone)
         g.bond(a, b)
     return nb
+
+
+def _si_complex(g: _Graph, kind: str, i: int, rng: np.random.Generator) -> list[int] | None:
+    """Build the Si complex ``kind`` (see :data:`SI_COMPLEXES`) at carbon atom i.
+
+    Returns the touched atoms, or None when the neighbourhood does not allow it (a partner
+    atom that is not plain three-fold carbon).
+    """
+
+    def plain(k: int) -> bool:
+        return bool(g.alive[k] and len(g.adj[k]) == 3 and g.classes[k] == 0 and g.defect[k] == 0)
+
+    nb = sorted(g.adj[i])
+    if kind == "Si3C6":
+        if not all(plain(k) for k in nb):
+            return None
+        g.remove(i)
+        g.classes[nb] = 1
+        return [*nb, *(k for a in nb for k in g.adj[a])]
+    if kind == "Si1C4":
+        j = int(rng.choice(nb))
+        outer = sorted((g.adj[i] | g.adj[j]) - {i, j})
+        if not plain(j) or len(outer) != 4:
+            return None
+        g.remove(j)
+        g.pos[i] = 0.5 * (g.pos[i] + g.pos[j])
+        for k in outer:
+            g.bond(i, k)
+        g.classes[i] = 1
+        return [i, *outer]
+    # two substitutional Si at 1, 2 or 3 bonds (the last across a hexagon, 2 bond lengths)
+    hops = {"Si2C4": 1, "Si2C5": 2, "Si2C6": 3}[kind]
+    frontier, seen = {i}, {i}
+    for _ in range(hops):
+        frontier = {n for k in frontier for n in g.adj[k]} - seen
+        seen |= frontier
+    cand = [k for k in sorted(frontier) if plain(k)]
+    if hops == 3:
+        cand = [k for k in cand if np.linalg.norm(g.pos[k] - g.pos[i]) < 2.2]
+    if not cand:
+        return None
+    j = int(rng.choice(cand))
+    g.classes[[i, j]] = 1
+    return [i, j, *g.adj[i], *g.adj[j]]
 
 
 def _join_grains(
@@ -487,6 +559,7 @@ def make_graphene(
     divacancies: int = 0,
     vacancies: int = 0,
     silicon: int = 0,
+    si_complexes: tuple[str, ...] | list[str] = (),
     grain_boundary: float | None = None,
     reconstruct_vacancy: bool = True,
     angle: float | None = None,
@@ -494,6 +567,8 @@ def make_graphene(
     border: float = 3.0,
     column_sigma: float = 0.3,
     z_exponent: float = 1.7,
+    si_width: float = 1.0,
+    si_bond: float = 1.0,
     blur: float = 0.5,
     counts: float | None = 400.0,
     gaussian: float = 0.01,
@@ -505,12 +580,18 @@ def make_graphene(
 
     shape: image size (h, w) in pixels. pixel_size: pixel size in C-C bond lengths (0.1 =
     10 pixels per bond). stone_wales, divacancies, vacancies, silicon: number of defects of
-    each kind. grain_boundary: tilt angle in degrees between two grains joined along the
+    each kind (silicon: three-fold substitutional Si, Si1C3). si_complexes: names from
+    :data:`SI_COMPLEXES`, one complex placed per entry.
+    grain_boundary: tilt angle in degrees between two grains joined along the
     horizontal middle line (None = single crystal). angle: lattice rotation in radians (None =
     random). min_separation: smallest distance between defect sites (and from the grain
     boundary), in bond lengths. border: smallest distance from a defect site to the image
     border, in bond lengths. column_sigma: Gaussian width of an atomic column, in bond lengths.
-    z_exponent: HAADF contrast ~ Z^z_exponent. blur, counts, gaussian, scan_jitter: see
+    z_exponent: HAADF contrast ~ Z^z_exponent (integrated over the column). si_width: width
+    of a Si column over a carbon one (its integrated intensity stays ~ Z^z_exponent, so a wider
+    column has a lower peak). si_bond: projected Si-C and Si-Si bond length in C-C bond
+    lengths, the rest length in the relaxation (a buckled three-fold Si projects to about
+    1.1, a planar four-fold one to about 1.3). blur, counts, gaussian, scan_jitter: see
     :func:`latentatlas.datasets.render.add_microscope_noise` (blur and scan_jitter in pixels;
     counts=None and the others 0 give a noise-free image).
     Returns a :class:`GrapheneSample` (coordinates in pixels).
@@ -526,6 +607,13 @@ def make_graphene(
                         ("vacancies", vacancies), ("silicon", silicon)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
+    unknown = sorted(set(si_complexes) - set(SI_COMPLEXES))
+    if unknown:
+        raise ValueError(f"si_complexes must be names from {SI_COMPLEXES}, got {unknown}")
+    if not 0 < si_width <= 3:
+        raise ValueError(f"si_width (Si over C column width) must be in (0, 3], got {si_width}")
+    if not 0.8 <= si_bond <= 2:
+        raise ValueError(f"si_bond (bond lengths) must be in [0.8, 2], got {si_bond}")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     h, w = int(shape[0]), int(shape[1])
     extent = (h * pixel_size, w * pixel_size)
@@ -573,19 +661,27 @@ def make_graphene(
         in_view &= gb_dist >= min_separation
     taken: list[np.ndarray] = []
     plan = (["stone_wales"] * stone_wales + ["divacancy"] * divacancies
-            + ["vacancy"] * vacancies + ["si"] * silicon)
+            + ["vacancy"] * vacancies + ["si"] * silicon + list(si_complexes))
     for kind in plan:
-        site = _pick_site(g, in_view, taken, min_separation, gen)
-        if site is None:
-            raise ValueError(
-                f"no room for another {kind} defect at least {min_separation} bond lengths from "
-                "the others and the border; use a larger image, fewer defects or a smaller "
-                "min_separation"
-            )
-        centre = g.pos[site].copy()
+        for _attempt in range(20):
+            site = _pick_site(g, in_view, taken, min_separation, gen)
+            if site is None:
+                raise ValueError(
+                    f"no room for another {kind} defect at least {min_separation} bond lengths "
+                    "from the others and the border; use a larger image, fewer defects or a "
+                    "smaller min_separation"
+                )
+            centre = g.pos[site].copy()
+            changed_si = _si_complex(g, kind, site, gen) if kind in SI_COMPLEXES else []
+            if changed_si is not None:
+                break
+        else:
+            raise ValueError(f"found no site where a {kind} complex fits; use a larger image")
         taken.append(centre)
         code = 1 + DEFECT_KINDS.index(kind)
-        if kind in ("stone_wales", "divacancy"):
+        if changed_si:
+            changed = changed_si
+        elif kind in ("stone_wales", "divacancy"):
             partner = int(gen.choice(sorted(g.adj[site])))
             centre = 0.5 * (g.pos[site] + g.pos[partner])
             if kind == "stone_wales":
@@ -607,14 +703,22 @@ def make_graphene(
         tree = cKDTree(g.pos[touched])
         d, _ = tree.query(g.pos)
         movable = (d < 4.0) & g.alive
+
+        def rest_lengths(b: np.ndarray) -> np.ndarray:
+            return np.where((g.classes[b] == 1).any(axis=1), si_bond, 1.0)
+
+        four_fold = np.array([len(a) >= 4 for a in g.adj])
         # a constructed bond the relaxation cannot bring near the bond length (at awkward seam
         # misfits) is no bond, and under-coordinated atoms it brings within 1.2 bond lengths
         # are bonded; relaxing again after either change opens a clear gap between bonded and
         # non-bonded distances, so the ground truth is what a reader of the image would see
         for _ in range(3):
-            g.pos = relax_keating(g.pos, bonds, movable=movable)
+            rest = rest_lengths(bonds)
+            g.pos = relax_keating(
+                g.pos, bonds, movable=movable, rest=rest, free_angles=four_fold
+            )
             length = np.linalg.norm(g.pos[bonds[:, 0]] - g.pos[bonds[:, 1]], axis=1)
-            new_bonds = _bond_close_dangling(g.pos, bonds[length <= _MAX_BOND], g.alive)
+            new_bonds = _bond_close_dangling(g.pos, bonds[length <= _MAX_BOND * rest], g.alive)
             if len(new_bonds) == len(bonds) and (new_bonds == bonds).all():
                 break
             logger.debug("bond set changed on relaxation: %d -> %d", len(bonds), len(new_bonds))
@@ -640,8 +744,10 @@ def make_graphene(
             ring_defect[ring] = np.maximum(ring_defect[ring], codes.max())
     defect = np.where(defect > 0, defect, ring_defect)
 
+    width = np.where(classes == 1, si_width, 1.0)
     image = render_columns(
-        (h, w), coords, haadf_weights(classes, z_exponent), sigma=column_sigma / pixel_size
+        (h, w), coords, haadf_weights(classes, z_exponent) / width**2,
+        sigma=width * column_sigma / pixel_size,
     )
     image = add_microscope_noise(
         image, gen, blur=blur, counts=counts, gaussian=gaussian, scan_jitter=scan_jitter
@@ -710,14 +816,34 @@ def _pick_site(
 
 # --------------------------------------------------------------------------- DCNN training data
 
+#: Ranges the finder's training data draws Si columns from, per sheet (see
+#: :func:`graphene_sheets`): HAADF exponent of the integrated intensity (Si over C is
+#: (14/6)^z, 3.9 at z = 1.6, 10.7 at z = 2.8), Si column width over the carbon's, and projected
+#: Si-C bond length in C-C bonds. Wide on purpose, set from the physics and not fitted to any
+#: real frame: annular-dark-field contrast goes as Z^1.6-2 depending on the detector angles,
+#: a buckled Si, probe tails and a non-linear detector gain can make it look brighter still,
+#: and a finder that only knows one contrast would drop a column brighter than it.
+SI_Z_EXPONENT_RANGE = (1.6, 2.8)
+SI_WIDTH_RANGE = (1.0, 1.4)
+SI_BOND_RANGE = (1.0, 1.3)
+
 
 @dataclass(frozen=True)
 class GrapheneSheet:
     """A noise-free rendered graphene sheet (image with carbon columns at about 1 above the
-    background) and its exact atom positions (n, 2), for cropping training images from."""
+    background), its exact atom positions (n, 2) and element classes (n,) (0 = C, 1 = Si), for
+    cropping training images from."""
 
     image: np.ndarray
     positions: np.ndarray
+    classes: np.ndarray
+
+
+def _draw_si(rng: np.random.Generator) -> tuple[int, list[str]]:
+    """Si dopants of one sheet: (number of Si1C3, other complexes); none in a quarter."""
+    n = int(rng.choice(4, p=[0.25, 0.35, 0.25, 0.15]))
+    kinds = [str(rng.choice(SI_COMPLEXES)) if rng.random() < 0.65 else "si" for _ in range(n)]
+    return kinds.count("si"), [k for k in kinds if k != "si"]
 
 
 def graphene_sheets(
@@ -728,34 +854,44 @@ def graphene_sheets(
 ) -> list[GrapheneSheet]:
     """Up to ``n`` noise-free sheets for :func:`random_graphene`: bond lengths drawn from
     ``bond_range`` pixels, column widths 0.24-0.36 bond lengths (the 60 kV HAADF frames sit
-    near 0.3), a tilt grain boundary (8-30 degrees) in 70 % of them, and up to one silicon and
-    one vacancy. Draws whose defects do not fit are skipped, so fewer than ``n`` may return.
-    Slow (about 0.2-0.7 s per sheet), hence built once and cropped many times.
+    near 0.3), a tilt grain boundary (8-30 degrees) in 70 % of them, up to one vacancy, and in
+    three quarters of them one to three Si dopants (Si1C3 or a complex of
+    :data:`SI_COMPLEXES`), rendered with contrast, width and bond length drawn from
+    :data:`SI_Z_EXPONENT_RANGE`, :data:`SI_WIDTH_RANGE` and :data:`SI_BOND_RANGE`. Draws whose
+    defects do not fit are skipped, so fewer than ``n`` may return. Slow (about 0.2-0.7 s per
+    sheet), hence built once and cropped many times.
     """
     sheets = []
     for _ in range(n):
         bond = rng.uniform(*bond_range)
         tilt = float(rng.uniform(8, 30)) if rng.random() < 0.7 else None
+        silicon, complexes = _draw_si(rng)
         try:
             s = make_graphene(
                 (size, size),
                 pixel_size=1 / bond,
                 grain_boundary=tilt,
-                silicon=int(rng.integers(0, 2)),
+                silicon=silicon,
+                si_complexes=complexes,
                 vacancies=int(rng.integers(0, 2)),
                 column_sigma=float(rng.uniform(0.24, 0.36)),
+                z_exponent=float(rng.uniform(*SI_Z_EXPONENT_RANGE)),
+                si_width=float(rng.uniform(*SI_WIDTH_RANGE)),
+                si_bond=float(rng.uniform(*SI_BOND_RANGE)),
                 counts=None,
                 gaussian=0.0,
                 blur=0,
                 scan_jitter=0,
                 min_separation=3.0,
+                border=2.0,
                 rng=rng,
             )
         except ValueError:
             continue
         rc = np.clip(np.round(s.coords).astype(np.int64), 0, size - 1)
-        carbon_peak = np.median(s.image[rc[:, 0], rc[:, 1]])
-        sheets.append(GrapheneSheet((s.image - s.image.min()) / carbon_peak, s.coords))
+        carbon = s.classes == 0
+        carbon_peak = np.median(s.image[rc[carbon, 0], rc[carbon, 1]])
+        sheets.append(GrapheneSheet((s.image - s.image.min()) / carbon_peak, s.coords, s.classes))
     return sheets
 
 
@@ -764,24 +900,32 @@ def random_graphene(
     sheets: list[GrapheneSheet],
     size: int = 96,
     bond_range: tuple[float, float] = (8.5, 13.5),
-) -> tuple[np.ndarray, np.ndarray]:
-    """One low-dose graphene training image (size, size) float64 and its exact positions (n, 2).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One low-dose graphene training image (size, size) float64, its exact positions (n, 2)
+    and element classes (n,) (0 = C, 1 = Si).
 
     40 % are ideal honeycombs from :func:`~latentatlas.datasets.lattices.generate_lattice`
-    (bright dopants, vacancies, jitter, scan distortion, contamination), 60 % crops of
-    ``sheets`` (grain boundaries with 5-7 rings). Then a slow background (half of them), blur
-    (30 %) and white noise at a per-pixel contrast-to-noise of 0.45-1.6, the range of 60 kV
-    HAADF graphene once resampled to about 11 pixels per bond.
+    (Si-like dopants: brighter and wider columns with the contrast of :func:`graphene_sheets`;
+    vacancies, jitter, scan distortion, contamination), 60 % crops of ``sheets`` (grain
+    boundaries with 5-7 rings, Si complexes; bright amorphous contamination over 5-35 % of
+    the crop in 30 % of them, the atoms under it dropped). Then a slow background (half of
+    them), blur (30 %), scan-line jitter (40 %: each row shifted by a normal draw of standard
+    deviation up to 0.08 bond lengths, the flyback streaks of a STEM frame; the targets stay at
+    the true positions) and white noise at a per-pixel contrast-to-noise of 0.45-1.6, the range
+    of 60 kV HAADF graphene once resampled to about 11 pixels per bond.
     """
     if rng.random() < 0.4:
         sp = rng.uniform(*bond_range)
+        si_width = rng.uniform(*SI_WIDTH_RANGE)
+        si_peak = (14 / 6) ** rng.uniform(*SI_Z_EXPONENT_RANGE) / si_width**2
         lat = generate_lattice(
             (size, size),
             "honeycomb",
             spacing=sp,
             sigma=rng.uniform(0.24, 0.36) * sp,
             dopant_fraction=rng.uniform(0, 0.03),
-            dopant_intensity=rng.uniform(1.6, 3.0),
+            dopant_intensity=si_peak,
+            dopant_width=si_width,
             vacancy_fraction=rng.uniform(0, 0.03),
             position_jitter=rng.uniform(0, 0.03) * sp,
             distortion=rng.uniform(0, 0.15) * sp if rng.random() < 0.5 else 0.0,
@@ -789,6 +933,7 @@ def random_graphene(
             seed=rng,
         )
         img, pos = lat.image.astype(np.float64), lat.positions
+        classes = (lat.classes == DOPANT).astype(np.int64)
     else:
         sheet = sheets[rng.integers(len(sheets))]
         side = sheet.image.shape[0]
@@ -797,7 +942,18 @@ def random_graphene(
         pos = sheet.positions - [r0, c0]
         # Columns just outside still light the border pixels: keep them in the target.
         inside = (pos > -3).all(axis=1) & (pos < size + 3).all(axis=1)
-        pos = pos[inside]
+        pos, classes = pos[inside], sheet.classes[inside]
+        if rng.random() < 0.3:
+            # A bright amorphous patch (2-5 x the carbon peak) hides the lattice under it; it
+            # also sets the frame's top percentile, so the carbon is compressed after
+            # normalisation, as in real frames with contamination.
+            patch = contamination_mask((size, size), rng, rng.uniform(0.05, 0.35))
+            texture = ndimage.gaussian_filter(rng.random((size, size)), 1.5)
+            level = rng.uniform(2.0, 5.0) * (0.7 + 0.6 * texture / texture.max())
+            img = img * (1 - patch) + patch * level
+            rc = np.clip(np.round(pos).astype(np.int64), 0, size - 1)
+            visible = patch[rc[:, 0], rc[:, 1]] < 0.5
+            pos, classes = pos[visible], classes[visible]
     if rng.random() < 0.5:
         yy, xx = np.mgrid[0:size, 0:size] / size
         img = img + rng.uniform(0, 0.6) * np.sin(rng.uniform(0, 3) * yy * 6 + rng.uniform(0, 6)) * np.cos(
@@ -805,8 +961,11 @@ def random_graphene(
         )
     if rng.random() < 0.3:
         img = ndimage.gaussian_filter(img, rng.uniform(0.3, 1.0))
+    if rng.random() < 0.4:
+        jitter = rng.uniform(0.0, 0.08) * float(np.mean(bond_range))
+        img = add_microscope_noise(img, rng, scan_jitter=jitter).astype(np.float64)
     cnr = rng.uniform(0.45, 1.6)
-    return img + rng.normal(0, 1 / cnr, img.shape), pos
+    return img + rng.normal(0, 1 / cnr, img.shape), pos, classes
 
 
 # --------------------------------------------------------------------- dopant-complex crops

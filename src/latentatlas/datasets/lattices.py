@@ -137,9 +137,10 @@ def scan_distort(
     return out
 
 
-def _contamination(shape: tuple[int, int], rng: np.random.Generator, fraction: float) -> np.ndarray:
-    # A smooth random field thresholded to cover about `fraction` of the image: the bright
-    # amorphous-carbon patches of real HAADF images, under which no lattice is visible.
+def contamination_mask(shape: tuple[int, int], rng: np.random.Generator, fraction: float) -> np.ndarray:
+    """(h, w) float64 in [0, 1]: where the bright amorphous-carbon patches of real HAADF images
+    lie (no lattice is visible under them). A smooth random field thresholded to cover about
+    ``fraction`` of the image, its edges softened over 2 pixels."""
     h, w = shape
     field_ = ndimage.gaussian_filter(rng.normal(size=(h, w)), min(h, w) / 8, mode="wrap")
     level = np.quantile(field_, 1.0 - fraction)
@@ -155,6 +156,7 @@ def generate_lattice(
     second_intensity: float = 0.5,
     dopant_fraction: float = 0.0,
     dopant_intensity: float = 2.0,
+    dopant_width: float = 1.0,
     vacancy_fraction: float = 0.0,
     position_jitter: float = 0.0,
     distortion: float = 0.0,
@@ -171,7 +173,8 @@ def generate_lattice(
     length for honeycomb). angle: lattice rotation in degrees (None = uniform random).
     sigma: column width (None = 0.25 x the nearest-neighbour distance, like HAADF columns).
     second_intensity: peak of perovskite B columns relative to A (= 1). Dopants replace host
-    sites with ``dopant_intensity``; vacancies remove sites. position_jitter: standard deviation of
+    sites with ``dopant_intensity`` (peak) and ``dopant_width`` x ``sigma`` (width); vacancies remove sites.
+    position_jitter: standard deviation of
     random column displacements (pixels). distortion: scan distortion strength (pixels).
     background: smooth background amplitude. blur, counts, gaussian_noise: passed to
     :func:`latentatlas.datasets.render.add_microscope_noise`. contamination: fraction of the
@@ -196,6 +199,8 @@ def generate_lattice(
     sigma = float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
+    if not dopant_width > 0:
+        raise ValueError(f"dopant_width (relative to sigma) must be > 0, got {dopant_width!r}")
     offset = (float(rng.uniform(0, spacing)), float(rng.uniform(0, spacing)))
     # Render sites a few sigma beyond the border so edge columns are cut, as in real images.
     pad = 4 * sigma + abs(distortion) + 3 * position_jitter
@@ -207,17 +212,18 @@ def generate_lattice(
     dop = rng.choice(host, size=n_dop, replace=False)
     classes[dop] = DOPANT
     amp[dop] = dopant_intensity
+    width = np.where(classes == DOPANT, dopant_width * sigma, sigma)
     keep = rng.random(len(pos)) >= vacancy_fraction
-    pos, classes, amp = pos[keep], classes[keep], amp[keep]
+    pos, classes, amp, width = pos[keep], classes[keep], amp[keep], width[keep]
     if position_jitter > 0:
         pos = pos + rng.normal(0.0, position_jitter, size=pos.shape)
     pos = scan_distort(pos, (h, w), rng, distortion)
-    image = render_columns((h, w), pos, amp, sigma).astype(np.float64)
+    image = render_columns((h, w), pos, amp, width).astype(np.float64)
     if background > 0:
         bg = ndimage.gaussian_filter(rng.normal(size=(h, w)), min(h, w) / 4, mode="wrap")
         image += background * (bg - bg.min()) / (np.ptp(bg) + 1e-12)
     if contamination > 0:
-        patch = _contamination((h, w), rng, contamination)
+        patch = contamination_mask((h, w), rng, contamination)
         texture = ndimage.gaussian_filter(rng.random((h, w)), 1.5)
         image = image * (1 - patch) + patch * (3.0 + 2.0 * texture / (texture.max() + 1e-12))
         r = np.clip(np.round(pos).astype(np.int64), 0, [h - 1, w - 1])

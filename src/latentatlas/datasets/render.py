@@ -13,27 +13,32 @@ def render_columns(
     shape: tuple[int, int],
     positions: np.ndarray,
     intensities: np.ndarray | float = 1.0,
-    sigma: float = 1.5,
+    sigma: np.ndarray | float = 1.5,
 ) -> np.ndarray:
     """Sum of isotropic Gaussians, one per column, evaluated on the pixel grid.
 
-    positions: (n, 2) float (row, col) in pixels. intensities: (n,) or a scalar.
+    positions: (n, 2) float (row, col) in pixels. intensities: (n,) peak heights or a scalar.
+    sigma: (n,) widths in pixels or a scalar (columns of heavier atoms may be wider).
     Returns (h, w) float32. Each Gaussian is evaluated in a window of +-4 sigma only, so the
     cost is O(n * sigma^2) rather than O(n * h * w).
     """
     h, w = shape
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
     amp = np.broadcast_to(np.asarray(intensities, dtype=np.float64), (len(pos),))
+    sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (len(pos),))
     image = np.zeros((h, w), dtype=np.float64)
     if len(pos) == 0:
         return image.astype(np.float32)
-    r = int(np.ceil(4 * sigma))
+    if not (sig > 0).all():
+        raise ValueError(f"sigma must be > 0 pixels, got minimum {sig.min():g}")
+    r = int(np.ceil(4 * sig.max()))
     offsets = np.arange(-r, r + 1)
     base = np.floor(pos).astype(np.int64)  # (n, 2)
     rows = base[:, 0, None] + offsets[None, :]  # (n, k)
     cols = base[:, 1, None] + offsets[None, :]
-    gr = np.exp(-((rows - pos[:, 0, None]) ** 2) / (2 * sigma**2))  # (n, k)
-    gc = np.exp(-((cols - pos[:, 1, None]) ** 2) / (2 * sigma**2))
+    two_var = 2 * sig[:, None] ** 2
+    gr = np.exp(-((rows - pos[:, 0, None]) ** 2) / two_var)  # (n, k)
+    gc = np.exp(-((cols - pos[:, 1, None]) ** 2) / two_var)
     values = amp[:, None, None] * gr[:, :, None] * gc[:, None, :]  # (n, k, k)
     rr = np.broadcast_to(rows[:, :, None], values.shape)
     cc = np.broadcast_to(cols[:, None, :], values.shape)

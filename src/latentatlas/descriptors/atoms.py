@@ -4,9 +4,11 @@ One entry point, :func:`find_atoms`, returns :class:`Atoms` with (row, col, clas
 and the frame index for stacks. Positions are (row, col) in pixels, in image-index
 convention (the column at (r, c) is brightest at ``image[round(r), round(c)]``).
 
-Classes: with ``n_classes=1`` every atom is class 0; with ``n_classes=k`` the atoms are split
-into k intensity classes (0 = dimmest) by k-means on their smoothed intensity, jointly over
-all frames of a stack.
+Classes: with ``n_classes=k`` > 1 the atoms are split into k intensity classes (0 = dimmest)
+by k-means on their smoothed intensity, jointly over all frames of a stack. With the default
+``n_classes=1`` every atom is class 0, except with a DCNN that outputs element classes (the
+shipped ``"graphene-si"`` finder: 0 = C, 1 = Si, the names in ``Atoms.params["class_names"]``),
+whose classes are the network's. :func:`find_graphene_atoms` gives graphene atoms with elements.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ METHODS = ("peaks", "log", "dcnn")
 
 _WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: The shipped DCNN atom finders by name (see scripts/train_atom_finder.py): "general" was
-#: trained on a broad mix of lattices, "graphene" on low-dose honeycomb with grain boundaries.
+#: trained on a broad mix of lattices, "graphene" on low-dose honeycomb with grain boundaries
+#: (atoms only), "graphene-si" on the same with Si dopant complexes (atoms and a Si class; it
+#: places carbon less precisely than "graphene": :func:`find_graphene_atoms` combines them).
 SHIPPED_ATOM_FINDERS = {
     "general": _WEIGHTS / "atom_finder.safetensors",
     "graphene": _WEIGHTS / "graphene_atom_finder.safetensors",
+    "graphene-si": _WEIGHTS / "graphene_si_finder.safetensors",
 }
 DEFAULT_WEIGHTS = SHIPPED_ATOM_FINDERS["general"]
 
@@ -385,7 +390,15 @@ def _find_dcnn(
     batch_size: int,
     tta: bool,
     scale: float,
-) -> list[np.ndarray]:
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Atoms of every frame as ((n, 2) positions on the input grid, (n,) network classes).
+
+    Channel 0 of the network is the atom probability; a network with element classes (its
+    metadata lists ``classes``, e.g. ["C", "Si"]) has one more channel per class after the
+    first, the probability that an atom of that class sits there. An atom takes the last
+    class whose probability at its centre exceeds ``class_threshold`` (0.5), else class 0.
+    Single-channel networks give class 0 everywhere.
+    """
     from skimage.transform import rescale
 
     from latentatlas.descriptors.segmenter import normalize_percentile, predict_probability
@@ -399,7 +412,7 @@ def _find_dcnn(
         stack = rescale(stack.astype(np.float64), (1.0, scale, scale), order=1, anti_aliasing=scale < 1)
     norm = normalize_percentile(stack, low=npar["low"], high=npar["high"], clip=tuple(npar["clip"]))
     x = norm[:, None]
-    prob = predict_probability(model, x, batch_size=batch_size)[:, 0]
+    prob = predict_probability(model, x, batch_size=batch_size)
     if tta:
         # Average over the 8 symmetries of the square: the network was trained on all of them,
         # and averaging cuts the variance of its output on noisy frames.
@@ -407,9 +420,19 @@ def _find_dcnn(
             xt = np.rot90(x[..., ::-1] if k >= 4 else x, k % 4, axes=(-2, -1))
             pt = predict_probability(model, np.ascontiguousarray(xt), batch_size=batch_size)
             pt = np.rot90(pt, -(k % 4), axes=(-2, -1))
-            prob += (pt[..., ::-1] if k >= 4 else pt)[:, 0]
+            prob += pt[..., ::-1] if k >= 4 else pt
         prob /= 8
-    return [_to_input_grid(probability_to_points(p, threshold, min_area), p.shape, shape) for p in prob]
+    class_threshold = float(meta.get("class_threshold", 0.5))
+    out = []
+    for p in prob:
+        points = probability_to_points(p[0], threshold, min_area)
+        classes = np.zeros(len(points), dtype=np.int64)
+        for k in range(1, p.shape[0]):
+            # bilinear value at each atom's centre (its grown-region centroid)
+            at_atom = ndimage.map_coordinates(p[k], points.T, order=1, mode="nearest")
+            classes[at_atom > class_threshold] = k
+        out.append((_to_input_grid(points, p.shape[1:], shape), classes))
+    return out
 
 
 def _to_input_grid(points: np.ndarray, resampled: tuple[int, int], original: tuple[int, int]) -> np.ndarray:
@@ -512,6 +535,57 @@ def refine_on_lattice(
 # --------------------------------------------------------------------------- public
 
 
+def take_elements(base: Atoms, labeller: Atoms, radius: float) -> Atoms:
+    """``base``'s atoms with the element classes that ``labeller`` (a finder with element
+    classes, e.g. the graphene DCNN) gives: each atom ``labeller`` puts in a class other than
+    0 replaces the nearest ``base`` atom within ``radius`` pixels (class and position: the
+    labeller was trained on those columns, which may be outside what ``base`` saw), or, with
+    none there, is added. For a finder that places columns best and one that tells elements
+    best (single frames only; ``params["class_names"]`` from ``labeller``).
+    """
+    from scipy.spatial import cKDTree
+
+    if base.n_frames != 1 or labeller.n_frames != 1 or base.shape != labeller.shape:
+        raise ValueError(f"take_elements needs two single frames of one shape, got {base.n_frames} "
+                         f"frame(s) of {base.shape} and {labeller.n_frames} of {labeller.shape}")
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0 pixels, got {radius}")
+    classes = np.zeros(len(base), dtype=np.int64)
+    row, col = base.row.astype(np.float64), base.col.astype(np.float64)
+    heavy = np.flatnonzero(labeller.classes != 0)
+    added = []
+    tree = cKDTree(base.positions) if len(base) else None
+    for k in heavy:
+        dist, j = tree.query(labeller.positions[k]) if tree is not None else (np.inf, -1)
+        if dist <= radius:
+            classes[j] = labeller.classes[k]
+            row[j], col[j] = labeller.row[k], labeller.col[k]
+        else:
+            added.append(k)
+    add = np.asarray(added, dtype=np.int64)
+    return Atoms(
+        np.concatenate([row, labeller.row[add]]),
+        np.concatenate([col, labeller.col[add]]),
+        np.concatenate([classes, labeller.classes[add]]),
+        np.zeros(len(base) + len(add), dtype=np.int64),
+        base.shape,
+        1,
+        f"{base.method}+{labeller.method}",
+        {**base.params, "class_names": labeller.params.get("class_names"), "elements_added": len(add)},
+    )
+
+
+def find_graphene_atoms(image: np.ndarray, spacing: float | None = None, tta: bool = False) -> Atoms:
+    """Atoms of a graphene frame (h, w) with their elements (C = 0, Si = 1): positions from the
+    shipped ``"graphene"`` DCNN, Si from ``"graphene-si"`` (:func:`take_elements`, radius half
+    a bond). spacing: C-C bond in pixels (None: estimated); tta: see :func:`find_atoms`.
+    """
+    base = find_atoms(image, "dcnn", model="graphene", spacing=spacing, tta=tta)
+    bond = float(base.params["spacing"])
+    labeller = find_atoms(image, "dcnn", model="graphene-si", spacing=bond, tta=tta)
+    return take_elements(base, labeller, radius=0.5 * bond)
+
+
 def find_atoms(
     image: np.ndarray,
     method: str = "peaks",
@@ -548,8 +622,10 @@ def find_atoms(
         centroids of regions above ``threshold`` (default 0.5) of at least ``min_area`` pixels.
         ``model``: ``"general"`` (default; trained on square, hexagonal, honeycomb and
         perovskite lattices at 6-22 px), ``"graphene"`` (trained on low-dose honeycomb with
-        grain boundaries, Si and vacancies; use it for 60-80 kV graphene), a path to weights,
-        or a UNet. Each frame is first resampled by ``scale`` (None = automatic: the model's
+        grain boundaries and vacancies; use it for 60-80 kV graphene), ``"graphene-si"`` (the
+        same with Si dopant complexes; it labels each atom C = 0 or Si = 1), a path to
+        weights, or a UNet.
+        Each frame is first resampled by ``scale`` (None = automatic: the model's
         preferred spacing over ``spacing`` or its estimate; the general model only shrinks)
         and the coordinates are mapped back to the original grid. ``tta=True`` averages the
         map over the 8 flips/rotations (8x slower, steadier on very noisy frames).
@@ -558,8 +634,10 @@ def find_atoms(
     of its neighbour shell for ``refine_iterations`` passes (:func:`refine_on_lattice`; a
     lattice prior for frames too noisy to place single columns, e.g. 60 kV graphene).
     spacing: nearest-neighbour column distance in pixels; estimated from the autocorrelation
-    of each frame when None. n_classes: intensity classes (see the module docstring).
-    Returns :class:`Atoms`; ``.as_array()`` gives (n, 3) (row, col, class).
+    of each frame when None. n_classes: intensity classes; 1 keeps the classes of a DCNN
+    with element outputs (see the module docstring).
+    Returns :class:`Atoms`; ``.as_array()`` gives (n, 3) (row, col, class);
+    ``params["class_names"]`` names the classes when they are elements (else None).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -587,6 +665,8 @@ def find_atoms(
         for f in stack
     ]
     found: list[np.ndarray]
+    found_cls: list[tuple[np.ndarray, np.ndarray]] = []
+    class_names: list[str] | None = None
     if method == "peaks":
         thr = 0.2 if threshold is None else threshold
         found = [_find_peaks(f, s, smooth, min_distance, thr) for f, s in zip(stack, spacings, strict=True)]
@@ -610,7 +690,8 @@ def find_atoms(
             scale = automatic_scale(spacing if spacing is not None else estimate_spacing(stack[0]))
         if not scale > 0 or min(h, w) * scale < 8:
             raise ValueError(f"scale must be > 0 and leave frames >= 8 x 8 pixels, got {scale!r}")
-        found = _find_dcnn(stack, net, thr, min_area, batch_size, tta and not guessed, float(scale))
+        found_cls = _find_dcnn(stack, net, thr, min_area, batch_size, tta and not guessed, float(scale))
+        found = [p for p, _ in found_cls]
         if guessed:
             # The autocorrelation guess is off by 5-15 % on noisy frames with several grains,
             # and on 60 kV graphene a 5 % error in scale costs up to 0.04 in F1; the atoms a
@@ -620,7 +701,9 @@ def find_atoms(
             rescaled = abs(better / scale - 1) > 0.01 and min(h, w) * better >= 8
             scale = better if rescaled else scale
             if rescaled or tta:
-                found = _find_dcnn(stack, net, thr, min_area, batch_size, tta, float(scale))
+                found_cls = _find_dcnn(stack, net, thr, min_area, batch_size, tta, float(scale))
+                found = [p for p, _ in found_cls]
+        class_names = meta.get("classes") or None
     if method == "dcnn" and spacing is None:
         spacings = [_nn_spacing(p, 8.0) for p in found]
     if refine == "lattice":
@@ -629,7 +712,11 @@ def find_atoms(
         ]
     frame = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(found)])
     pos = np.concatenate([p.reshape(-1, 2) for p in found]).astype(np.float64)
-    classes = _assign_classes(stack, pos, frame, float(np.median(spacings)), n_classes, seed)
+    if class_names and n_classes == 1:
+        classes = np.concatenate([c for _, c in found_cls]).astype(np.int64)
+    else:
+        class_names = None
+        classes = _assign_classes(stack, pos, frame, float(np.median(spacings)), n_classes, seed)
     params = {
         "method": method,
         "spacing": spacings if arr.ndim == 3 else spacings[0],
@@ -637,6 +724,7 @@ def find_atoms(
         "n_classes": n_classes,
         "refine": refine,
         "scale": scale if method == "dcnn" else None,
+        "class_names": list(class_names) if class_names else None,
     }
     logger.info("found %d atoms in %d frame(s) with %s", len(pos), len(stack), method)
     return Atoms(pos[:, 0].copy(), pos[:, 1].copy(), classes, frame, (h, w), len(stack), method, params)

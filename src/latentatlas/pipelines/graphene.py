@@ -55,6 +55,7 @@ from latentatlas.analysis.classes import (
     stratified_labels,
 )
 from latentatlas.analysis.labels import label_image
+from latentatlas.datasets.graphene import ELEMENT_NAMES
 from latentatlas.descriptors.patches import Patches
 from latentatlas.descriptors.rings import (
     DEFAULT_RING_CLASSES,
@@ -64,7 +65,7 @@ from latentatlas.descriptors.rings import (
     estimate_bond_length,
     ring_labelled_patches,
 )
-from latentatlas.io.calibration import Calibration
+from latentatlas.io.calibration import Calibration, length_factor
 from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ class GrapheneConfig:
     tta: the class probabilities of ssvae and jvae are averaged over the 12 symmetry copies
         of each patch (test-time augmentation with the same symmetries).
     epochs, batch_size, lr, latent_dim, hidden, encoder, decoder: model and training.
-    atoms: atom finder when no coordinates are given (``dcnn``, the DCNN trained on low-dose
-        graphene; ``peaks``; ``log``).
+    atoms: atom finder when no coordinates are given (``dcnn``: the DCNNs trained on
+        low-dose graphene, ``find_graphene_atoms``, which also tell Si from C: their element
+        classes become ``elements``; ``peaks``; ``log``). On a length-calibrated image the
+        finder is given the C-C bond (0.142 nm) in pixels instead of estimating the spacing.
     cutoff: bond cut-off in input pixels (None: estimated). border_rings: see ``find_rings``.
     normalize: patch normalisation (``image``, ``patch``, ``none``).
     seed: for the labelled subset, the model and training.
@@ -179,7 +182,9 @@ class GrapheneResult:
     """What :func:`analyze_graphene` produced (also written to ``out`` when given).
 
     image: ``(h, w)`` the input image. coords: ``(n, 2)`` atoms (row, col) in input pixels;
-    elements: ``(n,)`` element classes (0 when unknown). rings: the ring analysis.
+    elements: ``(n,)`` element classes, indices into ``element_names`` (C = 0, Si = 1: from
+    the graphene atom finder, the given coords' third column or the generated sample; all 0
+    when unknown). rings: the ring analysis.
     patches: the sub-images (resampled pixels) of the atoms kept (``patches.index`` into
     coords). ring_labels: ``(m,)`` ring label of each patch. labelled: ``(m,)`` True where the
     model saw the label. predictions: ``(m,)`` predicted ring label (Hungarian-matched for
@@ -210,12 +215,14 @@ class GrapheneResult:
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
     calibration: Calibration = field(default_factory=Calibration)
+    element_names: tuple[str, ...] = ELEMENT_NAMES
 
     def _summary(self) -> dict[str, Any]:
         s = self.scores
         return {"model": self.config.model, "image": f"{self.image.shape[0]} x "
                 f"{self.image.shape[1]} px, {self.calibration.describe()}",
-                "atoms": len(self.coords), "rings": len(self.rings.rings),
+                "atoms": len(self.coords), "elements": self.element_counts(),
+                "rings": len(self.rings.rings),
                 "patches": len(self.patches), "latents": self.latent_names,
                 "accuracy": s.get("accuracy"), "balanced_accuracy": s.get("balanced_accuracy"),
                 "majority_baseline": s.get("majority_baseline"), "out": self.out}
@@ -236,6 +243,15 @@ class GrapheneResult:
         from latentatlas.pipelines.signals import graphene_signal_dicts, to_signals
 
         return to_signals(graphene_signal_dicts(self))
+
+    def element_counts(self) -> dict[str, int]:
+        """Atoms of each element, e.g. ``{"C": 612, "Si": 3}`` (a class without a name, from
+        given coords, as ``"class k"``)."""
+        names = dict(enumerate(self.element_names))
+        out = {name: 0 for name in self.element_names}
+        for k, n in zip(*np.unique(self.elements, return_counts=True), strict=True):
+            out[names.get(int(k), f"class {int(k)}")] = int(n)
+        return out
 
     @property
     def table(self) -> RingClassTable:
@@ -335,6 +351,16 @@ def _check_coords(coords: Any, name: str = "coords") -> np.ndarray:
     return arr
 
 
+def _bond_in_pixels(calibration: Calibration) -> float | None:
+    """The C-C bond (0.142 nm) in input pixels of a length-calibrated image (geometric mean
+    of the row and column pixel sizes), None when the image is not calibrated in lengths."""
+    factor = length_factor(calibration.units) if calibration.units else None
+    if factor is None:
+        return None
+    pixel_nm = float(np.sqrt(calibration.scale[0] * calibration.scale[1])) * factor * 1e9
+    return _BOND_NM / pixel_nm
+
+
 def _load_image(source: Any) -> tuple[np.ndarray, str, Any, Calibration]:
     """``(h, w)`` float32 image, its name, the generated sample (for examples) or None, and
     the pixel size."""
@@ -413,9 +439,21 @@ def analyze_graphene(
     if coords is None and sample is not None:
         xyc = np.column_stack([sample.coords, sample.classes]).astype(np.float64)
     elif coords is None:
-        from latentatlas.descriptors.atoms import find_atoms
+        from latentatlas.descriptors.atoms import find_atoms, find_graphene_atoms
 
-        xyc = find_atoms(img, method=cfg.atoms, model="graphene" if cfg.atoms == "dcnn" else None).as_array()
+        spacing = _bond_in_pixels(calibration)
+        # the graphene finders label C = 0 and Si = 1 (the order of ELEMENT_NAMES); the
+        # classical finders give class 0 for every atom
+        found = (find_graphene_atoms(img, spacing=spacing) if cfg.atoms == "dcnn"
+                 else find_atoms(img, method=cfg.atoms, spacing=spacing))
+        if found.params["class_names"] not in (None, list(ELEMENT_NAMES)):
+            raise ValueError(f"the atom finder's classes {found.params['class_names']} are not "
+                             f"the elements {list(ELEMENT_NAMES)}")
+        xyc = found.as_array()
+        log.info("atom finder %s: %s (bond %s)", cfg.atoms,
+                 dict(zip(ELEMENT_NAMES, np.bincount(found.classes, minlength=2).tolist(),
+                          strict=False)),
+                 "estimated" if spacing is None else f"{spacing:.2f} px from the calibration")
         if len(xyc) < 10:
             raise ValueError(f"the atom finder {cfg.atoms!r} found {len(xyc)} atoms; pass "
                              "coords= or try another atoms= method")
@@ -637,6 +675,7 @@ def _config_record(result: GrapheneResult) -> dict[str, Any]:
         "bond_cutoff_px": result.rings.cutoff,
         "ring_size_counts": {str(k): v for k, v in result.rings.size_counts().items()},
         "atom_label_counts": result.rings.label_counts(),
+        "element_counts": result.element_counts(),
         "scale": result.scale,
         "patches": result.patches.summary(),
         "latent_names": result.latent_names,
@@ -746,8 +785,9 @@ def _write_run(result: GrapheneResult, name: str, plan: OutputPlan, inputs: list
         figs = _figures(result, tmp, formats)
         s = result.scores
         summary: dict[str, Any] = {
-            "atoms": len(result.coords), "rings": len(result.rings.rings),
-            "patches": len(result.patches),
+            "atoms": len(result.coords),
+            "elements": ", ".join(f"{n} {e}" for e, n in result.element_counts().items()),
+            "rings": len(result.rings.rings), "patches": len(result.patches),
             "model": f"{result.config.model} ({result.model.name}), latents "
                      + ", ".join(result.latent_names),
         }

@@ -8,7 +8,7 @@ persistence live in :mod:`latentatlas.descriptors.segmenter` (re-exported here).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,22 +30,37 @@ _LOSSES = ("bce", "dice", "bce+dice")
 
 
 def segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, kind: str = "bce+dice", pos_weight: float = 1.0
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    kind: str = "bce+dice",
+    pos_weight: float = 1.0,
+    channel_weights: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of logits (n, out, h, w) against soft masks (n, out, h, w) in [0, 1].
 
     Dice is computed per channel over the whole batch, so an empty mask in one image does not
     blow up; ``pos_weight`` up-weights foreground pixels in the BCE (sparse atoms / walls).
+    ``channel_weights`` (out,) weighs the channels' BCE and Dice in the average (None = equal;
+    e.g. a sparse class channel that should not pull the network away from the main one).
     Returns (total, {"bce": .., "dice": ..}).
     """
     if kind not in _LOSSES:
         raise ValueError(f"loss must be one of {_LOSSES}, got {kind!r}")
+    n_out = logits.shape[1]
+    w = (torch.ones(n_out) if channel_weights is None
+         else torch.as_tensor(channel_weights, dtype=torch.float32))
+    if w.shape != (n_out,) or not bool((w >= 0).all()) or not float(w.sum()) > 0:
+        raise ValueError(
+            f"channel_weights must be {n_out} non-negative numbers, not all 0; got {channel_weights!r}"
+        )
+    w = (w / w.sum()).to(dtype=logits.dtype, device=logits.device)
     pw = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    bce_per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+    bce = (bce_per.mean(dim=(0, 2, 3)) * w).sum()
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum(dim=(0, 2, 3))
     denom = prob.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
-    dice = 1.0 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
+    dice = 1.0 - (((2 * inter + 1.0) / (denom + 1.0)) * w).sum()
     total = {"bce": bce, "dice": dice, "bce+dice": bce + dice}[kind]
     return total, {"bce": float(bce.detach()), "dice": float(dice.detach())}
 
@@ -91,6 +106,7 @@ def train_segmenter(
     steps_per_epoch: int | None = None,
     loss: str = "bce+dice",
     pos_weight: float = 1.0,
+    channel_weights: Sequence[float] | None = None,
     augment: bool = True,
     lr_decay: bool = True,
     device: str | torch.device = "cpu",
@@ -103,7 +119,8 @@ def train_segmenter(
     data every step (then ``steps_per_epoch`` is required). ``augment`` applies a random
     dihedral symmetry (rotations by 90 degrees and flips) to each batch. ``lr_decay`` anneals
     the learning rate with a cosine to 5 % of ``lr``. Shuffling, augmentation and ``make_batch``
-    draws are seeded by ``seed``; seed torch before building the model for a fully
+    draws are seeded by ``seed``; ``pos_weight`` and ``channel_weights`` go to
+    :func:`segmentation_loss`. Seed torch before building the model for a fully
     reproducible run. ``on_epoch_end(epoch, history)`` is called after every epoch (e.g. to
     save a checkpoint); with ``lr_decay=False`` a run stopped after k epochs equals a k-epoch run.
 
@@ -159,7 +176,7 @@ def train_segmenter(
             yb = torch.from_numpy(np.ascontiguousarray(yb_np, dtype=np.float32)).to(dev)
             if augment:
                 xb, yb = _dihedral(xb, yb, int(rng.integers(8)))
-            total, parts = segmentation_loss(model(xb), yb, loss, pos_weight)
+            total, parts = segmentation_loss(model(xb), yb, loss, pos_weight, channel_weights)
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
