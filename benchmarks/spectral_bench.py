@@ -1,14 +1,17 @@
 """Spectral benchmark: time and peak memory of PCA, NMF, k-means, GMM, UMAP and BLU.
 
-Each (method, implementation) runs in a fresh subprocess that loads the cube from disk, so the
-peak resident memory it reports belongs to that run alone: ``extra_peak_mib`` is the high-water
-mark minus the resident size just before the method started (cube already loaded), and
-``peak_over_cube`` is ``(cube + extra_peak) / cube``.
+Each (method, implementation) runs in a fresh subprocess that loads the cube from disk.
+``extra_peak_mib`` is that process' own resident high-water mark (``VmHWM``, reset to the
+current size just before the method starts, cube already loaded) minus the resident size at
+that moment; ``peak_over_cube`` is ``(cube + extra_peak) / cube``. ``ru_maxrss`` is not used: a
+child started by fork + exec inherits its parent's peak there (Linux keeps the larger of the
+two), so when the parent had just generated the cube every row read ~700 MiB too high.
 
     nice python benchmarks/spectral_bench.py                # 256x256x1024, 2 threads
     nice python benchmarks/spectral_bench.py --size 128 --channels 512   # reduced
 
-Writes benchmarks/out/spectral_bench.json and prints a markdown table.
+Writes benchmarks/results/spectral_bench_<size>x<size>x<channels>.json and prints a markdown
+table; the generated cubes are cached in benchmarks/out/.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+OUT = Path(__file__).resolve().parent / "out"  # generated cubes (large, not committed)
+RESULTS = Path(__file__).resolve().parent / "results"
 
 # (label, implementation, k); the method runs are defined in run_one
 CASES = [
@@ -40,10 +43,19 @@ CASES = [
 ]
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mib(field: str) -> float:
+    """A memory line of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB: this process only."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"/proc/self/status has no {field} line (Linux only)")
+
+
+def _reset_peak() -> None:
+    """Set this process' resident high-water mark (VmHWM) to its current size (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def _rel_err(X, W, H) -> float:  # type: ignore[no-untyped-def]
@@ -86,7 +98,8 @@ def run_one(method: str, impl: str, k: int, cube_path: str, blu_path: str, threa
         from sklearn.decomposition import PCA as SkPCA
 
         {"pca": SkPCA, "nmf": SkNMF, "kmeans": SkKMeans}[method](2, random_state=0).fit(X[:64])
-    rss0 = _rss_mib()
+    _reset_peak()
+    rss0 = _status_mib("VmRSS")
     t0 = time.perf_counter()
     if method == "pca":
         if impl == "latentatlas":
@@ -116,7 +129,7 @@ def run_one(method: str, impl: str, k: int, cube_path: str, blu_path: str, threa
             info["n_iter"] = est.n_iter_
         elapsed = time.perf_counter() - t0
         # the error check below allocates; take the method's memory peak before it
-        info["_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        info["_peak"] = _status_mib("VmHWM")
         info["relative_error"] = _rel_err(X, W, est.components_)
     elif method == "kmeans":
         if impl == "latentatlas":
@@ -152,7 +165,7 @@ def run_one(method: str, impl: str, k: int, cube_path: str, blu_path: str, threa
         info["sweeps"] = est.n_burn + est.n_samples
     if "relative_error" not in info:
         elapsed = time.perf_counter() - t0
-    peak = info.pop("_peak", None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = info.pop("_peak", None) or _status_mib("VmHWM")
     cube_mib = cube.nbytes / 2**20
     info.update(time_s=elapsed, cube_mib=cube_mib, extra_peak_mib=max(peak - rss0, 0.0),
                 peak_over_cube=(cube_mib + max(peak - rss0, 0.0)) / cube_mib)
@@ -194,6 +207,7 @@ def main() -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     only = set(filter(None, args.only.split(",")))
+    load_start = os.getloadavg()
     rows = []
     for method, impl, k in CASES:
         if only and method not in only:
@@ -207,10 +221,12 @@ def main() -> None:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": platform.processor() or
-            platform.machine(), "threads": args.threads, "load_average": os.getloadavg(),
+            platform.machine(), "threads": args.threads, "load_average_start": load_start,
+            "load_average_end": os.getloadavg(), "methods": sorted(only) or "all",
             "size": args.size, "channels": args.channels}
     tag = f"{args.size}x{args.size}x{args.channels}"
-    (OUT / f"spectral_bench_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows},
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"spectral_bench_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows},
                                                                indent=2))
     print("\n| method | implementation | k | time (s) | extra peak (MiB) | peak / cube | notes |")
     print("|---|---|---|---|---|---|---|")

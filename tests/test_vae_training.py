@@ -49,7 +49,7 @@ def test_same_seed_same_result_and_weights_change(shapes: np.ndarray) -> None:
 
 def test_gradients_reach_the_input(shapes: np.ndarray) -> None:
     model = small_rvae()
-    x = torch.from_numpy(shapes[:8, None]).requires_grad_(True)
+    x = torch.from_numpy(shapes[:8]).requires_grad_(True)  # (8, 1, 12, 12)
     model.module({"x": x}, {}).total.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
 
@@ -125,17 +125,17 @@ def test_two_process_ddp_on_cpu_keeps_identical_weights(tmp_path: Path) -> None:
 
 
 def test_penalty_hook_changes_what_is_learned(shapes: np.ndarray) -> None:
-    """A physics-style prior 'the angle stays near 0.5 rad' pulls the angle latent there."""
+    """A physics-style prior 'the angle stays near -0.5 rad' pulls the angle latent there."""
     def angle_prior(inputs):
-        return ((inputs.means["angle"] - 0.5) ** 2).mean()
+        return ((inputs.means["angle"] + 0.5) ** 2).mean()
 
     free = small_rvae()
     free.fit(shapes, epochs=5, batch_size=50, lr=3e-3, progress=False)
     pulled = small_rvae().add_penalty("angle_prior", angle_prior, weight=1000.0)
     pulled.fit(shapes, epochs=5, batch_size=50, lr=3e-3, progress=False)
     assert "train/angle_prior" in pulled.history
-    pulled_gap = abs(pulled.encode(shapes)["angle"].mean() - 0.5)
-    free_gap = abs(free.encode(shapes)["angle"].mean() - 0.5)
+    pulled_gap = abs(pulled.encode(shapes)["angle"].mean() + 0.5)
+    free_gap = abs(free.encode(shapes)["angle"].mean() + 0.5)
     assert pulled_gap < 0.1 and free_gap > pulled_gap + 0.15, (pulled_gap, free_gap)
 
 

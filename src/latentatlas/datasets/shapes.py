@@ -98,3 +98,82 @@ def shifted_peaks(n: int = 2000, length: int = 64, max_shift: float = 0.4, noise
     spectra = peaks + rng.normal(0, noise, peaks.shape)
     return ShapeSet(spectra[:, None].astype(np.float32), np.zeros(n), shift[:, None],
                     width[:, None], np.zeros(n, dtype=np.int64))
+
+
+# The four-shape benchmark set: names, label order and the order of each shape's rotational
+# symmetry (an angle and that angle plus 360/order degrees give the same image).
+FOUR_SHAPES = ("bar", "ellipse", "L", "triangle")
+FOUR_SHAPES_SYMMETRY = (2, 2, 1, 3)
+
+
+def _box_distance(px: np.ndarray, py: np.ndarray, cx: float, cy: float, hx: float,
+                  hy: float) -> np.ndarray:
+    """Signed distance (negative inside, exact outside the corners' quadrants) to an
+    axis-aligned box centred at (cx, cy) with half-sizes (hx, hy)."""
+    return np.maximum(np.abs(px - cx) - hx, np.abs(py - cy) - hy)
+
+
+def _shape_distance(name: str, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Signed distance (half-widths; negative inside) of canonical points to shape ``name``.
+
+    Every shape has its centroid at the origin, so rotation turns it about its own centre.
+    """
+    if name == "bar":
+        return _box_distance(px, py, 0.0, 0.0, 0.55, 0.12)
+    if name == "ellipse":
+        a, b = 0.5, 0.28
+        return (np.sqrt((px / a) ** 2 + (py / b) ** 2) - 1.0) * b
+    if name == "triangle":
+        # Equilateral, circumradius 0.5 (inradius 0.25), one vertex pointing up (towards -y).
+        normals = np.deg2rad([90.0, 210.0, 330.0])
+        return np.max([np.cos(t) * px + np.sin(t) * py for t in normals], axis=0) - 0.25
+    if name == "L":
+        # Arms 0.2 thick, 0.9 (vertical) and 0.6 (horizontal) long: unequal, so no mirror axis.
+        # Boxes placed so that the union's centroid is the origin.
+        vertical = (-0.4, 0.0, 0.1, 0.45)
+        horizontal = (-0.1, 0.35, 0.2, 0.1)
+        area_v, area_h = 4 * vertical[2] * vertical[3], 4 * horizontal[2] * horizontal[3]
+        cx = (area_v * vertical[0] + area_h * horizontal[0]) / (area_v + area_h)
+        cy = (area_v * vertical[1] + area_h * horizontal[1]) / (area_v + area_h)
+        return np.minimum(_box_distance(px + cx, py + cy, *vertical),
+                          _box_distance(px + cx, py + cy, *horizontal))
+    raise ValueError(f"unknown shape {name!r}; known: {FOUR_SHAPES}")
+
+
+def render_shape(name: str, angle: np.ndarray, shift: np.ndarray, size: int) -> np.ndarray:
+    """Shape ``name`` (one of FOUR_SHAPES) under poses -> (n, size, size) float32 in [0, 1].
+
+    Solid with a one-pixel antialiased edge; pose convention as in ``render_blobs``.
+    """
+    x, y = _grid(size)
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    qx, qy = x[None] - shift[:, :1], y[None] - shift[:, 1:]
+    px, py = c * qx - s * qy, s * qx + c * qy
+    pixel = 2.0 / size
+    img = np.clip(0.5 - _shape_distance(name, px, py) / pixel, 0.0, 1.0)
+    return img.reshape(len(angle), size, size).astype(np.float32)
+
+
+def four_shapes(n: int = 2000, size: int = 28, max_angle: float = np.pi / 3,
+                max_shift: float = 0.15, noise: float = 0.02, seed: int = 0) -> ShapeSet:
+    """Bar, ellipse, L and triangle (labels 0-3 in FOUR_SHAPES order, equal numbers, shuffled)
+    rotated uniformly in +-max_angle and shifted uniformly in +-max_shift half-widths.
+
+    The benchmark set for whether an rVAE's angle means the angle for every object kind:
+    several kinds share one latent space. Rotational symmetry (FOUR_SHAPES_SYMMETRY): the bar
+    and the ellipse look the same after 180 degrees, the triangle after 120 degrees, the L never.
+    Within +-60 degrees only the triangle is ambiguous (its -60 and +60 are one image); compare
+    its angles modulo 120 degrees. images: (n, 1, size, size).
+    """
+    if n < len(FOUR_SHAPES):
+        raise ValueError(f"n must be >= {len(FOUR_SHAPES)} (one image per shape), got {n}")
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % len(FOUR_SHAPES))
+    angle = rng.uniform(-max_angle, max_angle, n)
+    shift = rng.uniform(-max_shift, max_shift, (n, 2))
+    images = np.zeros((n, 1, size, size), np.float32)
+    for k, name in enumerate(FOUR_SHAPES):
+        sel = labels == k
+        images[sel, 0] = render_shape(name, angle[sel], shift[sel], size)
+    images = np.clip(images + rng.normal(0, noise, images.shape), 0, 1).astype(np.float32)
+    return ShapeSet(images, angle, shift, np.zeros((n, 0)), labels.astype(np.int64))

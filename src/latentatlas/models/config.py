@@ -86,6 +86,12 @@ class VAEConfig:
     ``condition_dim`` > 0 makes the decoder conditional on a known vector per sample
     (a one-hot class or continuous factors).
     ``beta`` weights the KL terms; a schedule given to the training plan overrides it.
+    ``equivariant_angle`` (used only with ``rotation``): the angle's mean comes from a rotation-equivariant
+    head (``latentatlas.nn.encoders.PolarAngleHead``: turning the input by phi adds phi to it)
+    and the content latents are encoded from the input turned back by the inferred pose, so
+    they cannot carry the rotation. Off, the angle is one more output of the encoder, and with
+    several kinds of objects the content latents can take over part of the rotation
+    (benchmarks/RESULTS.md, issue 21). The ``rvae`` family switches it on.
     """
 
     input_shape: tuple[int, ...]
@@ -106,6 +112,7 @@ class VAEConfig:
     scale_prior: float = 0.1
     condition_dim: int = 0
     beta: float = 1.0
+    equivariant_angle: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in _field_types(type(self)).items():
@@ -146,6 +153,9 @@ class VAEConfig:
             _fail("condition_dim", f"in [0, {MAX_CONDITION}]", self.condition_dim)
         if self.rotation and len(shape) != 3:
             _fail("rotation", "False for 1-D signals (input_shape (c, L))", self.rotation)
+        if self.equivariant_angle and not self.rotation:
+            _fail("equivariant_angle", "False unless rotation is True (it infers the angle)",
+                  self.equivariant_angle)
         if self.has_pose and self.decoder not in POSE_DECODERS:
             _fail("decoder", f"one of {tuple(POSE_DECODERS)} when rotation, translation or scale is on",
                   self.decoder)

@@ -110,6 +110,9 @@ class SSVAEConfig(VAEConfig):
         if self.encoder_sees_class and self.canonical_classifier:
             # The canonical view needs the pose from the encoder, which would need the class.
             _fail("encoder_sees_class", "False with canonical_classifier", self.encoder_sees_class)
+        if self.encoder_sees_class and self.equivariant_angle:
+            # That encoder replaces the core's, whose pose part the equivariant head completes.
+            _fail("encoder_sees_class", "False with equivariant_angle", self.encoder_sees_class)
 
 
 class SSVAEModule(DiscreteLatentModule):

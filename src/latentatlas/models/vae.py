@@ -21,8 +21,8 @@ from latentatlas.models.losses import (
     reconstruction_nll,
 )
 from latentatlas.nn.decoders import build_decoder
-from latentatlas.nn.encoders import ENCODERS
-from latentatlas.nn.pose import inverse_pose_matrix
+from latentatlas.nn.encoders import ENCODERS, PolarAngleHead
+from latentatlas.nn.pose import inverse_pose_matrix, invert_affine, warp
 
 
 class VAEModule(nn.Module):
@@ -40,9 +40,21 @@ class VAEModule(nn.Module):
         self.config = config
         self.names = config.latent_names
         self.n_pose = len(self.names) - config.latent_dim
-        self.encoder = ENCODERS[config.encoder](
-            config.input_shape, 2 * len(self.names), config.hidden, config.layers
-        )
+        encoder = ENCODERS[config.encoder]
+        self.angle_head: PolarAngleHead | None = None
+        self.content_encoder: nn.Module | None = None
+        if config.rotation and config.equivariant_angle:
+            # The encoder gives the other pose latents' means and every pose log-variance; the
+            # angle's mean comes from the head, the content from a second encoder (``encode``).
+            self.encoder = encoder(config.input_shape, 2 * self.n_pose - 1, config.hidden,
+                                   config.layers)
+            self.angle_head = PolarAngleHead(config.input_shape[0],
+                                             min(config.input_shape[1:]) // 2)
+            self.content_encoder = encoder(config.input_shape, 2 * config.latent_dim,
+                                           config.hidden, config.layers)
+        else:
+            self.encoder = encoder(config.input_shape, 2 * len(self.names), config.hidden,
+                                   config.layers)
         self.decoder = build_decoder(
             config.decoder,
             config.latent_dim + config.condition_dim,
@@ -69,10 +81,40 @@ class VAEModule(nn.Module):
 
         condition (n, d): for encoders built with a condition input (q(z | x, y)).
         """
+        if self.angle_head is not None:
+            return self._encode_equivariant(x, condition)
         raw = self.encoder(x) if condition is None else self.encoder(x, condition)
         raw_mu, raw_logvar = raw.chunk(2, dim=-1)
-        scale: Tensor = self.prior_scale  # type: ignore[assignment]
+        return self._from_prior_units(raw_mu, raw_logvar, self.prior_scale)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _from_prior_units(raw_mu: Tensor, raw_logvar: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """Means and log-variances from encoder outputs in units of each latent's prior scale."""
         return raw_mu * scale, raw_logvar.clamp(-12.0, 8.0) + 2 * torch.log(scale)
+
+    def _encode_equivariant(self, x: Tensor, condition: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``encode`` with ``equivariant_angle``: the angle's mean from the polar head about the
+        inferred centre, the content from x turned back to the canonical frame by the inferred
+        pose. Rotating x then moves the angle and leaves the content's input (nearly) unchanged,
+        so the content cannot carry the rotation."""
+        assert self.angle_head is not None and self.content_encoder is not None
+        c, k = self.config, self.n_pose
+        scale: Tensor = self.prior_scale  # type: ignore[assignment]
+        raw = self.encoder(x)  # (n, 2k - 1): means of the pose latents after the angle, log-vars
+        others = raw[:, : k - 1] * scale[1:k]
+        logvar_pose = raw[:, k - 1 :].clamp(-12.0, 8.0) + 2 * torch.log(scale[:k])
+        # The centre only places the polar grid; the shift itself is learnt from reconstruction.
+        centre = (others[:, : c.spatial_dims].detach() if c.translation
+                  else torch.zeros(len(x), c.spatial_dims, dtype=x.dtype, device=x.device))
+        mu_pose = torch.cat([self.angle_head(x, centre)[:, None].to(others.dtype), others], 1)
+        matrix = self.pose_matrix(mu_pose)
+        assert matrix is not None
+        canonical = warp(x, invert_affine(matrix))
+        raw_c = (self.content_encoder(canonical) if condition is None
+                 else self.content_encoder(canonical, condition))
+        raw_mu_c, raw_logvar_c = raw_c.chunk(2, dim=-1)
+        mu_c, logvar_c = self._from_prior_units(raw_mu_c, raw_logvar_c, scale[k:])
+        return torch.cat([mu_pose, mu_c], 1), torch.cat([logvar_pose, logvar_c], 1)
 
     def pose_matrix(self, latents: Tensor) -> Tensor | None:
         """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None."""
