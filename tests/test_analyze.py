@@ -15,6 +15,7 @@ from latentatlas.analysis.labels import gmm_labels, label_image
 from latentatlas.analysis.latent_maps import latent_maps, paint_points, typical_spacing
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.models import load_model
 from latentatlas.pipelines.analyze import analyze, save_results
 from latentatlas.report import write_report
 
@@ -155,6 +156,9 @@ def test_pipeline_input_errors(tmp_path: Path) -> None:
         analyze(np.zeros((32, 32)), atoms="none", train_samples=2, progress=False)
     with pytest.raises(ValueError, match="unknown example"):
         analyze("example:nope", progress=False)
+    with pytest.raises(ValueError, match="model_options cannot set"):
+        analyze(np.zeros((32, 32)), atoms="none", model_options={"latent_dim": 3},
+                progress=False)
 
 
 def test_cli_analyze_example(tmp_path: Path) -> None:
@@ -168,8 +172,12 @@ def test_cli_analyze_example(tmp_path: Path) -> None:
     out = tmp_path / "cli"
     res = runner.invoke(app, ["analyze", "example:lattice-small", "--atoms", "none",
                               "--window", "24", "--epochs", "1", "--classes", "2",
-                              "--out", str(out), "--quiet"])
+                              "-M", "equivariant_angle=false", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
+    # the model option reached the model: the rVAE's plain encoder, saved with the run
+    assert json.loads((out / "config.json").read_text())["analysis"]["model_options"] == {
+        "equivariant_angle": False}
+    assert not load_model(out / "model").config.equivariant_angle
     assert "2 classes" in res.output and (out / "index.html").exists()
     # the verdict beside the baselines, printed and in the report, word for word
     verdict = json.loads((out / "config.json").read_text())["verdict"]

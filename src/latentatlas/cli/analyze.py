@@ -12,6 +12,7 @@ from latentatlas.cli.app import (
     OVERWRITE_HELP,
     app,
     fail,
+    parse_options,
     set_quiet,
     user_errors,
 )
@@ -33,6 +34,10 @@ def analyze(
     stride: int = typer.Option(0, help="sliding-window step with --atoms none (0 = window/4)"),
     model: str = typer.Option("rvae", "--model", "-m", help="VAE family member (see latentatlas models)"),
     latent_dim: int = typer.Option(2, help="number of content latents"),
+    model_option: list[str] = typer.Option([], "--model-option", "-M",  # noqa: B006
+                                           help="model config KEY=VALUE, repeatable (e.g. -M "
+                                           "equivariant_angle=false: the rVAE's faster plain "
+                                           "encoder)"),
     epochs: int = typer.Option(0, "--epochs", "-e", help="training epochs (0 = chosen for the "
                                "number of patches: about 3000 optimiser steps)"),
     train_samples: int = typer.Option(5000, help="train on at most this many patches "
@@ -79,7 +84,8 @@ def analyze(
         atom_options={**({"spacing": spacing} if spacing > 0 else {}),
                       **({"model": atom_model} if atoms == "dcnn" else {})},
         train_samples=train_samples or None, invert=invert, time_delay=time_delay, lag=lag,
-        overwrite=overwrite, model_from=model_from or None)
+        overwrite=overwrite, model_from=model_from or None,
+        model_options=parse_options(model_option, "--model-option"))
     if memory_budget:
         _stream(image, memory_budget, figure_format, options)
         return

@@ -3,10 +3,12 @@ clean errors instead of tracebacks, and a quiet switch that silences the log."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 
@@ -70,6 +72,20 @@ def cli_syntax(message: str) -> str:
         return f"{flag} {value}" if value else flag
 
     return _HINT.sub(swap, message)
+
+
+def parse_options(texts: list[str] | None, flag: str) -> dict[str, Any]:
+    """KEY=VALUE options (VALUE read as JSON when it parses, else as a plain string)."""
+    options: dict[str, Any] = {}
+    for text in texts or []:
+        if "=" not in text:
+            raise typer.BadParameter(f"{flag} must look like KEY=VALUE, got {text!r}")
+        key, raw = text.split("=", 1)
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw  # plain strings need no quotes
+    return options
 
 
 def fail(message: str) -> typer.Exit:

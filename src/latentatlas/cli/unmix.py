@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
@@ -13,22 +12,12 @@ from latentatlas.cli.app import (
     OVERWRITE_HELP,
     app,
     fail,
+    parse_options,
     set_quiet,
     user_errors,
 )
 
 _SLOW = {"blu", "umap", "tsne", "autoencoder", "vae", "shiftvae", "hdbscan", "isomap"}
-
-
-def _parse_option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise typer.BadParameter(f"--option must look like KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value: Any = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # plain strings need no quotes
-    return key.strip(), value
 
 
 def _parse_crop(text: str) -> tuple[float | None, float | None] | None:
@@ -107,7 +96,7 @@ def unmix_command(
             off = "min" if offset == "min" else float(offset)
         except ValueError:
             raise fail(f"--offset must be 'min' or a number, got {offset!r}") from None
-    options = dict(_parse_option(o) for o in option or [])
+    options = parse_options(option, "--option")
     key: int | str | None = None
     if channel:
         key = int(channel) if channel.isdigit() else channel

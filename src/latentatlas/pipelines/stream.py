@@ -456,14 +456,14 @@ def analyze_stream(
             from latentatlas.train.stream import PatchStream
 
             vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim,
-                            seed=cfg.seed)
+                            seed=cfg.seed, **cfg.model_options)
             plan_ = training_plan(cfg, m, vae)
             vae.fit(PatchStream(data_arr, seed=cfg.seed), epochs=plan_["epochs"],
                     batch_size=plan_["batch_size"], lr=cfg.lr, seed=cfg.seed,
                     progress=progress, schedules=plan_["schedules"])
         else:
             vae = get_model(cfg.model, input_shape=shape, latent_dim=cfg.latent_dim,
-                            seed=cfg.seed)
+                            seed=cfg.seed, **cfg.model_options)
             pick = np.arange(m)
             if m > cfg.train_samples:
                 pick = np.sort(np.random.default_rng(cfg.seed).choice(m, cfg.train_samples,
