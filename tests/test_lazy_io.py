@@ -85,6 +85,12 @@ def test_zarr_round_trip_keeps_axes_and_chunks(tmp_path: Path) -> None:
     # a Dask array is written chunk by chunk
     save_zarr(da.from_array(x, chunks=(1, 40, 56)) * 2, tmp_path / "m.zarr", overwrite=True)
     np.testing.assert_array_equal(load(tmp_path / "m.zarr", lazy=True).compute().data, 2 * x)
+    # overwrite replaces a Zarr array or a file, never another folder
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a Zarr array"):
+        save_zarr(x, tmp_path / "user", overwrite=True)
+    assert (tmp_path / "user" / "notes.txt").read_text() == "keep"
 
 
 def test_hdf5_channel_by_name_and_dimension_scales(tmp_path: Path) -> None:

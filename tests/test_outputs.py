@@ -120,6 +120,34 @@ def test_swap_without_atomic_exchange_is_repaired_after_a_crash(tmp_path: Path,
     assert not (tmp_path / ".run.previous").exists()
 
 
+def test_leftover_names_latentatlas_did_not_make_are_never_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted writers' leftovers are removed by the mark inside them, not by their name:
+    a user's folders called like them survive every write."""
+    out = tmp_path / "run"
+    _write_run(out, {"a.txt": "old"})
+    mine = {tmp_path / ".run.partial-backup": "keep", tmp_path / ".run.previous": "keep too"}
+    for folder, text in mine.items():
+        folder.mkdir()
+        (folder / "notes.txt").write_text(text)
+    # a real leftover of an interrupted run (the stage, marked) is cleaned up
+    stale = files.new_partial(out)
+    (stale / "half.txt").write_text("x")
+    _write_run(out, {"a.txt": "new"})
+    assert (out / "a.txt").read_text() == "new" and not stale.exists()
+    # without an atomic exchange the old results would need the name .run.previous, which
+    # is the user's: the write is refused and nothing changes
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    with pytest.raises(FileExistsError, match="not made by latentatlas"):
+        _write_run(out, {"a.txt": "newer"})
+    assert (out / "a.txt").read_text() == "new"
+    for folder, text in mine.items():
+        assert (folder / "notes.txt").read_text() == text
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", MARKER]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".run.partial-backup", ".run.previous", "run"]
+
+
 def test_atomic_exchange_is_used_where_the_kernel_has_it(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()

@@ -15,14 +15,14 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 __all__ = ["default_mode", "write_atomic", "write_text_atomic", "atomic_directory",
-           "replace_directory", "recover_directory", "safe_text"]
+           "replace_directory", "recover_directory", "new_partial", "unmark", "safe_text"]
 
 
 def default_mode(path: str | Path, directory: bool = False) -> None:
@@ -101,46 +101,81 @@ def _previous_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.previous")
 
 
+# A file inside each temporary folder latentatlas creates: a leftover folder is deleted only
+# when it holds one, so a user's folder that merely has a similar name is never touched.
+_OWN = ".latentatlas-temporary"
+
+
+def _ours(folder: Path) -> bool:
+    return folder.is_dir() and not folder.is_symlink() and (folder / _OWN).is_file()
+
+
 def recover_directory(path: str | Path) -> None:
     """Repair what an interrupted :func:`replace_directory` left (two-rename fallback only).
 
     ``path`` missing with a ``.previous`` copy beside it: the old folder is put back. Both
-    present: the swap had completed, and the stale copy is removed.
+    present: the swap had completed, and the stale copy is removed if latentatlas marked it
+    (a folder of that name that it did not make is left alone).
     """
     path = Path(path)
     previous = _previous_name(path)
     if not previous.is_dir():
         return
-    if path.exists():
+    if not path.exists():
+        previous.rename(path)
+        (path / _OWN).unlink(missing_ok=True)
+        log.warning("restored %s from an interrupted write", path)
+    elif _ours(previous):
         shutil.rmtree(previous, ignore_errors=True)
     else:
-        previous.rename(path)
-        log.warning("restored %s from an interrupted write", path)
+        log.warning("%s exists beside %s but latentatlas did not make it: left alone",
+                    previous, path)
 
 
 def replace_directory(new: Path, path: Path) -> None:
     """Give the complete folder ``new`` the name ``path``, replacing an old ``path``.
 
     At every moment ``path`` names either the old or the new folder (atomic exchange), or,
-    on file systems without it, the old folder is kept as ``.NAME.previous`` until the new
-    one is in place and :func:`recover_directory` puts it back after a crash in between.
+    on file systems without it, the old folder is kept as ``.NAME.previous`` (marked as
+    latentatlas's) until the new one is in place and :func:`recover_directory` puts it back
+    after a crash in between. Callers decide beforehand whether ``path`` may be replaced.
     """
     recover_directory(path)
     if not path.exists():
         new.rename(path)
         return
     if _exchange(new, path):
-        shutil.rmtree(new, ignore_errors=True)  # ``new`` now names the old folder
+        # ``new`` (a name mkdtemp made unique) now names the old folder
+        shutil.rmtree(new, ignore_errors=True)
         return
     previous = _previous_name(path)
+    if previous.exists() or previous.is_symlink():
+        raise FileExistsError(
+            f"cannot replace {path}: {previous.name} beside it was not made by latentatlas and "
+            "this file system cannot swap folders atomically; move it away and run again")
     path.rename(previous)
+    (previous / _OWN).touch()
     new.rename(path)
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def stale_partials(path: Path) -> Iterable[Path]:
-    """Temporary folders an interrupted writer of ``path`` left behind."""
-    return path.parent.glob(f".{path.name}.partial-*")
+def new_partial(path: Path) -> Path:
+    """A fresh, empty temporary folder beside ``path`` to build it in, marked as
+    latentatlas's; the marked leftovers of interrupted writers of ``path`` are removed first.
+    Call :func:`unmark` on it before it takes its final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.partial-*"):
+        if _ours(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    default_mode(tmp, directory=True)
+    (tmp / _OWN).touch()
+    return tmp
+
+
+def unmark(folder: Path) -> None:
+    """Remove the marker :func:`new_partial` put in ``folder`` (it is about to be kept)."""
+    (folder / _OWN).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -152,14 +187,11 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     ``path`` is left as it was. Callers decide beforehand whether ``path`` may be replaced.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in stale_partials(path):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    default_mode(tmp, directory=True)
+    tmp = new_partial(path)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    unmark(tmp)
     replace_directory(tmp, path)

@@ -407,7 +407,8 @@ def save_zarr(data: Any, path: str | os.PathLike[str], *, chunks: Any = None,
     Zarr array with its axes, which :func:`load_lazy` reads back calibrated.
 
     The store appears complete or not at all (written under a temporary name and renamed).
-    An existing ``path`` is replaced only with ``overwrite``.
+    An existing ``path`` is replaced only with ``overwrite``, and only when it is a file or a
+    Zarr array (never another folder).
     """
     import zarr
 
@@ -415,6 +416,9 @@ def save_zarr(data: Any, path: str | os.PathLike[str], *, chunks: Any = None,
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if path.is_dir() and not any((path / f).is_file() for f in ("zarr.json", ".zarray")):
+        raise FileExistsError(f"{path} is a folder but not a Zarr array: overwrite replaces "
+                              "only a file or a Zarr array; choose another path")
     ds = data if isinstance(data, Dataset) else None
     arr = ds.data if ds is not None else data
     darr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=chunks or

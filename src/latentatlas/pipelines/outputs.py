@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,11 +30,11 @@ from typing import Any, Literal
 
 from latentatlas import __version__
 from latentatlas._files import (
-    default_mode,
+    new_partial,
     recover_directory,
     replace_directory,
     safe_text,
-    stale_partials,
+    unmark,
     write_text_atomic,
 )
 
@@ -221,13 +220,10 @@ def results_folder(
     staged entries become the results (see the module docstring), with the marker listing
     them. When the block raises, the staging folder is removed and nothing else changes."""
     out = plan.path
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in stale_partials(out):
-        shutil.rmtree(stale, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    default_mode(stage, directory=True)
+    stage = new_partial(out)
     try:
         yield stage
+        unmark(stage)
         entries = [e.name for e in stage.iterdir() if e.name != MARKER]
         write_text_atomic(stage / MARKER, _marker_text(command, config, entries, inputs))
         if plan.mode == "merge":
