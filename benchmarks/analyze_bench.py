@@ -84,6 +84,8 @@ def main() -> None:
                     help="A-A spacing of the perovskite-like lattice (two atoms per cell)")
     ap.add_argument("--window", type=int, default=0, help="0 = automatic, as in analyze")
     ap.add_argument("--train-epochs", type=int, default=1)
+    ap.add_argument("--plain-encoder", action="store_true",
+                    help="the rVAE with equivariant_angle=False (the encoder before issue 21)")
     ap.add_argument("--end-to-end", action="store_true",
                     help="also time `analyze` with its default settings on the same image")
     args = ap.parse_args()
@@ -120,7 +122,9 @@ def main() -> None:
     rows.append({"stage": "patch extraction (per-atom loop, reference)", "seconds": dt,
                  "peak_mb": mem, "detail": "same patches"})
 
-    model = get_model("rvae", input_shape=(args.window, args.window), latent_dim=2)
+    model_options = {"equivariant_angle": False} if args.plain_encoder else {}
+    model = get_model("rvae", input_shape=(args.window, args.window), latent_dim=2,
+                      **model_options)
     X = patches.as_model_input()
     lat_out, dt, mem = measure(lambda: model.encode(X))
     rows.append({"stage": "encoding (rvae, batch 4096)", "seconds": dt, "peak_mb": mem,
@@ -145,7 +149,8 @@ def main() -> None:
             path = Path(tmp) / "lattice.npy"
             np.save(path, image)
             result, dt, mem = measure(lambda: analyze(str(path), out=Path(tmp) / "run",
-                                                      progress=False))
+                                                      progress=False,
+                                                      model_options=model_options))
         rows.append({"stage": "end to end: analyze with its defaults (results folder written)",
                      "seconds": dt, "peak_mb": mem,
                      "detail": f"{len(result.patches)} patches, model {result.config.model}, "
@@ -156,10 +161,12 @@ def main() -> None:
             "machine": _cpu_name(),
             "cpu_count": __import__("os").cpu_count(), "torch_threads": args.threads,
             "image": [args.size, args.size], "window": args.window,
+            "model_options": model_options,
             "torch": torch.__version__, "numpy": np.__version__}
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "analyze_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    name = "analyze_bench_plain_encoder.json" if args.plain_encoder else "analyze_bench.json"
+    (out / name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(json.dumps(meta))
     print("| stage | time (s) | peak RSS growth (MB) | detail |\n|---|---|---|---|")
     for r in rows:
