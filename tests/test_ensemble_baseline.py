@@ -13,7 +13,7 @@ import latentatlas.models.ensemble as ensemble_module
 from latentatlas.datasets.cards import rotated_classes
 from latentatlas.models import get_model, load_model
 from latentatlas.models.ensemble import EnsembleModule, suggest_n_classes
-from latentatlas.train.plan import split_indices
+from latentatlas.train.plan import FitData, split_indices
 
 FAST = dict(batch_size=32, lr=3e-3, progress=False)
 
@@ -32,18 +32,18 @@ def relative_change(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 def continuation(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Records what the members' training run starts from (states, data, step counter)."""
     seen: list[dict[str, Any]] = []
-    real_train = ensemble_module.train
+    real_fit = ensemble_module.fit_module
 
-    def spy(module: torch.nn.Module, data: dict[str, torch.Tensor], config: Any,
-            **kw: Any) -> dict[str, list[float]]:
+    def spy(module: torch.nn.Module, fit: FitData, train_options: dict[str, Any],
+            **kw: Any) -> Any:
         if isinstance(module, EnsembleModule):
             seen.append({"states": [{k: v.clone() for k, v in module.member_state(i).items()}
                                     for i in range(module.n_members)],
-                         "x": data["x"].clone(), "epochs": config.epochs,
+                         "x": fit.data["x"].clone(), "epochs": train_options["epochs"],
                          "start_step": kw.get("start_step", 0)})
-        return real_train(module, data, config, **kw)
+        return real_fit(module, fit, train_options, **kw)
 
-    monkeypatch.setattr(ensemble_module, "train", spy)
+    monkeypatch.setattr(ensemble_module, "fit_module", spy)
     return seen
 
 

@@ -175,7 +175,7 @@ def test_joint_capacities_reach_their_targets_on_any_number_of_processes(fabric_
     model = get_model("jvae", (8, 8), discrete=(3,), hidden=8, latent_dim=2, capacity_z=10.0)
     x = np.random.default_rng(0).random((256, 8, 8)).astype(np.float32)
     options = {"epochs": 4, "batch_size": 16, "test_fraction": 0.0}
-    data, schedules = model.prepare_fit(x, **options)
+    prepared = model.prepare_fit(x, **options)
     seen: list[float] = []
     forward = model.module.forward
 
@@ -186,7 +186,7 @@ def test_joint_capacities_reach_their_targets_on_any_number_of_processes(fabric_
     model.module.forward = recording  # type: ignore[method-assign]
     fabric = fabric_class(accelerator="cpu", devices=1)
     fabric.launch()
-    train(model.module, data, TrainConfig(schedules=schedules, progress=False, **options),
-          fabric=fabric)
+    train(model.module, prepared.data,
+          TrainConfig(schedules=prepared.schedules, progress=False, **options), fabric=fabric)
     assert len(seen) == 4 * 256 // 16 // (4 if fabric_class is _FourProcessFabric else 1)
     assert seen[-1] == pytest.approx(10.0)

@@ -38,7 +38,7 @@ from latentatlas.models.config import VAEConfig, normalise_shape
 from latentatlas.models.latents import Latents
 from latentatlas.models.losses import Penalty
 from latentatlas.models.vae import VAEModule
-from latentatlas.train.plan import TrainConfig, train
+from latentatlas.train.plan import FitData, TrainConfig, fit_module
 from latentatlas.train.schedules import Schedule
 from latentatlas.train.stream import PatchStream
 
@@ -162,6 +162,45 @@ class VAEModel:
         self.module.penalties[name] = (float(weight), penalty)
         return self
 
+    def prepare_fit(
+        self,
+        X: object,
+        y: object | None = None,
+        *,
+        condition: object | None = None,
+        schedules: dict[str, Schedule] | None = None,
+        groups: object | None = None,
+        **train_options: Any,
+    ) -> FitData:
+        """The fit protocol, shared by every family: the data and schedules ``fit`` hands to
+        the training plan (ensembles prepare their members' data with it).
+
+        y: class labels (n,), for the families that learn from them; here they are the
+        decoder's condition (a conditional VAE), else refused. groups: (n,) the object each
+        sample shows, for families with a consistency term (refused here). train_options:
+        the TrainConfig fields of the run (families whose defaults depend on the run length
+        read them).
+        """
+        if groups is not None:
+            raise ValueError(f"groups are for models with a consistency term (jvae, ssvae); "
+                             f"{self.name!r} takes none")
+        if y is not None:
+            if condition is not None:
+                raise ValueError("pass either y (class labels) or condition (factor vectors), "
+                                 "not both")
+            condition = y
+        data: dict[str, Tensor] | PatchStream
+        if isinstance(X, PatchStream):
+            if self.config.condition_dim:
+                raise ValueError("conditional models train on in-memory data: pass arrays")
+            data = X.reshaped(self.config.input_shape)
+        else:
+            data = {"x": self._as_tensor(X)}
+            cond = self._condition(condition, len(data["x"]))
+            if cond is not None:
+                data["condition"] = cond
+        return FitData(data, dict(schedules or {}))
+
     def fit(
         self,
         X: object,
@@ -181,21 +220,23 @@ class VAEModel:
         progress. schedules: e.g. {"beta": Linear(0, 1, 1000)} or {"capacity": Linear(0, 25,
         5000), "gamma": Constant(30)}.
         """
-        config = TrainConfig(schedules=dict(schedules or {}), **train_options)
-        data: dict[str, Tensor] | PatchStream
-        if isinstance(X, PatchStream):
-            if self.config.condition_dim:
-                raise ValueError("conditional models train on in-memory data: pass arrays")
-            data = X.reshaped(self.config.input_shape)
-        else:
-            data = {"x": self._as_tensor(X)}
-            cond = self._condition(condition, len(data["x"]))
-            if cond is not None:
-                data["condition"] = cond
-        self.history = train(self.module, data, config, checkpoint_dir=checkpoint_dir,
-                             resume_from=resume_from, on_epoch_end=on_epoch_end)
-        self.train_config = config
-        self.module.to("cpu")
+        prepared = self.prepare_fit(X, condition=condition, schedules=schedules, **train_options)
+        return self._train(prepared, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
+                           on_epoch_end=on_epoch_end, **train_options)
+
+    def _train(
+        self,
+        prepared: FitData,
+        checkpoint_dir: str | Path | None = None,
+        resume_from: str | Path | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        **train_options: Any,
+    ) -> VAEModel:
+        """Train the module on prepared data through the one hand-off to the plan
+        (:func:`~latentatlas.train.plan.fit_module`); keep its history and TrainConfig."""
+        self.history, self.train_config = fit_module(
+            self.module, prepared, train_options, checkpoint_dir=checkpoint_dir,
+            resume_from=resume_from, on_epoch_end=on_epoch_end)
         return self
 
     # -- inference --------------------------------------------------------------------------

@@ -25,9 +25,9 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -54,8 +54,9 @@ from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, mod
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
 from latentatlas.models.registry import registered
-from latentatlas.train.plan import TrainConfig, split_indices, train
+from latentatlas.train.plan import FitData, TrainConfig, fit_module, split_indices
 from latentatlas.train.schedules import Schedule
+from latentatlas.train.stream import PatchStream
 
 
 def _key(name: str) -> str:
@@ -410,27 +411,15 @@ class Ensemble:
         if y is not None:
             # labelled samples are never held out silently (see SSVAE.fit)
             train_options.setdefault("test_fraction", 0.0)
-        prepare = getattr(first, "prepare_fit", None)
-        if prepare is None:
-            # Plain and conditional families: labels, if any, are the decoder's condition.
-            data: dict[str, Tensor] = {"x": first._as_tensor(X)}
-            condition = first._condition(y, len(data["x"]))
-            if condition is not None:
-                data["condition"] = condition
-            merged = dict(schedules or {})
-        else:
-            extra = {} if groups is None else {"groups": groups}
-            if y is None:
-                data, merged = prepare(X, schedules, **extra, **train_options)
-            else:
-                data, merged = prepare(X, y, schedules, **extra, **train_options)
-        config = TrainConfig(schedules=merged, **train_options)
+        prepared = first.prepare_fit(X, y, schedules=schedules, groups=groups, **train_options)
+        if isinstance(prepared.data, PatchStream):
+            raise ValueError("ensembles train on in-memory data: pass arrays")
         if self.from_baseline_epochs == 0:
             module = EnsembleModule([m.module for m in self.members])
-            self.history = train(module, data, config, on_epoch_end=on_epoch_end)
+            self.history, config = fit_module(module, prepared, train_options,
+                                              on_epoch_end=on_epoch_end)
         else:
-            module = self._grow_from_baseline(data, config, on_epoch_end)
-        module.to("cpu")
+            module, config = self._grow_from_baseline(prepared, train_options, on_epoch_end)
         for i, m in enumerate(self.members):
             m.module.load_state_dict(module.member_state(i))
             m.train_config = config
@@ -451,25 +440,26 @@ class Ensemble:
 
     def _grow_from_baseline(
         self,
-        data: dict[str, Tensor],
-        config: TrainConfig,
+        prepared: FitData,
+        train_options: dict[str, Any],
         on_epoch_end: Callable[[int, dict[str, float]], None] | None,
-    ) -> EnsembleModule:
-        """Train the baseline, copy and perturb it into the members, train them on."""
+    ) -> tuple[EnsembleModule, TrainConfig]:
+        """Train the baseline, copy and perturb it into the members, train them on. Returns
+        the members' module and the TrainConfig of the whole run."""
+        config = TrainConfig(schedules=dict(prepared.schedules), **train_options)
         b = self.from_baseline_epochs
         if b >= config.epochs:
             raise ValueError(f"from_baseline_epochs ({b}) must be smaller than epochs "
                              f"({config.epochs}): the members need epochs of their own")
         baseline = copy.deepcopy(self.members[0])
-        self.baseline_history = train(baseline.module, data, replace(config, epochs=b),
-                                      on_epoch_end=on_epoch_end)
-        baseline.module.to("cpu")
-        baseline.train_config = replace(config, epochs=b)
+        self.baseline_history, baseline.train_config = fit_module(
+            baseline.module, prepared, {**train_options, "epochs": b}, on_epoch_end=on_epoch_end)
         self.baseline = baseline
         state = baseline.module.state_dict()
         for i, m in enumerate(self.members):
             m.module.load_state_dict(state)
             perturb_weights(m.module, self.perturbation, seed=self.seed + i)
+        data = cast(Mapping[str, Tensor], prepared.data)  # arrays: fit refuses a PatchStream
         n = len(data["x"])
         train_idx, test_idx = split_indices(n, config.test_fraction, config.seed)
         orders = []
@@ -481,7 +471,7 @@ class Ensemble:
             order[test_idx] = test_idx[torch.randperm(len(test_idx), generator=g)]
             orders.append(order)
         index = torch.stack(orders, dim=1)  # (n, members)
-        member_data = {k: v[index] for k, v in data.items()}
+        member_data = FitData({k: v[index] for k, v in data.items()}, prepared.schedules)
         module = EnsembleModule([m.module for m in self.members], per_member_data=True)
         steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
 
@@ -489,10 +479,11 @@ class Ensemble:
             assert on_epoch_end is not None
             on_epoch_end(b + epoch, logs)
 
-        self.history = train(module, member_data, replace(config, epochs=config.epochs - b),
-                             on_epoch_end=None if on_epoch_end is None else shifted,
-                             start_step=b * steps_per_epoch)
-        return module
+        self.history, _ = fit_module(
+            module, member_data, {**train_options, "epochs": config.epochs - b},
+            on_epoch_end=None if on_epoch_end is None else shifted,
+            start_step=b * steps_per_epoch)
+        return module, config
 
     # -- predictions ------------------------------------------------------------------------
     def member_proba(self, X: object, **kwargs: Any) -> np.ndarray:

@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -51,7 +50,7 @@ from latentatlas.models.losses import LossRecord, PenaltyInput, reconstruction_n
 from latentatlas.models.vae import VAEModule
 from latentatlas.nn.encoders import ENCODERS
 from latentatlas.nn.pose import random_pose_matrix, warp
-from latentatlas.train.plan import TrainConfig, train
+from latentatlas.train.plan import FitData, TrainConfig, train_fields
 from latentatlas.train.schedules import Constant, Linear, Schedule
 
 MAX_ENUMERATED = 256
@@ -438,28 +437,6 @@ class DiscreteModelMixin:
     history: dict[str, list[float]]
     train_config: TrainConfig | None
 
-    def _fit_data(
-        self,
-        data: dict[str, Tensor],
-        schedules: dict[str, Schedule],
-        checkpoint_dir: str | Path | None = None,
-        resume_from: str | Path | None = None,
-        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-        **train_options: Any,
-    ) -> None:
-        """Hand a data dict (``x`` plus labels, masks...) to the one training plan."""
-        config = TrainConfig(schedules=dict(schedules), **train_options)
-        self.history = train(
-            self.module,
-            data,
-            config,
-            checkpoint_dir=checkpoint_dir,
-            resume_from=resume_from,
-            on_epoch_end=on_epoch_end,
-        )
-        self.train_config = config
-        self.module.to("cpu")
-
     def _condition(self, condition: object | None, n: int) -> Tensor | None:
         # Integer labels (n,) or (n, n_discrete) become the decoder's one-hots.
         if condition is not None:
@@ -615,22 +592,28 @@ class JointVAE(DiscreteModelMixin, VAEModel):
     module: JointVAEModule
 
     def prepare_fit(
-        self, X: object, schedules: dict[str, Schedule] | None = None,
-        groups: object | None = None, **train_options: Any
-    ) -> tuple[dict[str, Tensor], dict[str, Schedule]]:
-        """The data dict and schedules ``fit`` hands to the training plan (used by ensembles)."""
+        self,
+        X: object,
+        y: object | None = None,
+        *,
+        condition: object | None = None,
+        schedules: dict[str, Schedule] | None = None,
+        groups: object | None = None,
+        **train_options: Any,
+    ) -> FitData:
+        """The fit protocol (see ``VAEModel.prepare_fit``): ``x`` (and ``pair``, the partner
+        view of each sample, with groups) and the default schedules for this run length
+        merged with ``schedules``."""
+        if y is not None or condition is not None:
+            raise ValueError(f"{self.name!r} learns its classes without labels; leave y out or "
+                             "use a semi-supervised model (ssvae) to learn from labels")
         x = self._as_tensor(X)
-        options = {
-            k: v
-            for k, v in train_options.items()
-            if k not in ("checkpoint_dir", "resume_from", "on_epoch_end")
-        }
-        defaults = default_joint_schedules(self.config, total_steps(len(x), options))
+        defaults = default_joint_schedules(self.config, total_steps(len(x), train_options))
         data = {"x": x}
         if groups is not None:
-            partner = partner_index(groups, len(x), int(options.get("seed", 0)))
+            partner = partner_index(groups, len(x), int(train_options.get("seed", 0)))
             data["pair"] = x[torch.from_numpy(partner)]
-        return data, {**defaults, **(schedules or {})}
+        return FitData(data, {**defaults, **(schedules or {})})
 
     def fit(  # type: ignore[override]  # no condition: classes are learned
         self, X: object, schedules: dict[str, Schedule] | None = None,
@@ -645,8 +628,9 @@ class JointVAE(DiscreteModelMixin, VAEModel):
         ``VAEModel.fit``."""
         if self.config.class_prior == "learned":
             return self._fit_mixture(X, schedules, groups, **kwargs)
-        data, merged = self.prepare_fit(X, schedules, groups, **kwargs)
-        self._fit_data(data, merged, **kwargs)
+        train_options = train_fields(kwargs)
+        self._train(self.prepare_fit(X, schedules=schedules, groups=groups, **train_options),
+                    **kwargs)
         return self
 
     def _fit_mixture(self, X: object, schedules: dict[str, Schedule] | None,
@@ -674,8 +658,10 @@ class JointVAE(DiscreteModelMixin, VAEModel):
             raise ValueError(f"the learned-prior joint VAE needs epochs >= 2 (warm-up and "
                              f"mixture), got {epochs}")
         seed = int(kwargs.get("seed", 0))
-        data, merged = self.prepare_fit(x, schedules, groups, epochs=first, **kwargs)
-        self._fit_data(data, {**merged, "mixture": Constant(0.0)}, epochs=first, **kwargs)
+        prepared = self.prepare_fit(x, schedules=schedules, groups=groups, epochs=first,
+                                    **train_fields(kwargs))
+        self._train(replace(prepared, schedules={**prepared.schedules, "mixture": Constant(0.0)}),
+                    epochs=first, **kwargs)
         warm_history = self.history
         mu, _ = self._content_posterior(x)
         gmm = GaussianMixture(self.config.discrete[0], covariance_type="diag", n_init=4,
@@ -690,8 +676,9 @@ class JointVAE(DiscreteModelMixin, VAEModel):
                 callback(epoch, values)
 
         callback = kwargs.pop("on_epoch_end", None)
-        data, merged = self.prepare_fit(x, schedules, groups, epochs=epochs - first, **kwargs)
-        self._fit_data(data, merged, epochs=epochs - first, on_epoch_end=m_step, **kwargs)
+        prepared = self.prepare_fit(x, schedules=schedules, groups=groups, epochs=epochs - first,
+                                    **train_fields(kwargs))
+        self._train(prepared, epochs=epochs - first, on_epoch_end=m_step, **kwargs)
         self.history = {key: warm_history.get(key, []) + self.history.get(key, [])
                         for key in {*warm_history, *self.history}}
         self.history["mixture_start_epoch"] = [float(first)]

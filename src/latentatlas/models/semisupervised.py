@@ -47,6 +47,7 @@ from latentatlas.models.joint import (
 from latentatlas.models.losses import LossRecord, reconstruction_nll
 from latentatlas.nn.encoders import ENCODERS
 from latentatlas.nn.pose import invert_affine, warp
+from latentatlas.train.plan import FitData, train_fields
 from latentatlas.train.schedules import Schedule
 
 
@@ -271,15 +272,21 @@ class SSVAE(DiscreteModelMixin, VAEModel):
     def prepare_fit(
         self,
         X: object,
-        y: object,
+        y: object | None = None,
+        *,
+        condition: object | None = None,
         schedules: dict[str, Schedule] | None = None,
-        labelled_fraction: float | None = 0.1,
         groups: object | None = None,
+        labelled_fraction: float | None = 0.1,
         **train_options: Any,
-    ) -> tuple[dict[str, Tensor], dict[str, Schedule]]:
-        """The data dict (``x``, ``y``, and ``weight``, ``pair`` as the config asks) and the
-        schedules ``fit`` hands to the training plan. Sets the class prior from the labels
-        when ``class_prior="labelled"``."""
+    ) -> FitData:
+        """The fit protocol (see ``VAEModel.prepare_fit``): the data (``x``, ``y``, and
+        ``weight``, ``pair`` as the config asks) and the schedules ``fit`` hands to the
+        training plan. Sets the class prior from the labels when ``class_prior="labelled"``."""
+        if y is None or condition is not None:
+            raise ValueError(f"{self.name!r} learns from class labels: pass y (n,), the class "
+                             "of each sample or -1 where unknown (the joint VAE, 'jvae', needs "
+                             "none)")
         x = self._as_tensor(X)
         c = self.config
         labels = check_labels(y, len(x), c.n_classes)
@@ -324,12 +331,12 @@ class SSVAE(DiscreteModelMixin, VAEModel):
         elif c.consistency:
             raise ValueError("consistency > 0 needs pairs of views: pass groups (the object "
                              "each sample shows) to fit")
-        return data, dict(schedules or {})
+        return FitData(data, dict(schedules or {}))
 
     def fit(  # type: ignore[override]  # labels y are required
         self,
         X: object,
-        y: object,
+        y: object | None = None,
         schedules: dict[str, Schedule] | None = None,
         labelled_fraction: float | None = 0.1,
         groups: object | None = None,
@@ -350,7 +357,8 @@ class SSVAE(DiscreteModelMixin, VAEModel):
         fields and checkpoint options, as in ``VAEModel.fit``.
         """
         kwargs.setdefault("test_fraction", 0.0)
-        data, merged = self.prepare_fit(X, y, schedules, labelled_fraction, groups, **kwargs)
+        prepared = self.prepare_fit(X, y, schedules=schedules, groups=groups,
+                                    labelled_fraction=labelled_fraction, **train_fields(kwargs))
         scores: dict[str, list[float]] = {}
         callback = kwargs.pop("on_epoch_end", None)
         if validation is not None:
@@ -374,7 +382,7 @@ class SSVAE(DiscreteModelMixin, VAEModel):
             kwargs["on_epoch_end"] = validate
         elif callback is not None:
             kwargs["on_epoch_end"] = callback
-        self._fit_data(data, merged, **kwargs)
+        self._train(prepared, **kwargs)
         self.history.update(scores)
         return self
 

@@ -81,6 +81,46 @@ class TrainConfig:
         return values
 
 
+@dataclass(frozen=True)
+class FitData:
+    """What a model family's ``prepare_fit`` hands to the training plan.
+
+    data: tensors sharing their first (sample) axis, at least ``x`` (and ``y``, ``condition``,
+    ``pair``, ``weight`` as the family's loss reads them), or a
+    :class:`~latentatlas.train.stream.PatchStream`. schedules: the family's default schedules
+    merged with the user's.
+    """
+
+    data: Mapping[str, Tensor] | PatchStream
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+
+
+def train_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``fit``'s keyword arguments without its hand-off options (checkpoint_dir,
+    resume_from, on_epoch_end): the TrainConfig fields, which ``prepare_fit`` may read."""
+    return {k: v for k, v in options.items()
+            if k not in ("checkpoint_dir", "resume_from", "on_epoch_end")}
+
+
+def fit_module(
+    module: nn.Module,
+    fit: FitData,
+    train_options: Mapping[str, Any],
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    start_step: int = 0,
+) -> tuple[dict[str, list[float]], TrainConfig]:
+    """The one hand-off from a model's ``fit`` to the plan: ``fit``'s data and schedules with
+    ``train_options`` (TrainConfig fields) trained by :func:`train`; the module is left on the
+    CPU. Returns the history and the TrainConfig used."""
+    config = TrainConfig(schedules=dict(fit.schedules), **train_options)
+    history = train(module, fit.data, config, checkpoint_dir=checkpoint_dir,
+                    resume_from=resume_from, on_epoch_end=on_epoch_end, start_step=start_step)
+    module.to("cpu")
+    return history, config
+
+
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
