@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "latentatlas"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"_checks", "_files", "_repr"}),
+    frozenset({"_checks", "_files", "_latent_names", "_repr"}),
     frozenset({"io"}),
     frozenset({"nn"}),
     frozenset({"datasets", "descriptors"}),

@@ -1,6 +1,8 @@
 """Every registered model family, driven by the registry: a new family is tested without new code.
 
-Each family is built from its registry entry (``example`` config, ``fit_labels``) at tiny sizes.
+Each family is built from its registry entry (``example`` config) at tiny sizes, and its
+declared capabilities (needs labels, takes a condition, has classes, has pose) are checked
+against what its models do.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 from latentatlas.models import get_model, list_models, load_model
-from latentatlas.models.registry import registered
+from latentatlas.models.registry import Capabilities, capabilities, registered
 
 SHAPE = (8, 8)
 N = 12
@@ -33,9 +35,16 @@ def _labels() -> np.ndarray:
     return np.arange(N) % 3
 
 
+def _caps(name: str) -> Capabilities:
+    return capabilities(name, registered(name).example)
+
+
+TRAIN = {"epochs": 1, "batch_size": N, "seed": 0, "progress": False, "test_fraction": 0.0}
+
+
 def _fit(model: Any, name: str, x: np.ndarray) -> None:
-    labels = {"y": _labels()} if registered(name).fit_labels else {}
-    model.fit(x, **labels, epochs=1, batch_size=N, seed=0, progress=False, test_fraction=0.0)
+    labels = {"y": _labels()} if _caps(name).needs_labels else {}
+    model.fit(x, **labels, **TRAIN)
 
 
 def _members(model: Any) -> list[Any]:
@@ -46,15 +55,15 @@ def _state(model: Any) -> list[torch.Tensor]:
     return [t.detach().clone() for m in _members(model) for t in m.module.state_dict().values()]
 
 
-def _condition(member: Any) -> np.ndarray | None:
+def _condition(name: str) -> np.ndarray | None:
     # families whose decoder is conditioned on a known class get the labels as condition
-    return _labels() if member.config.condition_dim > 0 else None
+    return _labels() if _caps(name).takes_condition else None
 
 
-def _outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
+def _outputs(name: str, model: Any, x: np.ndarray) -> list[np.ndarray]:
     out = []
     for m in _members(model):
-        out += [m.encode(x).mean, m.reconstruct(x, _condition(m))]
+        out += [m.encode(x).mean, m.reconstruct(x, _condition(name))]
     return out
 
 
@@ -65,7 +74,7 @@ def test_save_and_load_give_identical_weights_and_outputs(name: str, tmp_path: P
     assert type(loaded) is type(model)
     for a, b in zip(_state(model), _state(loaded), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    for a, b in zip(_outputs(model, x), _outputs(loaded, x), strict=True):
+    for a, b in zip(_outputs(name, model, x), _outputs(name, loaded, x), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -103,7 +112,66 @@ def test_encode_and_reconstruct_shapes(name: str) -> None:
         latents = member.encode(x)
         assert latents.mean.shape == latents.std.shape == (N, len(latents.names))
         assert (latents.std > 0).all()
-        assert member.reconstruct(x, _condition(member)).shape == (N, *member.config.input_shape)
+        assert member.reconstruct(x, _condition(name)).shape == (N, *member.config.input_shape)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_needs_labels_is_what_fit_does(name: str) -> None:
+    """A family that needs labels refuses to train without them; one that does not refuses
+    them (through the fit protocol every family and ensemble shares)."""
+    x = _data()
+    if _caps(name).needs_labels:
+        with pytest.raises(ValueError, match="label|condition"):
+            _build(name).fit(x, **TRAIN)
+        _build(name).fit(x, _labels(), **TRAIN)
+    else:
+        with pytest.raises(ValueError, match="label|condition"):
+            _build(name).prepare_fit(x, _labels(), **TRAIN)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_has_classes_is_what_predict_proba_gives(name: str) -> None:
+    model, x = _build(name), _data()
+    if not _caps(name).has_classes:
+        with pytest.raises((AttributeError, ValueError)):
+            model.predict_proba(x)
+        return
+    _fit(model, name, x)
+    proba = model.predict_proba(x)
+    k = proba.shape[1]
+    assert proba.shape == (N, k) and k >= 2
+    assert (proba >= 0).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(x), proba.argmax(1))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_takes_condition_is_what_reconstruct_needs(name: str) -> None:
+    """A conditional family's decoder needs the condition, and another class decodes to
+    another image; the other families reconstruct from X alone."""
+    x = _data()
+    for member in _members(_build(name)):
+        if not _caps(name).takes_condition:
+            assert member.reconstruct(x).shape == (N, *member.config.input_shape)
+            continue
+        with pytest.raises(ValueError, match="condition"):
+            member.reconstruct(x)
+        first = member.reconstruct(x, np.zeros(N, np.int64))
+        second = member.reconstruct(x, np.ones(N, np.int64))
+        assert not np.allclose(first, second)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_has_pose_is_what_encode_names(name: str) -> None:
+    """Pose latents come first, in the order of the config's pose layout, then the content
+    latents; a family has them exactly when it says so."""
+    x = _data()
+    for member in _members(_build(name)):
+        latents = member.encode(x)
+        pose = list(member.config.pose.names)
+        assert bool(pose) == _caps(name).has_pose
+        assert latents.names == pose + latents.content_names
+        assert len(latents.content_names) == member.config.latent_dim
 
 
 class _Recording(Mapping[str, float]):

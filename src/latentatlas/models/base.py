@@ -266,18 +266,13 @@ class VAEModel:
         if z_arr.shape[1] != self.config.latent_dim:
             raise ValueError(f"z must have {self.config.latent_dim} columns, got {z_arr.shape[1]}")
         n = len(z_arr)
-        c = self.config
-        parts: list[np.ndarray] = []
-        if c.rotation:
-            parts.append(np.zeros((n, 1), np.float32) if angle is None
-                         else check_array(angle, "angle").reshape(n, 1))
-        if c.translation:
-            parts.append(np.zeros((n, c.spatial_dims), np.float32) if shift is None
-                         else check_array(shift, "shift").reshape(n, c.spatial_dims))
-        if c.scale:
-            parts.append(np.zeros((n, 1), np.float32) if log_scale is None
-                         else check_array(log_scale, "log_scale").reshape(n, 1))
-        latents = torch.from_numpy(np.concatenate(parts + [z_arr], axis=1)).to(self.device)
+        pose = np.zeros((n, len(self.config.pose)), np.float32)
+        columns = self.config.pose.split(pose)  # views into ``pose``, filled in place
+        for given, column, name in zip((angle, shift, log_scale), columns,
+                                       ("angle", "shift", "log_scale"), strict=True):
+            if given is not None and column is not None:
+                column[...] = check_array(given, name).reshape(column.shape)
+        latents = torch.from_numpy(np.concatenate([pose, z_arr], axis=1)).to(self.device)
         cond = self._condition(condition, n)
         self.module.eval()
         raw = self.module.decode(latents, None if cond is None else cond.to(self.device))

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from latentatlas._latent_names import PoseLayout, content_latent_names
 from latentatlas.nn.decoders import DECODERS, GENERATORS, POSE_DECODERS
 from latentatlas.nn.encoders import ENCODERS
 
@@ -169,14 +170,14 @@ class VAEConfig:
         return len(self.input_shape) - 1
 
     @property
+    def pose(self) -> PoseLayout:
+        """The pose latents and their order (before the content latents)."""
+        return PoseLayout(self.rotation, self.translation, self.scale, self.spatial_dims)
+
+    @property
     def latent_names(self) -> list[str]:
         """Names of the encoder's latents, pose first, then content z1..zk."""
-        names = ["angle"] if self.rotation else []
-        if self.translation:
-            names += ["shift_x", "shift_y"] if self.spatial_dims == 2 else ["shift"]
-        if self.scale:
-            names.append("log_scale")
-        return names + [f"z{i + 1}" for i in range(self.latent_dim)]
+        return [*self.pose.names, *content_latent_names(self.latent_dim)]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -53,7 +53,7 @@ from latentatlas.models._saved import (
 from latentatlas.models.base import CONFIG_FILE, HISTORY_FILE, WEIGHTS_FILE, model_folder
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import LossRecord
-from latentatlas.models.registry import registered
+from latentatlas.models.registry import capabilities, registered
 from latentatlas.train.plan import FitData, TrainConfig, fit_module, split_indices
 from latentatlas.train.schedules import Schedule
 from latentatlas.train.stream import PatchStream
@@ -348,7 +348,8 @@ class Ensemble:
         input_shape: tuple[int, ...] | list[int],
         seed: int = 0,
         signal_dims: int | None = None,
-        member: str = "jvae",
+        *,
+        member: str,
         n_members: int = 8,
         from_baseline_epochs: int = 0,
         perturbation: float = 0.01,
@@ -387,6 +388,11 @@ class Ensemble:
         return len(self.members)
 
     # -- training ---------------------------------------------------------------------------
+    def prepare_fit(self, X: object, y: object | None = None, **options: Any) -> FitData:
+        """The fit protocol: the data and schedules of the member family's own
+        ``prepare_fit`` (every member trains on them)."""
+        return self.members[0].prepare_fit(X, y, **options)
+
     def fit(
         self,
         X: object,
@@ -411,7 +417,7 @@ class Ensemble:
         if y is not None:
             # labelled samples are never held out silently (see SSVAE.fit)
             train_options.setdefault("test_fraction", 0.0)
-        prepared = first.prepare_fit(X, y, schedules=schedules, groups=groups, **train_options)
+        prepared = self.prepare_fit(X, y, schedules=schedules, groups=groups, **train_options)
         if isinstance(prepared.data, PatchStream):
             raise ValueError("ensembles train on in-memory data: pass arrays")
         if self.from_baseline_epochs == 0:
@@ -431,7 +437,7 @@ class Ensemble:
         ``max_samples`` evenly spaced samples); every later prediction uses it, so a class
         keeps its number from call to call, even on a single sample. ``fit`` aligns on the
         training data; call it yourself after :meth:`from_members`."""
-        if not hasattr(self.members[0], "predict_proba"):
+        if not capabilities(self.member).has_classes:
             return self
         x = self.members[0]._as_tensor(X)
         keep = np.unique(np.linspace(0, len(x) - 1, min(len(x), max_samples)).astype(int))
@@ -488,7 +494,7 @@ class Ensemble:
     # -- predictions ------------------------------------------------------------------------
     def member_proba(self, X: object, **kwargs: Any) -> np.ndarray:
         """Unaligned class probabilities of every member, (m, n, K)."""
-        if not hasattr(self.members[0], "predict_proba"):
+        if not capabilities(self.member).has_classes:
             raise ValueError(f"members of {self.member!r} have no classes to predict")
         return np.stack([m.predict_proba(X, **kwargs) for m in self.members])
 

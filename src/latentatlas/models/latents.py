@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ACTIVE_RATIO", "LatentActivity", "Latents", "latent_activity"]
+from latentatlas._latent_names import content_columns, is_content_latent
+
+__all__ = ["ACTIVE_RATIO", "LatentActivity", "Latents", "content_columns", "is_content_latent",
+           "latent_activity"]
 
 # A latent is active when the spread (standard deviation over samples) of its posterior means
 # is at least this fraction of its mean posterior standard deviation. For Gaussian posteriors
@@ -44,7 +47,7 @@ class LatentActivity:
     @property
     def content(self) -> list[str]:
         """Names of the content latents (z1..zk)."""
-        return [n for n in self.names if n.startswith("z")]
+        return [n for n in self.names if is_content_latent(n)]
 
     @property
     def active_names(self) -> list[str]:
@@ -52,7 +55,7 @@ class LatentActivity:
 
     @property
     def active_content(self) -> list[str]:
-        return [n for n in self.active_names if n.startswith("z")]
+        return [n for n in self.active_names if is_content_latent(n)]
 
     @property
     def collapsed(self) -> bool:
@@ -64,7 +67,7 @@ class LatentActivity:
         if not self.collapsed:
             return None
         worst = ", ".join(f"{n} {r:.2f}" for n, r in zip(self.names, self.ratio, strict=True)
-                          if n.startswith("z"))
+                          if is_content_latent(n))
         return (f"posterior collapse: no content latent is active (spread of the posterior "
                 f"means / posterior std: {worst}; active needs >= {self.threshold}). The content "
                 "maps and the classes built on them show noise; train longer, lower beta or "
@@ -136,10 +139,14 @@ class Latents:
         return self.mean[:, self.names.index(name)]
 
     @property
+    def content_names(self) -> list[str]:
+        """Names of the content latents z1..zk (the others are pose latents)."""
+        return [n for n in self.names if is_content_latent(n)]
+
+    @property
     def content(self) -> np.ndarray:
         """Means of the content latents z1..zk, (n, k)."""
-        idx = [i for i, n in enumerate(self.names) if n.startswith("z")]
-        return self.mean[:, idx]
+        return self.mean[:, content_columns(self.names)]
 
     def activity(self, threshold: float = ACTIVE_RATIO) -> LatentActivity:
         """Per-latent KL, spread of the means and the active/collapsed verdict

@@ -1,9 +1,29 @@
-"""Model registry: names -> (model class, default config). Drives ``get_model``, loading and the CLI."""
+"""Model registry: names -> (model class, default config, capabilities). Drives ``get_model``,
+loading, ensembles, the pipelines and the CLI."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the models of a family do, so callers ask the registry instead of the model's type.
+
+    needs_labels: ``fit(X, y)`` learns from class labels y (n,) (-1 = unknown where the family
+    allows it, e.g. ssvae) and refuses to train without them; families without it refuse y.
+    takes_condition: the decoder is conditioned on a known class or factor vector, which
+    ``reconstruct``/``decode``/``manifold`` take as ``condition`` (the conditional VAE).
+    has_classes: ``predict_proba(X)`` gives class probabilities (n, K), ``predict`` the class.
+    has_pose: the family's default config has pose latents (angle, shifts) before the content.
+    """
+
+    needs_labels: bool = False
+    takes_condition: bool = False
+    has_classes: bool = False
+    has_pose: bool = False
 
 
 @dataclass(frozen=True)
@@ -12,30 +32,35 @@ class RegisteredModel:
 
     example: the fewest further config values with which the family builds (e.g. a conditional
     VAE needs ``n_classes``); the registry-wide tests build every family with it.
-    fit_labels: ``fit(X, y)`` takes class labels y (n,) (-1 = unlabelled where allowed).
+    capabilities: see :class:`Capabilities`; None for a family of members of another family
+    (an ensemble), whose capabilities are its ``member`` family's (:func:`capabilities`).
     """
 
     model_class: Any  # a class with create(name, input_shape, ...) and from_saved(...)
     description: str
     defaults: dict[str, Any]
     example: dict[str, Any] = field(default_factory=dict)
-    fit_labels: bool = False
+    capabilities: Capabilities | None = Capabilities()
 
 
 _REGISTRY: dict[str, RegisteredModel] = {}
 
 
 def register_model(name: str, model_class: type, description: str, *,
-                   example: dict[str, Any] | None = None, fit_labels: bool = False,
-                   **defaults: Any) -> None:
+                   example: dict[str, Any] | None = None,
+                   capabilities: Capabilities | None = Capabilities(), **defaults: Any) -> None:
     """Make ``name`` available to get_model/load_model/the CLI with these config defaults.
 
-    example and fit_labels: see :class:`RegisteredModel`.
+    example and capabilities: see :class:`RegisteredModel`. A family of members (capabilities
+    None) must have a default ``member``.
     """
     if name in _REGISTRY:
         raise ValueError(f"a model named {name!r} is already registered")
+    if capabilities is None and "member" not in defaults:
+        raise ValueError(f"{name!r}: a family of members (capabilities=None) needs a default "
+                         "member=...")
     _REGISTRY[name] = RegisteredModel(model_class, description, defaults, dict(example or {}),
-                                      fit_labels)
+                                      capabilities)
 
 
 def list_models() -> dict[str, str]:
@@ -47,6 +72,18 @@ def registered(name: str) -> RegisteredModel:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def capabilities(name: str, config: Mapping[str, Any] | None = None) -> Capabilities:
+    """The capabilities of family ``name`` built with ``config`` (get_model's keyword
+    arguments): its own, or for an ensemble those of its ``member`` family."""
+    entry = registered(name)
+    if entry.capabilities is not None:
+        return entry.capabilities
+    member = {**entry.defaults, **(config or {})}["member"]
+    if registered(member).capabilities is None:
+        raise ValueError(f"the member of {name!r} must be a model family, got {member!r}")
+    return capabilities(member)
 
 
 def get_model(name: str, input_shape: tuple[int, ...] | list[int], seed: int = 0,

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from latentatlas._latent_names import ANGLE, LOG_SCALE, SHIFT_NAMES
 from latentatlas.models.config import VAEConfig
 from latentatlas.models.losses import (
     LossRecord,
@@ -120,16 +121,9 @@ class VAEModule(nn.Module):
         """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None."""
         if self.n_pose == 0:
             return None
-        c = self.config
-        i = 0
-        angle = shift = log_scale = None
-        if c.rotation:
-            angle, i = latents[:, 0], 1
-        if c.translation:
-            shift, i = latents[:, i : i + c.spatial_dims], i + c.spatial_dims
-        if c.scale:
-            log_scale = latents[:, i]
-        return inverse_pose_matrix(latents.shape[0], c.spatial_dims, angle, shift, log_scale, latents)
+        angle, shift, log_scale = self.config.pose.split(latents)
+        return inverse_pose_matrix(latents.shape[0], self.config.spatial_dims, angle, shift,
+                                   log_scale, latents)
 
     def decode(self, latents: Tensor, condition: Tensor | None = None) -> Tensor:
         """Raw decoder output (n, c, *spatial) for full latent vectors (n, n_latents)."""
@@ -147,11 +141,11 @@ class VAEModule(nn.Module):
     def _prior_of(self, name: str) -> tuple[str, float]:
         """The KL group and prior standard deviation of the latent ``name``."""
         c = self.config
-        if name == "angle":
+        if name == ANGLE:
             return "rotation", c.angle_prior
-        if name.startswith("shift"):
+        if name in SHIFT_NAMES:
             return "translation", c.shift_prior
-        if name == "log_scale":
+        if name == LOG_SCALE:
             return "scale", c.scale_prior
         return "content", 1.0
 

@@ -39,7 +39,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
@@ -67,6 +67,9 @@ from latentatlas.descriptors.rings import (
 )
 from latentatlas.io.calibration import Calibration, length_factor
 from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder, save_signals
+
+if TYPE_CHECKING:
+    from latentatlas.models.registry import Capabilities
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +516,8 @@ def analyze_graphene(
     timings["train"] = time.perf_counter() - t
     t = time.perf_counter()
     lat = vae.encode(X)
-    copies = extra(np.ones(len(X), bool))[0] if cfg.tta and cfg.model != "cvae" else None
+    copies = (extra(np.ones(len(X), bool))[0] if cfg.tta and _capabilities(cfg).has_classes
+              else None)
     predictions, proba = _predict(cfg, vae, X, class_ids, table.n_labels, copies)
     timings["predict"] = time.perf_counter() - t
 
@@ -535,6 +539,13 @@ def analyze_graphene(
         timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     return result
+
+
+def _capabilities(cfg: GrapheneConfig) -> Capabilities:
+    """The capabilities of the registered family behind ``cfg.model``."""
+    from latentatlas.models.registry import capabilities
+
+    return capabilities(GRAPHENE_MODELS[cfg.model])
 
 
 def _fit(cfg: GrapheneConfig, X: np.ndarray, y: np.ndarray, extra: Any,
@@ -561,7 +572,8 @@ def _fit(cfg: GrapheneConfig, X: np.ndarray, y: np.ndarray, extra: Any,
     n_classes = max(2, len(present))
     class_ids = np.full(n_classes, -1, np.int64)
     class_ids[: len(present)] = present
-    if cfg.model == "ssvae":
+    caps = _capabilities(cfg)
+    if caps.needs_labels and caps.has_classes:  # semi-supervised: a few labels, classes predicted
         labelled = stratified_labels(y, cfg.labelled_fraction, cfg.seed)
         train_x, train_y = X, np.where(labelled, compact, -1)
         if cfg.augment:
@@ -571,7 +583,7 @@ def _fit(cfg: GrapheneConfig, X: np.ndarray, y: np.ndarray, extra: Any,
         vae = get_model(name, X.shape[1:], n_classes=n_classes,
                         **{"alpha": cfg.alpha, **common})
         vae.fit(train_x, train_y, labelled_fraction=cfg.label_oversampling, **train)
-    elif cfg.model == "jvae":
+    elif caps.has_classes:  # unsupervised classes, matched to the ring labels afterwards
         labelled = np.zeros(len(y), bool)
         vae = get_model(name, X.shape[1:], discrete=(n_classes,), **common)
         vae.fit(X, **train)
@@ -579,7 +591,8 @@ def _fit(cfg: GrapheneConfig, X: np.ndarray, y: np.ndarray, extra: Any,
         mapping = match_labels(y, raw)
         class_ids = np.array([mapping.get(c, -1) for c in range(n_classes)], np.int64)
     else:
-        # the decoder sees every label; scores are reported on all atoms (see module docstring)
+        # takes_condition: the decoder sees every label; scores are reported on all atoms (see
+        # the module docstring)
         labelled = np.zeros(len(y), bool)
         vae = get_model(name, X.shape[1:], n_classes=n_classes, **common)
         vae.fit(X, compact, **train)
@@ -617,7 +630,7 @@ def _predict(cfg: GrapheneConfig, vae: Any, X: np.ndarray, class_ids: np.ndarray
     """Predicted ring labels ``(m,)`` (-1: an unmatched joint-VAE class) and probabilities over
     the ring labels ``(m, n_labels)`` (None for cvae). copies: ``(11 m, w, w)`` symmetry copies
     of X stacked by symmetry (:func:`_symmetry_copies`); their probabilities are averaged in."""
-    if cfg.model in ("ssvae", "jvae"):
+    if _capabilities(cfg).has_classes:
         proba_model = vae.predict_proba(X)
         if copies is not None:
             extra_p = vae.predict_proba(copies).reshape(-1, len(X), proba_model.shape[1])

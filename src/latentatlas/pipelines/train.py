@@ -10,8 +10,6 @@ moment.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import logging
 import os
 import shutil
@@ -25,7 +23,7 @@ import numpy as np
 from latentatlas._files import write_atomic
 from latentatlas.datasets.shapes import ShapeSet, rotated_shapes, shifted_peaks
 from latentatlas.models import Latents, get_model, load_model
-from latentatlas.models.registry import registered
+from latentatlas.models.registry import capabilities
 from latentatlas.pipelines.outputs import (
     OutputError,
     add_own_entry,
@@ -120,15 +118,13 @@ def train_run(
         y = np.asarray(load(labels).data).astype(np.int64).ravel()
         if len(y) != len(x):
             raise ValueError(f"{labels} holds {len(y)} labels for {len(x)} samples")
-        config_fields = {f.name for f in dataclasses.fields(registered(model).model_class.config_class)}
-        if "n_classes" in config_fields:
-            options.setdefault("n_classes", int(y.max()) + 1)
+        if not capabilities(model, options).needs_labels:
+            raise ValueError(f"model {model!r} does not learn from labels; use one that does "
+                             "(e.g. cvae, ssvae) or leave out the labels")
+        options.setdefault("n_classes", int(y.max()) + 1)
         fit_labels["y"] = y
     net = get_model(model, x.shape[1:], signal_dims=dims, seed=train_options.get("seed", 0),
                     **options)
-    if fit_labels and "y" not in inspect.signature(net.fit).parameters:
-        raise ValueError(f"model {model!r} does not learn from labels; use one that does "
-                         "(e.g. cvae, ssvae) or leave out the labels")
     net.fit(x, **fit_labels, checkpoint_dir=checkpoints, resume_from=resume, **train_options)
     with results_folder(plan, "train", record, inputs) as tmp:
         if checkpoints is not None and checkpoints.is_dir():
