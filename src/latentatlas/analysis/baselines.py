@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from latentatlas._checks import check_array
 from latentatlas.analysis.labels import gmm_labels
-from latentatlas.models.latents import LatentActivity
+from latentatlas.models.latents import LatentActivity, content_columns, is_content_latent
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,7 @@ def compute_baselines(
     for k, v in desc.items():
         if len(v) != len(x):
             raise ValueError(f"descriptor {k!r} has {len(v)} values for {len(x)} patches")
-    n_content = sum(n.startswith("z") for n in names)
+    n_content = len(content_columns(names))
     n_pcs = n_pca if n_pca is not None else max(2, n_content)
     n_pcs = int(min(n_pcs, x.shape[1], len(x)))
     fit_idx = np.arange(len(x))
@@ -470,7 +470,7 @@ def verdict(b: Baselines, n_classes: int | None) -> str:
     act = b.activity
     if act.collapsed:
         ratios = ", ".join(f"{n} {r:.2f}" for n, r in zip(act.names, act.ratio, strict=True)
-                           if n.startswith("z"))
+                           if is_content_latent(n))
         return (f"COLLAPSED: no content latent is active (spread/posterior std {ratios}; "
                 f"needs >= {act.threshold}): the content maps and classes show noise. "
                 f"Baseline PCA: PC1 explains {b.pca_explained[0]:.0%} of the variance.")

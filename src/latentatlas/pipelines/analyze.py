@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas._latent_names import content_columns, is_content_latent
 from latentatlas._repr import html_summary, text_summary
 from latentatlas.analysis.baselines import Baselines
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
@@ -474,7 +475,7 @@ def analyze(
     # -- labels
     t = time.perf_counter()
     if cfg.cluster_on == "content":
-        cols = [i for i, n in enumerate(maps.names) if n.startswith("z")]
+        cols = content_columns(maps.names)
     else:
         cols = list(range(len(maps.names)))
     labels = gmm_labels(maps.values[:, cols], n_components=cfg.n_components,
@@ -705,7 +706,7 @@ def _figure_set(result: AnalysisResult) -> dict[str, Any]:
     figs["latent_maps"] = ("Latent maps, one per latent (angle in degrees, shifts in "
                            f"{cal.length_units}, content latents unitless)", fig)
 
-    z = [n for n in m.names if n.startswith("z")]
+    z = [n for n in m.names if is_content_latent(n)]
     pairs = [(z[0], z[1])] if len(z) > 1 else []
     if "angle" in m.names and z:
         pairs.append(("angle", z[0]))

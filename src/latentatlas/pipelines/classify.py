@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import safe_text, write_text_atomic
+from latentatlas._latent_names import content_columns
 from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import class_scores, match_labels, stratified_labels
 from latentatlas.datasets.crops import LabelledCrops, load_labelled_crops
@@ -268,7 +269,7 @@ def crop_latents(model: Any, views: np.ndarray) -> tuple[list[str], np.ndarray, 
     rotations says nothing)."""
     n, v, w, _ = views.shape
     lat = model.encode(views.reshape(n * v, 1, w, w))
-    idx = [i for i, name in enumerate(lat.names) if name.startswith("z")]
+    idx = content_columns(lat.names)
     mean = np.asarray(lat.mean)[:, idx].reshape(n, v, -1).mean(1)
     std = np.asarray(lat.std)[:, idx].reshape(n, v, -1).mean(1)
     return [lat.names[i] for i in idx], mean, std

@@ -46,6 +46,7 @@ from scipy import ndimage
 
 from latentatlas._checks import check_array
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
+from latentatlas._latent_names import content_columns
 from latentatlas._repr import html_summary, text_summary
 from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import (
@@ -733,7 +734,7 @@ def _figure_set(result: GrapheneResult) -> dict[str, Any]:
                             name="angle", calibration=cal, label=label)
         figs["angle"] = ("Angle latent at every atom (degrees)", fig)
 
-    zcols = [i for i, n in enumerate(result.latent_names) if n.startswith("z")]
+    zcols = content_columns(result.latent_names)
     if zcols:
         dims = (zcols[0], zcols[1]) if len(zcols) > 1 else (zcols[0], zcols[0])
         if "angle" in result.latent_names and len(zcols) == 1:

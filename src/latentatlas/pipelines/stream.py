@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import safe_text, write_text_atomic
+from latentatlas._latent_names import content_columns
 from latentatlas.analysis.labels import gmm_labels
 from latentatlas.analysis.latent_maps import LatentMaps, paint_points, typical_spacing
 from latentatlas.descriptors.atoms import find_atoms, intensity_classes
@@ -491,7 +492,7 @@ def analyze_stream(
 
         # -- 4: classes
         t = time.perf_counter()
-        cols = ([i for i, n in enumerate(names) if n.startswith("z")]
+        cols = (content_columns(names)
                 if cfg.cluster_on == "content" else list(range(len(names))))
         labels_out = _Appender(root.create_group("labels"))
         n_comp = _classes(lat_out.arrays["mean"], cols, cfg, names, labels_out, budget)

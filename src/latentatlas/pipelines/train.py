@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import write_atomic
+from latentatlas._latent_names import ANGLE, SHIFT_1D, SHIFTS_2D
 from latentatlas.datasets.shapes import ShapeSet, rotated_shapes, shifted_peaks
 from latentatlas.models import Latents, get_model, load_model
 from latentatlas.models.registry import capabilities
@@ -163,12 +164,13 @@ def _figures(net: Any, latents: Latents, truth: ShapeSet | None, dims: int, fold
         plot_manifold(fig.subplots(),
                       net.manifold(n=8, condition=np.eye(k, dtype=np.float32)[0] if k else None))
         save_figure(fig, folder / "manifold.png")
-    pose = [n for n in ("angle", "shift_x", "shift_y", "shift") if n in latents.names]
-    if truth is not None and pose:
+    # the generated examples' true pose, by the name of the latent that should follow it
+    values = {} if truth is None else {ANGLE: truth.angle, SHIFTS_2D[0]: truth.shift[:, 0],
+                                       SHIFTS_2D[1]: truth.shift[:, -1], SHIFT_1D: truth.shift[:, 0]}
+    pose = [n for n in net.config.pose.names if n in values]
+    if pose:
         fig = Figure(figsize=(4 * len(pose), 3.6), layout="tight")
         axes = np.atleast_1d(fig.subplots(1, len(pose)))
-        values = {"angle": truth.angle, "shift_x": truth.shift[:, 0],
-                  "shift_y": truth.shift[:, -1], "shift": truth.shift[:, 0]}
         for a, name in zip(axes, pose, strict=True):
             plot_latent_vs_truth(a, values[name], latents[name], name)
         save_figure(fig, folder / "pose_vs_truth.png")

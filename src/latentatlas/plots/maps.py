@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from latentatlas._latent_names import SHIFT_NAMES
 from latentatlas.io.calibration import Calibration
 from latentatlas.plots.style import (
     add_colorbar,
@@ -65,11 +66,11 @@ def latent_label(name: str, window: int | None = None,
     """
     if name == "angle":
         return float(np.degrees(1.0)), "angle (deg)"
-    if name in ("shift_x", "shift_y", "shift") and window is not None:
+    if name in SHIFT_NAMES and window is not None:
         cal = calibration or Calibration()
         pixel = cal.scale[1] if name != "shift_y" else cal.scale[0]
         return window / 2 * pixel, f"{name.replace('_', ' ')} ({cal.length_units})"
-    if name in ("shift_x", "shift_y", "shift"):
+    if name in SHIFT_NAMES:
         return 1.0, f"{name.replace('_', ' ')} (patch half-widths)"
     if name == "log_scale":
         return 1.0, "log scale (unitless)"

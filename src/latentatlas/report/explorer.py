@@ -38,6 +38,7 @@ import numpy as np
 
 from latentatlas._checks import check_array
 from latentatlas._files import write_text_atomic
+from latentatlas._latent_names import is_content_latent
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class ExplorerData:
             self.manifold = tiles[:, :, 0] if tiles.ndim == 5 else tiles
         continuous = [k for k in self.values if k not in self.categorical]
         if self.scatter is None:
-            z = [k for k in continuous if k.startswith("z")]
+            z = [k for k in continuous if is_content_latent(k)]
             pick = (z + [k for k in continuous if k not in z] + list(self.values))[:2]
             self.scatter = (pick[0], pick[-1])
         if any(k not in self.values for k in self.scatter):
