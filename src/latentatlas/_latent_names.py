@@ -19,6 +19,8 @@ SHIFT_NAMES = (*SHIFTS_2D, SHIFT_1D)
 LOG_SCALE = "log_scale"
 POSE_NAMES = (ANGLE, *SHIFT_NAMES, LOG_SCALE)
 CONTENT_PREFIX = "z"
+#: The number of content latents a model, a workflow or the CLI gets unless told otherwise.
+DEFAULT_LATENT_DIM = 2
 
 
 def content_latent_names(k: int) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from latentatlas._latent_names import DEFAULT_LATENT_DIM
 from latentatlas.cli.app import (
     FIGURE_FORMAT_HELP,
     OVERWRITE_HELP,
@@ -33,7 +34,7 @@ def analyze(
                                   "(0 = estimated)"),
     stride: int = typer.Option(0, help="sliding-window step with --atoms none (0 = window/4)"),
     model: str = typer.Option("rvae", "--model", "-m", help="VAE family member (see latentatlas models)"),
-    latent_dim: int = typer.Option(2, help="number of content latents"),
+    latent_dim: int = typer.Option(DEFAULT_LATENT_DIM, help="number of content latents"),
     model_option: list[str] = typer.Option([], "--model-option", "-M",  # noqa: B006
                                            help="model config KEY=VALUE, repeatable (e.g. -M "
                                            "equivariant_angle=false: the rVAE's faster plain "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from latentatlas._latent_names import DEFAULT_LATENT_DIM
 from latentatlas.cli.app import (
     FIGURE_FORMAT_HELP,
     OVERWRITE_HELP,
@@ -34,7 +35,7 @@ def graphene(
                                       "(0 = keep the image scale)"),
     labelled_fraction: float = typer.Option(0.1, help="fraction of ring labels the ssvae sees"),
     epochs: int = typer.Option(20, "--epochs", "-e", help="training epochs"),
-    latent_dim: int = typer.Option(2, help="number of content latents"),
+    latent_dim: int = typer.Option(DEFAULT_LATENT_DIM, help="number of content latents"),
     atoms: str = typer.Option("dcnn", help="atom finder without --coords: dcnn (trained on "
                               "low-dose graphene), peaks, log"),
     seed: int = typer.Option(0, "--seed", "-s", help="random seed"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from latentatlas._latent_names import DEFAULT_LATENT_DIM
 from latentatlas.cli.app import OVERWRITE_HELP, app, set_quiet, user_errors
 
 
@@ -27,7 +28,7 @@ def train_command(
                                     "results/train); a previous latentatlas run there is replaced, "
                                     "anything else is refused"),
     model: str = typer.Option("rvae", help="model name (see `latentatlas models`)"),
-    latent_dim: int = typer.Option(2, help="number of content latents"),
+    latent_dim: int = typer.Option(DEFAULT_LATENT_DIM, help="number of content latents"),
     decoder: str = typer.Option("", help="mlp, conv, spatial or transform (default: the model's)"),
     likelihood: str = typer.Option("gaussian", help="gaussian or bernoulli"),
     signal_dims: int = typer.Option(0, help="1 for spectra, 2 for images (0: from the array's shape)"),

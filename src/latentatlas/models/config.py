@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from latentatlas._latent_names import PoseLayout, content_latent_names
+from latentatlas._latent_names import DEFAULT_LATENT_DIM, PoseLayout, content_latent_names
 from latentatlas.nn.decoders import DECODERS, GENERATORS, POSE_DECODERS
 from latentatlas.nn.encoders import ENCODERS
 
@@ -96,7 +96,7 @@ class VAEConfig:
     """
 
     input_shape: tuple[int, ...]
-    latent_dim: int = 2
+    latent_dim: int = DEFAULT_LATENT_DIM
     rotation: bool = False
     translation: bool = False
     scale: bool = False

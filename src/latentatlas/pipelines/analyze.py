@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
-from latentatlas._latent_names import content_columns, is_content_latent
+from latentatlas._latent_names import DEFAULT_LATENT_DIM, content_columns, is_content_latent
 from latentatlas._repr import html_summary, text_summary
 from latentatlas.analysis.baselines import Baselines
 from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
@@ -98,7 +98,7 @@ class AnalysisConfig:
     window: int | None = None
     stride: int | None = None
     model: str = "rvae"
-    latent_dim: int = 2
+    latent_dim: int = DEFAULT_LATENT_DIM
     epochs: int | None = None
     steps: int = 3000
     kl_warmup: float = 0.3

@@ -46,7 +46,7 @@ from scipy import ndimage
 
 from latentatlas._checks import check_array
 from latentatlas._files import safe_text, write_atomic, write_text_atomic
-from latentatlas._latent_names import content_columns
+from latentatlas._latent_names import DEFAULT_LATENT_DIM, content_columns
 from latentatlas._repr import html_summary, text_summary
 from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import (
@@ -137,7 +137,7 @@ class GrapheneConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 2e-3
-    latent_dim: int = 2
+    latent_dim: int = DEFAULT_LATENT_DIM
     hidden: int = 128
     encoder: str = "conv"
     decoder: str = "transform"
