@@ -185,6 +185,9 @@ class VAEModel:
             raise ValueError(f"groups are for models with a consistency term (jvae, ssvae); "
                              f"{self.name!r} takes none")
         if y is not None:
+            if not self.config.condition_dim:
+                raise ValueError(f"{self.name!r} does not learn from class labels: leave y out, "
+                                 "or use a model that does (cvae, ssvae)")
             if condition is not None:
                 raise ValueError("pass either y (class labels) or condition (factor vectors), "
                                  "not both")

@@ -20,6 +20,8 @@ from torch import Tensor
 from latentatlas._checks import check_array
 from latentatlas.models.base import VAEModel
 from latentatlas.models.config import MAX_CONDITION, VAEConfig, _fail
+from latentatlas.train.plan import train_fields
+from latentatlas.train.schedules import Schedule
 
 
 def one_hot_labels(
@@ -103,13 +105,14 @@ class ConditionalVAE(VAEModel):
         return super()._condition(condition, n)
 
     def fit(  # type: ignore[override]  # labels y come before condition
-        self, X: object, y: object | None = None, condition: object | None = None, **kwargs: Any
+        self, X: object, y: object | None = None, condition: object | None = None,
+        schedules: dict[str, Schedule] | None = None, **kwargs: Any
     ) -> ConditionalVAE:
         """Train on X (n, *input_shape) with class labels ``y`` (n,) or continuous ``condition``
         (n, condition_dim). Further keyword arguments as ``VAEModel.fit``."""
-        if y is not None and condition is not None:
-            raise ValueError("pass either y (class labels) or condition (factor vectors), not both")
-        super().fit(X, condition=y if y is not None else condition, **kwargs)
+        prepared = self.prepare_fit(X, y, condition=condition, schedules=schedules,
+                                    **train_fields(kwargs))
+        self._train(prepared, **kwargs)
         return self
 
     def manifold(
