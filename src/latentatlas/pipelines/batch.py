@@ -49,9 +49,8 @@ def _analyze(source: str, out: Path, options: dict[str, Any], overwrite: bool
              ) -> dict[str, Any]:
     from latentatlas.pipelines.analyze import analyze
 
-    opts = dict(options)
-    res = analyze(source, opts.pop("atoms", "peaks"), opts.pop("window", None),
-                  opts.pop("model", "rvae"), out, progress=False, overwrite=overwrite, **opts)
+    # atoms, window, model and the rest keep analyze's own defaults when not given
+    res = analyze(source, out=out, progress=False, overwrite=overwrite, **options)
     row: dict[str, Any] = {"patches": len(res.patches), "classes": res.labels.n_components,
                            "patches per class": res.labels.summary().get("counts")}
     row.update({f"score {k}": v for k, v in res.scores.items()})
@@ -64,8 +63,7 @@ def _unmix(source: str, out: Path, options: dict[str, Any], overwrite: bool
 
     opts = dict(options)
     extra = opts.pop("options", {}) or {}
-    run = run_unmix(source, opts.pop("method", "pca"), opts.pop("n_components", 3), out,
-                    overwrite=overwrite, **opts, **extra)
+    run = run_unmix(source, out=out, overwrite=overwrite, **opts, **extra)
     return {"components": run.result.n_components,
             "reconstruction error": run.result.reconstruction_error}
 
@@ -74,8 +72,7 @@ def _walls(source: str, out: Path, options: dict[str, Any], overwrite: bool
            ) -> dict[str, Any]:
     from latentatlas.pipelines.walls import run_walls
 
-    opts = dict(options)
-    run = run_walls(source, opts.pop("method", "gaussian"), out, overwrite=overwrite, **opts)
+    run = run_walls(source, out=out, overwrite=overwrite, **options)
     first = run.table[0]
     return {k: first[k] for k in ("wall_pixels", "wall_count", "switching_degree", "curvature")}
 
