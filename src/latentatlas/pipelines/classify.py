@@ -57,7 +57,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,16 +69,17 @@ from latentatlas.datasets.crops import LabelledCrops, load_labelled_crops
 from latentatlas.descriptors.defects import defect_centre, defect_patches
 from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder
 
+if TYPE_CHECKING:
+    from latentatlas.models.registry import Capabilities
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CLASSIFY_MODELS", "ClassifyConfig", "ClassifyResult", "DefectSet", "classify",
            "classify_defects", "prepare_defects"]
 
-#: Model names of the command -> (registry name, semi-supervised?).
-CLASSIFY_MODELS: dict[str, tuple[str, bool]] = {
-    "ssvae": ("ssvae", True), "ssrvae": ("ssrvae", True),
-    "jvae": ("jvae", False), "jrvae": ("jrvae", False),
-}
+#: The registered families the command trains; a family that needs labels is semi-supervised,
+#: one with pose latents gets the transform decoder (the registry's capabilities).
+CLASSIFY_MODELS: tuple[str, ...] = ("ssvae", "ssrvae", "jvae", "jrvae")
 _CENTRES = ("auto", "given", "finder")
 # Defaults by model kind (semi-supervised or not) for the fields left None, selected by
 # cross-validation on the development library (benchmarks/RESULTS.md, issue 14).
@@ -188,7 +189,7 @@ class ClassifyConfig:
 
     @property
     def semi_supervised(self) -> bool:
-        return CLASSIFY_MODELS[self.model][1]
+        return _capabilities(self.model).needs_labels
 
     def value(self, name: str) -> Any:
         """The setting ``name`` in use: the field, or when it is None the default of the
@@ -345,10 +346,16 @@ def _train_options(config: ClassifyConfig, seed: int, epochs: int | None = None)
                 lr=config.lr, seed=seed, progress=False, test_fraction=0.0)
 
 
+def _capabilities(model: str) -> Capabilities:
+    from latentatlas.models.registry import capabilities
+
+    return capabilities(model)
+
+
 def _model_config(config: ClassifyConfig) -> dict[str, Any]:
     return {"latent_dim": config.latent_dim, "hidden": config.hidden,
             "encoder": config.value("encoder"),
-            "decoder": "transform" if config.model in ("ssrvae", "jrvae") else "mlp",
+            "decoder": "transform" if _capabilities(config.model).has_pose else "mlp",
             "sigma": config.sigma, "consistency": config.value("consistency"),
             **config.model_options}
 
@@ -363,9 +370,9 @@ def _fit_semi(data: DefectSet, y: np.ndarray, seen: np.ndarray, validation: np.n
     train_y = np.repeat(np.where(seen, y, -1), v)
     options: dict[str, Any] = {**_model_config(config), "n_classes": k, "alpha": config.alpha,
                                "class_balanced": True, "class_prior": "labelled"}
-    if config.model == "ssrvae":
+    if _capabilities(config.model).has_pose:  # ssrvae: its classifier sees the crop as given
         options.setdefault("canonical_classifier", False)
-    model = get_model(CLASSIFY_MODELS[config.model][0], (1, w, w), seed=config.seed, **options)
+    model = get_model(config.model, (1, w, w), seed=config.seed, **options)
     val = None
     if validation.any():
         val = (data.views[validation].reshape(-1, 1, w, w), np.repeat(y[validation], v))
@@ -383,12 +390,12 @@ def _fit_joint(data: DefectSet, k: int, config: ClassifyConfig
     groups = np.repeat(np.arange(n), v)
     options = {**_model_config(config), "discrete": (k,), "class_prior": "learned",
                "prior_concentration": config.prior_concentration}
-    if config.model == "jrvae":
+    if _capabilities(config.model).has_pose:  # jrvae
         options.setdefault("capacity_covers_pose", False)
     runs = []
     for r in range(config.restarts):
         seed = config.seed * config.restarts + r
-        model = get_model(CLASSIFY_MODELS[config.model][0], (1, w, w), seed=seed, **options)
+        model = get_model(config.model, (1, w, w), seed=seed, **options)
         model.fit(X, groups=groups, warmup=config.warmup, **_train_options(config, seed))
         proba = model.predict_proba(X).reshape(n, v, -1).mean(1)
         occupied = len(np.unique(proba.argmax(1)))
