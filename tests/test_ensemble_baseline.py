@@ -115,3 +115,33 @@ def test_suggest_n_classes_flags_the_ambiguous_class() -> None:
     assert "| 3 (recommended) |" in report.to_markdown()
     with pytest.raises(ValueError, match="unsupervised classes"):
         suggest_n_classes(x, [2], member="ssvae")
+
+
+def test_an_ensemble_resumed_from_its_checkpoint_ends_as_one_trained_in_one_go(tmp_path: Any
+                                                                             ) -> None:
+    x = rotated_classes(60, size=8, seed=0).images
+
+    def build() -> Any:
+        return get_model("ensemble", (8, 8), member="jvae", n_members=2, discrete=(3,),
+                         hidden=8)
+
+    whole = build().fit(x, epochs=2, **FAST)
+
+    def killed(epoch: int, logs: dict[str, float]) -> None:
+        if epoch == 1:  # after the first epoch's checkpoint, before the second's
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build().fit(x, epochs=2, checkpoint_dir=tmp_path, checkpoint_every=1,
+                    on_epoch_end=killed, **FAST)
+    epochs_run: list[int] = []
+    resumed = build().fit(x, epochs=2, resume_from=tmp_path,
+                          on_epoch_end=lambda epoch, logs: epochs_run.append(epoch), **FAST)
+    assert epochs_run == [1]  # the first epoch came from the checkpoint
+    for a, b in zip(whole.members, resumed.members, strict=True):
+        assert states_equal(a.module.state_dict(), b.module.state_dict())
+    assert resumed.history["train/total"] == whole.history["train/total"]
+    grown = get_model("ensemble", (8, 8), member="jvae", n_members=2, discrete=(3,), hidden=8,
+                      from_baseline_epochs=1)
+    with pytest.raises(ValueError, match="checkpoint"):
+        grown.fit(x, epochs=2, checkpoint_dir=tmp_path, **FAST)

@@ -115,6 +115,14 @@ def test_encode_and_reconstruct_shapes(name: str) -> None:
         assert member.reconstruct(x, _condition(name)).shape == (N, *member.config.input_shape)
 
 
+def test_an_ensemble_has_the_capabilities_of_its_member_family() -> None:
+    for member in ("vae", "cvae", "jvae", "ssrvae"):
+        assert capabilities("ensemble", {"member": member}) == capabilities(member)
+    assert capabilities("ensemble") == capabilities(registered("ensemble").defaults["member"])
+    with pytest.raises(ValueError, match="member"):
+        capabilities("ensemble", {"member": "ensemble"})
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_needs_labels_is_what_fit_does(name: str) -> None:
     """A family that needs labels refuses to train without them; one that does not refuses

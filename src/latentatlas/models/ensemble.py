@@ -400,6 +400,8 @@ class Ensemble:
         schedules: dict[str, Schedule] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         groups: object | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume_from: str | Path | None = None,
         **train_options: Any,
     ) -> Ensemble:
         """Train every member at once on X (and labels y for semi-supervised members).
@@ -407,7 +409,8 @@ class Ensemble:
         The data and default schedules are what the member family's own ``fit`` would use
         (``groups``: the object of each sample, for families whose ``fit`` takes them).
         train_options: TrainConfig fields (epochs, batch_size, lr, ...); ``epochs`` counts the
-        baseline's epochs too when the members grow from a baseline.
+        baseline's epochs too when the members grow from a baseline. checkpoint_dir,
+        resume_from: as in ``VAEModel.fit``, for members trained from scratch.
         """
         first = self.members[0]
         if getattr(first.config, "class_prior", "uniform") == "learned":
@@ -423,7 +426,11 @@ class Ensemble:
         if self.from_baseline_epochs == 0:
             module = EnsembleModule([m.module for m in self.members])
             self.history, config = fit_module(module, prepared, train_options,
-                                              on_epoch_end=on_epoch_end)
+                                              checkpoint_dir=checkpoint_dir,
+                                              resume_from=resume_from, on_epoch_end=on_epoch_end)
+        elif checkpoint_dir is not None or resume_from is not None:
+            raise ValueError("an ensemble grown from a baseline trains in two stages and keeps "
+                             "no checkpoint; train it in one go (or set from_baseline_epochs=0)")
         else:
             module, config = self._grow_from_baseline(prepared, train_options, on_epoch_end)
         for i, m in enumerate(self.members):
