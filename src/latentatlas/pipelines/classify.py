@@ -136,6 +136,7 @@ class ClassifyConfig:
     lr: float = 2e-3
     consistency: float | None = None
     alpha: float = 50.0
+    logit_adjustment: float = 0.0
     label_oversampling: float = 0.5
     prior_concentration: float = 0.5
     warmup: float = 0.5
@@ -360,8 +361,10 @@ def _fit_semi(data: DefectSet, y: np.ndarray, seen: np.ndarray, validation: np.n
     X = data.views.reshape(n * v, 1, w, w)
     groups = np.repeat(np.arange(n), v)
     train_y = np.repeat(np.where(seen, y, -1), v)
-    options: dict[str, Any] = {**_model_config(config), "n_classes": k, "alpha": config.alpha,
-                               "class_balanced": True, "class_prior": "labelled"}
+    options: dict[str, Any] = {"n_classes": k, "alpha": config.alpha, "class_balanced": True,
+                               "class_prior": "labelled",
+                               "logit_adjustment": config.logit_adjustment,
+                               **_model_config(config)}
     if config.model == "ssrvae":
         options.setdefault("canonical_classifier", False)
     model = get_model(CLASSIFY_MODELS[config.model][0], (1, w, w), seed=config.seed, **options)
