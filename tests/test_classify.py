@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import shared_data
@@ -204,6 +205,28 @@ def test_semi_supervised_fit_trains_on_every_labelled_sample_by_default(kind: st
     model = get_model(kind, (8, 8), n_classes=2, hidden=16)
     model.fit(x, y, epochs=1, progress=False)
     assert not any(k.startswith("test/") for k in model.history)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_tied_mixture_keeps_a_rare_cluster_that_learned_weights_empty(
+        tied: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # content latents fixed (no training): 90 objects N(0, 1) and 4 rare ones N(2.5, 0.5)
+    rng = np.random.default_rng(0)
+    mu = np.r_[rng.normal(0.0, 1.0, 90), rng.normal(2.5, 0.5, 4)][:, None].astype(np.float32)
+    model = get_model("jvae", (8, 8), latent_dim=1, hidden=8, discrete=(2,),
+                      class_prior="learned", prior_concentration=0.5, tied_mixture=tied)
+    monkeypatch.setattr(model, "_content_posterior", lambda x: (mu, np.full_like(mu, 1e-3)))
+    model.module.set_mixture(torch.tensor([0.96, 0.04]), torch.tensor([[0.0], [2.5]]),
+                             torch.tensor([[1.0], [0.25]]))
+    for _ in range(30):  # EM M-steps, as between the training epochs
+        model.mixture_m_step(torch.zeros(len(mu), 1, 8, 8), np.arange(len(mu)))
+    log_weight = model.module.mixture()[0]
+    classes = (log_weight + model.module.component_log_density(torch.from_numpy(mu))).argmax(1)
+    if tied:  # one weight and one spread: the rare objects keep a class of their own
+        np.testing.assert_allclose(log_weight.exp().numpy(), [0.5, 0.5])
+        assert (classes[-4:] == 1).all()
+    else:  # the big class's weight and spread absorb them and the rare class empties
+        assert float(log_weight.exp()[1]) < 1e-6 and (classes[-4:] == 0).all()
 
 
 @pytest.fixture(scope="module")

@@ -451,8 +451,11 @@ def _baselines(data: DefectSet, y: np.ndarray, seen: np.ndarray, scored: np.ndar
 # ------------------------------------------------------------------------------ run
 
 
-def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
-    """Train the configured model on prepared crops, score it and its baselines."""
+def classify_defects(data: DefectSet, config: ClassifyConfig, with_baselines: bool = True
+                     ) -> ClassifyResult:
+    """Train the configured model on prepared crops, score it and its baselines
+    (``with_baselines=False``: the model alone, e.g. beside baselines already measured on the
+    same crops, split and seed)."""
     timings: dict[str, float] = {}
     crops = data.crops
     y = crops.labels
@@ -482,7 +485,7 @@ def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
     latent_names, latents, latents_std = crop_latents(model, data.views)
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    baselines = _baselines(data, y, seen, scored, k, config)
+    baselines = _baselines(data, y, seen, scored, k, config) if with_baselines else {}
     timings["baselines"] = time.perf_counter() - t
     scores: dict[str, Any] = {"scored_crops": int(scored.sum())}
     if scored.any():
