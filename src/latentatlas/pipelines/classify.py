@@ -17,9 +17,13 @@ The job, step by step:
 
    - ``ssvae`` / ``ssrvae``: semi-supervised (the second with rotation and translation
      latents). A stratified ``labelled_fraction`` of the crops gives its label (at least one
-     crop of every class with two or more, never all of a class); the labelled cross-entropy
-     is class-balanced, the unlabelled KL term uses the labels' class frequencies as prior,
-     and the class must agree between two views of one crop (consistency). An optional
+     crop of every class with two or more, never all of a class). Every loss term sees the
+     class prior p(y) (the labels' frequencies) but the prediction does not: the network's
+     logits plus log p(y) are the model's q(y | x) in training, the logits alone decide the
+     class (logit adjustment, Menon et al. 2021), so a rare class is not out-voted by its
+     prior (``logit_adjustment=0``: inverse-frequency weights on the labelled cross-entropy
+     instead, the earlier default). The class must agree between two views of one crop
+     (consistency). An optional
      ``validation_fraction`` of the labelled crops is held back as an explicit validation set
      (its labels are not trained on; scores after every epoch are in the history). The
      model is scored on the crops whose label it did not see.
@@ -108,7 +112,8 @@ class ClassifyConfig:
         the model and its training. consistency: weight of the class agreement between two
         views of a crop. Fields left None (dopant_threshold, encoder, epochs, consistency)
         take the default of the model kind (``_KIND_DEFAULTS``; ``value`` and ``resolved``).
-        alpha: weight of the labelled cross-entropy (semi-supervised).
+        alpha: weight of the labelled cross-entropy (semi-supervised). logit_adjustment:
+        tau of the semi-supervised model's logit adjustment (0: inverse-frequency weights).
         label_oversampling: the labelled views are repeated to about this fraction of each
         epoch. prior_concentration: Dirichlet alpha of the joint VAE's class prior.
         warmup: fraction of the joint VAE's epochs trained as a plain VAE before the classes.
@@ -136,7 +141,7 @@ class ClassifyConfig:
     lr: float = 2e-3
     consistency: float | None = None
     alpha: float = 50.0
-    logit_adjustment: float = 0.0
+    logit_adjustment: float = 1.0
     label_oversampling: float = 0.5
     prior_concentration: float = 0.5
     warmup: float = 0.5
@@ -180,6 +185,8 @@ class ClassifyConfig:
             raise ValueError(f"consistency must be >= 0, got {self.consistency}")
         if not self.lr > 0 or not self.sigma > 0:
             raise ValueError(f"lr and sigma must be > 0, got {self.lr}, {self.sigma}")
+        if self.logit_adjustment < 0:
+            raise ValueError(f"logit_adjustment must be >= 0, got {self.logit_adjustment}")
         if not 0 < self.label_oversampling < 1:
             raise ValueError(f"label_oversampling must be in (0, 1), got "
                              f"{self.label_oversampling}")
@@ -361,7 +368,10 @@ def _fit_semi(data: DefectSet, y: np.ndarray, seen: np.ndarray, validation: np.n
     X = data.views.reshape(n * v, 1, w, w)
     groups = np.repeat(np.arange(n), v)
     train_y = np.repeat(np.where(seen, y, -1), v)
-    options: dict[str, Any] = {"n_classes": k, "alpha": config.alpha, "class_balanced": True,
+    # one rare-class correction at a time: the logit adjustment, or without it inverse
+    # class-frequency weights on the labelled cross-entropy
+    options: dict[str, Any] = {"n_classes": k, "alpha": config.alpha,
+                               "class_balanced": not config.logit_adjustment,
                                "class_prior": "labelled",
                                "logit_adjustment": config.logit_adjustment,
                                **_model_config(config)}
