@@ -28,9 +28,11 @@ The job, step by step:
      (its labels are not trained on; scores after every epoch are in the history). The
      model is scored on the crops whose label it did not see.
    - ``jvae`` / ``jrvae``: no labels. The joint VAE with a learned class prior: a Gaussian
-     mixture over the content latents whose weights are fitted to the data (a Dirichlet
-     ``prior_concentration`` below 1 empties classes that hold almost no crop), so classes
-     keep their real sizes. K is ``n_classes``, by default the number of classes in the
+     mixture over the content latents whose weights are fitted to the data, so classes
+     keep their real sizes. The weights' Dirichlet ``prior_concentration`` is 1 (maximum
+     likelihood: emptying a class is neither rewarded nor penalised; below 1 a class
+     holding almost no crop empties, which let the big classes absorb rare ones; chosen by
+     the ELBO, benchmarks/RESULTS.md, issue 14). K is ``n_classes``, by default the number of classes in the
      labels; the classes a run leaves empty are reported. ``restarts`` runs from different
      seeds, the one with the highest ELBO kept among those that use more than one class (no
      labels are used to choose). Scored on every labelled crop after matching its classes to
@@ -143,7 +145,7 @@ class ClassifyConfig:
     alpha: float = 50.0
     logit_adjustment: float = 1.0
     label_oversampling: float = 0.5
-    prior_concentration: float = 0.5
+    prior_concentration: float = 1.0
     warmup: float = 0.5
     restarts: int = 4
     cnn_epochs: int = 80
