@@ -96,8 +96,10 @@ _FINDERS = ("peaks", "log", "dcnn")
 
 @dataclass(frozen=True)
 class ClassifyConfig:
-    """Every choice of a classify run (saved in ``results.json``). Defaults were selected by
-    cross-validation on the LibraryNet development crops (benchmarks/RESULTS.md, issue 14).
+    """Every choice of a classify run (saved in ``results.json``). The kind defaults were
+    selected by cross-validation on the LibraryNet development crops; ``logit_adjustment=1``
+    was fixed a priori and ``prior_concentration=1`` chosen by the ELBO (benchmarks/RESULTS.md,
+    issue 14).
 
     model: ``ssvae``, ``ssrvae`` (semi-supervised), ``jvae``, ``jrvae`` (no labels).
     labelled_fraction: fraction of the labelled crops whose label the semi-supervised model
