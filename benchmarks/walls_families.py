@@ -65,7 +65,7 @@ def main() -> None:
     fig = Figure(figsize=(20, 4))
     ax = fig.subplots(1, 5)
     plot_walls(ax[0], amp, [family, raw["other_walls"]], labels=["180 deg", "other"])
-    content = [n for n in lat.names if n.startswith("z")]
+    content = lat.content_names
     for a, n in zip(ax[1:3], content, strict=False):
         plot_latent_scatter(a, patches.centers, lat[n], amp, n, size=12)
     plot_correlation_table(ax[3], table)

@@ -37,6 +37,7 @@ from latentatlas.descriptors.timedelay import multilayer_patches, time_delay_pat
 from latentatlas.descriptors.walls import find_walls, to_polarization, wall_patches
 from latentatlas.io import load
 from latentatlas.models import get_model
+from latentatlas.models.latents import is_content_latent
 from latentatlas.plots.domains import (
     plot_correlation_table,
     plot_latent_transition,
@@ -152,7 +153,7 @@ def main() -> None:
         for f, (r, c) in zip(tdr.frames, tdr.centers.astype(int), strict=True)
     ])
     table4 = descriptor_correlations({"|switching change|": change}, z4, names4)
-    content = [n for n in names4 if n.startswith("z")]
+    content = [n for n in names4 if is_content_latent(n)]
     rows = {}
     for n in content:
         places4, tr4 = latent_trajectories(z4[:, names4.index(n)], tdr.centers, tdr.frames)

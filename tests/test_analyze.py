@@ -16,6 +16,7 @@ from latentatlas.analysis.latent_maps import latent_maps, paint_points, typical_
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.windows import sliding_windows
 from latentatlas.models import load_model
+from latentatlas.models.latents import is_content_latent
 from latentatlas.pipelines.analyze import analyze, save_results
 from latentatlas.report import write_report
 
@@ -246,7 +247,7 @@ def test_baseline_block_in_results_and_report_equals_a_direct_computation(tmp_pa
         assert block["correlations_spearman"]["mean"][name] == pytest.approx(direct, abs=1e-4)
     x = res.patches.as_model_input().reshape(len(z), -1).astype(np.float64)
     n_pcs = len(block["pca_explained_variance"])
-    assert n_pcs == max(2, sum(n.startswith("z") for n in names))
+    assert n_pcs == max(2, sum(is_content_latent(n) for n in names))
     pca = PCA(n_pcs, random_state=0).fit(x)
     np.testing.assert_allclose(block["pca_explained_variance"], pca.explained_variance_ratio_,
                                rtol=1e-4)
