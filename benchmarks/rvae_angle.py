@@ -23,7 +23,11 @@ moments are isotropic, and for the L it gives the axis modulo 180 degrees only.
 
     python benchmarks/rvae_angle.py --decoders transform --variants plain,equivariant --seeds 0-4
     python benchmarks/rvae_angle.py --variants moments --seeds 0-4
+    python benchmarks/rvae_angle.py --decoders spatial --variants equivariant --n 1000 --epochs 30 --every 5
     python benchmarks/rvae_angle.py --table      # markdown table of what the JSON holds
+
+``--every k`` also scores after every k epochs (the row's ``curve``), so the number of epochs
+can be chosen on the validation images and the test score read at that checkpoint.
 
 Rows are merged into benchmarks/results/rvae_angle.json (one row per decoder, variant, seed,
 epochs), so the runs can be split over several processes.
