@@ -57,14 +57,27 @@ def _scores(result: Any) -> dict[str, Any]:
 
 
 def _runs(crops: LabelledCrops, base: ClassifyConfig, seeds: list[int],
-          splits: list[int | None], sink: list[dict[str, Any]], save: Any) -> None:
+          splits: list[int | None], sink: list[dict[str, Any]], save: Any,
+          earlier: dict[tuple[int, int | None], dict[str, Any]] | None = None) -> None:
+    """Run every seed and split into ``sink``. ``earlier``: (seed, split) -> a run of an
+    earlier file on the same crops, patches, split and seed; its baselines are taken instead
+    of re-measured (their code and settings must be the same) and its model's scores are kept
+    as ``earlier_model``, so the new model stands beside the old one on the same runs."""
     for seed in seeds:
         data = prepare_defects(crops, dataclasses.replace(base, seed=seed))
         for split in splits:
             t = time.perf_counter()
-            result = classify_defects(data, dataclasses.replace(base, seed=seed, split_seed=split))
+            config = dataclasses.replace(base, seed=seed, split_seed=split)
+            result = classify_defects(data, config, with_baselines=earlier is None)
             row = {"seed": seed, "split_seed": split, **_scores(result),
                    "wall_s": round(time.perf_counter() - t, 1)}
+            if earlier is not None:
+                old = earlier[(seed, split)]
+                if old["scored"] != row["scored"]:
+                    raise SystemExit(f"seed {seed} split {split}: the earlier run scored "
+                                     f"{old['scored']} crops, this one {row['scored']}")
+                row["baselines"] = old["baselines"]
+                row["earlier_model"] = old["model"]
             sink.append(row)
             m = row["model"]
             print(f"seed {seed} split {split}: acc {m['accuracy']:.3f} bal "
@@ -77,17 +90,16 @@ def _runs(crops: LabelledCrops, base: ClassifyConfig, seeds: list[int],
 def summarise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Mean, standard deviation, min and max of ``metric`` over runs, for the model and every
     baseline; with several splits also the per-split means (averaged over seeds)."""
-    methods = ["model", *rows[0]["baselines"]]
+    methods = _methods(rows)
     out: dict[str, Any] = {}
     for m in methods:
-        values = np.array([(r["model"] if m == "model" else r["baselines"][m])[metric]
-                           for r in rows])
+        values = np.array([_method(r, m)[metric] for r in rows])
         entry = {"mean": float(values.mean()), "std": float(values.std()),
                  "min": float(values.min()), "max": float(values.max())}
         splits = sorted({r["split_seed"] for r in rows if r["split_seed"] is not None})
         if splits:
-            per = [float(np.mean([(r["model"] if m == "model" else r["baselines"][m])[metric]
-                                  for r in rows if r["split_seed"] == s])) for s in splits]
+            per = [float(np.mean([_method(r, m)[metric] for r in rows if r["split_seed"] == s]))
+                   for s in splits]
             entry["split_means"] = per
             entry["std_of_split_means"] = float(np.std(per))
         out[m] = entry
@@ -96,10 +108,9 @@ def summarise(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
 
 def per_class(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean recall of every class and the confusion matrix summed over runs, per method."""
-    methods = ["model", *rows[0]["baselines"]]
     out: dict[str, Any] = {}
-    for m in methods:
-        scores = [r["model"] if m == "model" else r["baselines"][m] for r in rows]
+    for m in _methods(rows):
+        scores = [_method(r, m) for r in rows]
         names = list(scores[0]["recall"])
         out[m] = {"recall_mean": {c: float(np.mean([s["recall"][c] for s in scores]))
                                   for c in names},
@@ -110,10 +121,20 @@ def per_class(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def wins(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per baseline and metric: in how many runs the model scored above it (of how many)."""
     out: dict[str, Any] = {}
-    for b in rows[0]["baselines"]:
-        out[b] = {metric: f"{sum(r['model'][metric] > r['baselines'][b][metric] for r in rows)}"
+    for b in _methods(rows)[1:]:
+        out[b] = {metric: f"{sum(r['model'][metric] > _method(r, b)[metric] for r in rows)}"
                           f"/{len(rows)}" for metric in ("accuracy", "balanced_accuracy", "ari")}
     return out
+
+
+def _methods(rows: list[dict[str, Any]]) -> list[str]:
+    """``model``, ``earlier_model`` when the runs carry one, then the baselines."""
+    return ["model", *(["earlier_model"] if "earlier_model" in rows[0] else []),
+            *rows[0]["baselines"]]
+
+
+def _method(row: dict[str, Any], name: str) -> dict[str, Any]:
+    return row[name] if name in ("model", "earlier_model") else row["baselines"][name]
 
 
 def summarised(doc: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +205,9 @@ def main() -> None:
     ap.add_argument("--options", default="{}", help="further ClassifyConfig fields (JSON)")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default="benchmarks/results/classify_cv.json")
+    ap.add_argument("--baselines-from", default="", help="an earlier JSON of the same parts, "
+                    "seeds and splits: its baselines are reused (not re-run) and its model is "
+                    "reported beside this one as earlier_model")
     ap.add_argument("--combine", default="", help="comma-separated JSON files of parallel runs "
                     "to merge into --out (nothing is run)")
     args = ap.parse_args()
@@ -232,7 +256,12 @@ def main() -> None:
         runs: list[dict[str, Any]] = []
         doc["parts"][part] = {"config": base.to_dict(), "crops": len(sub), "runs": runs}
         print(f"== {part}: {len(sub)} crops, {base.model}", flush=True)
-        _runs(sub, base, seeds, split_list, runs, save)
+        earlier = None
+        if args.baselines_from:
+            old_doc = json.loads(Path(args.baselines_from).read_text())
+            earlier = {(r["seed"], r["split_seed"]): r for r in old_doc["parts"][part]["runs"]}
+            doc["parts"][part]["baselines_from"] = args.baselines_from
+        _runs(sub, base, seeds, split_list, runs, save, earlier)
     save()
     print(f"wrote {out}")
 

@@ -6,7 +6,9 @@ the process's peak resident memory comes from ``wait4``:
 
 - latentatlas out of core, reading the store as a Dask array: ``IncrementalPCA``,
   ``ChunkedNMF``, ``ChunkedKMeans``;
-- scikit-learn in memory (the cube loaded whole): ``PCA``, ``NMF``, ``KMeans``.
+- scikit-learn in memory (the cube loaded whole): ``PCA``, ``NMF``, ``KMeans``;
+- the whole command, ``latentatlas unmix cube.zarr -m pca|nmf --memory-budget "2 GB"``
+  (cases ``cli_pca``, ``cli_nmf``): preprocessing, maps, figures and report included.
 
     nice python benchmarks/ooc_spectral.py [--size 512 --channels 2048] [--only ipca,sk_pca]
 
@@ -29,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CASES = ["ipca", "sk_pca", "ckmeans", "sk_kmeans", "cnmf", "sk_nmf"]
+CASES = ["ipca", "sk_pca", "ckmeans", "sk_kmeans", "cnmf", "sk_nmf", "cli_pca", "cli_nmf"]
+#: the memory budget given to `latentatlas unmix --memory-budget` in the cli_* cases
+CLI_BUDGET = "2 GB"
 
 
 def make_cube(path: Path, size: int, channels: int, seed: int = 0) -> float:
@@ -62,6 +66,21 @@ def run_case(case: str, path: str, k: int, nmf_iter: int) -> dict:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     info: dict = {"case": case, "k": k}
+    if case.startswith("cli_"):
+        from latentatlas.cli.app import app
+
+        method = case.removeprefix("cli_")
+        out = Path(path).with_name(f"unmix_{method}")
+        extra = ["-p", f"max_iter={nmf_iter}", "-p", "init=nndsvda",
+                 *(["-p", "tol=0"] if _nmf_tol(nmf_iter) else [])] if method == "nmf" else []
+        t = time.perf_counter()
+        app(["unmix", path, "-m", method, "-k", str(k), "-q", "-f", "--out", str(out),
+             "--memory-budget", CLI_BUDGET, *extra], standalone_mode=False)
+        info["fit_s"] = time.perf_counter() - t  # the whole command: load to report
+        info["memory_budget"] = CLI_BUDGET
+        params = json.loads((out / f"{method}_params.json").read_text())
+        info["relative_error"] = params.get("reconstruction_error")
+        return info
     if case.startswith("sk_"):
         import warnings
 
@@ -123,6 +142,8 @@ def main() -> None:
                     help="NMF iterations; under 200 both NMFs run exactly this many (tol 0)")
     ap.add_argument("--workdir", default=str(Path(__file__).resolve().parent / "out" / "ooc"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--out", default=str(RESULTS / "ooc_spectral.json"),
+                    help="the JSON to write (a partial run on the same cube merges into it)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -167,7 +188,7 @@ def main() -> None:
             / 1e9, "generate_s": gen_s,
             "command": "python benchmarks/ooc_spectral.py " + " ".join(sys.argv[1:])}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "ooc_spectral.json"
+    out = Path(args.out)
     if args.only and out.exists():
         # a partial run replaces its own cases and keeps the others measured on the same cube
         old = json.loads(out.read_text())

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import shared_data
@@ -166,6 +167,35 @@ def test_ssvae_holds_nothing_out_silently_and_reports_an_explicit_validation() -
     np.testing.assert_allclose(np.exp(model.module.log_class_prior.numpy()), [0.5, 0.5])
 
 
+def _levels(n_common: int, n_rare: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat 8 x 8 patches whose level tells the class, the two classes overlapping: common
+    N(0.4, 0.1), rare N(0.6, 0.1); returns x (n, 1, 8, 8) and y (n,)."""
+    rng = np.random.default_rng(seed)
+    level = np.r_[rng.normal(0.4, 0.1, n_common), rng.normal(0.6, 0.1, n_rare)]
+    x = level[:, None, None, None] + rng.normal(0, 0.02, (n_common + n_rare, 1, 8, 8))
+    return x.astype(np.float32), np.r_[np.zeros(n_common, int), np.ones(n_rare, int)]
+
+
+def test_logit_adjustment_recovers_the_rare_class_that_its_prior_outvotes() -> None:
+    # 90 / 10 labels: the posterior under the prior puts the boundary at ~0.61 (rare recall
+    # ~0.46 for a perfect model), the prior-free logits at 0.5 (recall ~0.84 for both classes)
+    x, y = _levels(90, 10, seed=0)
+    rare, _ = _levels(0, 400, seed=99)
+    common, _ = _levels(400, 0, seed=98)
+    recall = {}
+    for tau in (0.0, 1.0):
+        model = get_model("ssvae", (8, 8), n_classes=2, hidden=16, class_prior="labelled",
+                          logit_adjustment=tau, seed=0)
+        model.fit(x, y, epochs=40, batch_size=20, lr=1e-2, progress=False,
+                  labelled_fraction=None)
+        recall[tau] = (float((model.predict(rare) == 1).mean()),
+                       float((model.predict(common) == 0).mean()))
+    assert recall[1.0][0] > recall[0.0][0] + 0.3, recall
+    assert sum(recall[1.0]) > sum(recall[0.0]) + 0.2, recall  # balanced accuracy, not a swap
+    with pytest.raises(ValueError, match="class_prior"):
+        get_model("ssvae", (8, 8), n_classes=2, logit_adjustment=1.0)
+
+
 @pytest.mark.parametrize("kind", ["ssvae", "ssrvae"])
 def test_semi_supervised_fit_trains_on_every_labelled_sample_by_default(kind: str) -> None:
     # the training plan's default holds 10 % out at random; here no sample may be dropped
@@ -175,6 +205,28 @@ def test_semi_supervised_fit_trains_on_every_labelled_sample_by_default(kind: st
     model = get_model(kind, (8, 8), n_classes=2, hidden=16)
     model.fit(x, y, epochs=1, progress=False)
     assert not any(k.startswith("test/") for k in model.history)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_tied_mixture_keeps_a_rare_cluster_that_learned_weights_empty(
+        tied: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # content latents fixed (no training): 90 objects N(0, 1) and 4 rare ones N(2.5, 0.5)
+    rng = np.random.default_rng(0)
+    mu = np.r_[rng.normal(0.0, 1.0, 90), rng.normal(2.5, 0.5, 4)][:, None].astype(np.float32)
+    model = get_model("jvae", (8, 8), latent_dim=1, hidden=8, discrete=(2,),
+                      class_prior="learned", prior_concentration=0.5, tied_mixture=tied)
+    monkeypatch.setattr(model, "_content_posterior", lambda x: (mu, np.full_like(mu, 1e-3)))
+    model.module.set_mixture(torch.tensor([0.96, 0.04]), torch.tensor([[0.0], [2.5]]),
+                             torch.tensor([[1.0], [0.25]]))
+    for _ in range(30):  # EM M-steps, as between the training epochs
+        model.mixture_m_step(torch.zeros(len(mu), 1, 8, 8), np.arange(len(mu)))
+    log_weight = model.module.mixture()[0]
+    classes = (log_weight + model.module.component_log_density(torch.from_numpy(mu))).argmax(1)
+    if tied:  # one weight and one spread: the rare objects keep a class of their own
+        np.testing.assert_allclose(log_weight.exp().numpy(), [0.5, 0.5])
+        assert (classes[-4:] == 1).all()
+    else:  # the big class's weight and spread absorb them and the rare class empties
+        assert float(log_weight.exp()[1]) < 1e-6 and (classes[-4:] == 0).all()
 
 
 @pytest.fixture(scope="module")

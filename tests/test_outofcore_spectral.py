@@ -139,3 +139,59 @@ def test_bad_input_is_named(cube: np.ndarray) -> None:
                           ChunkedKMeans(3, random_state=0)])
 def test_sklearn_compatible(estimator: BaseEstimator, check: Any) -> None:
     check(estimator)
+
+
+@pytest.mark.parametrize(("method", "options"), [
+    ("pca", {}), ("pca", {"poisson": True, "crop": (10, 80)}), ("nmf", {"bin": 2}),
+    ("kmeans", {"offset": "min"})])
+def test_unmix_of_a_lazy_cube_equals_in_memory(cube: np.ndarray, method: str,
+                                               options: dict[str, Any]) -> None:
+    from latentatlas.spectral import unmix
+
+    ref = unmix(cube, method, 3, **options)
+    lazy = unmix(da.from_array(cube, chunks=(4, 40, 96)), method, 3, block_bytes=BLOCK,
+                 **options)
+    assert lazy.reconstruction_error == pytest.approx(ref.reconstruction_error, rel=1e-3)
+    if ref.components is not None:
+        assert _cos(lazy.components, ref.components).min() > 0.999
+    if ref.labels is not None:
+        np.testing.assert_array_equal(lazy.labels, ref.labels)
+        np.testing.assert_allclose(lazy.cluster_means, ref.cluster_means, rtol=1e-5, atol=1e-3)
+
+
+def test_unmix_of_a_lazy_cube_refuses_in_memory_methods(cube: np.ndarray) -> None:
+    from latentatlas.spectral import unmix
+
+    with pytest.raises(ValueError, match="in memory.*kmeans, nmf, pca"):
+        unmix(da.from_array(cube, chunks=(4, 40, 96)), "gmm", 3)
+
+
+def test_cli_unmix_within_a_memory_budget(cube: np.ndarray, tmp_path: Path) -> None:
+    """``--memory-budget`` reads a Zarr cube in blocks of whole map rows and writes the same
+    maps as the in-memory run."""
+    import h5py
+    from typer.testing import CliRunner
+
+    from latentatlas.cli.app import app
+    from latentatlas.io import LoadError, load, load_lazy, save_zarr
+    from latentatlas.pipelines.unmix import _open_within
+
+    store = tmp_path / "cube.zarr"
+    save_zarr(cube, store, chunks=(5, 40, 96))
+    runs = {}
+    for name, extra in (("memory", []), ("budget", ["--memory-budget", "1 GB"])):
+        res = CliRunner().invoke(app, ["unmix", str(store), "-m", "nmf", "-k", "3", "-q",
+                                       "--out", str(tmp_path / name), *extra])
+        assert res.exit_code == 0, res.output
+        with h5py.File(tmp_path / name / "nmf.h5") as f:
+            runs[name] = np.asarray(f["loadings"])
+    np.testing.assert_allclose(runs["budget"], runs["memory"], rtol=1e-3, atol=1e-3 *
+                               float(np.abs(runs["memory"]).max()))
+    data, block = _open_within(str(store), None, "1 GB", 3)
+    assert data.data.chunks[1:] == ((40,), (96,)) and block >= 40 * 96 * 4
+    assert isinstance(load_lazy(store).data, da.Array)
+    with pytest.raises(LoadError, match="memory-budget"):
+        load(store, max_bytes=1000)  # load() reads a store whole only within its budget
+    res = CliRunner().invoke(app, ["unmix", str(store), "-m", "pca", "--memory-budget", "100 MB",
+                                   "--out", str(tmp_path / "small")])
+    assert res.exit_code != 0 and "too small" in res.output

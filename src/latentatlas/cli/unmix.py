@@ -64,6 +64,10 @@ def unmix_command(
     ] = None,
     figure_format: Annotated[list[str] | None, typer.Option(
         "--figure-format", "-F", help=FIGURE_FORMAT_HELP)] = None,
+    memory_budget: Annotated[str, typer.Option(
+        "--memory-budget", help="read the cube lazily, a block of spectra at a time, and stay "
+                                "under this memory, e.g. '2 GB' (pca, nmf, kmeans; for cubes "
+                                "larger than memory)")] = "",
     list_channels: Annotated[bool, typer.Option(
         "--list-channels", help="print the channels/signals of CUBE and exit")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", "-f", help=OVERWRITE_HELP)] = False,
@@ -108,7 +112,8 @@ def unmix_command(
                         crop=_parse_crop(crop), bin=bin, poisson=poisson,
                         scale=scale or False,  # type: ignore[arg-type]
                         offset=off, random_state=seed, device=device, progress=not quiet,
-                        overwrite=overwrite, figure_formats=figure_format or (), **options)
+                        overwrite=overwrite, figure_formats=figure_format or (),
+                        memory_budget=memory_budget or None, **options)
     result = run.result
     err = "" if result.reconstruction_error is None else \
         f"; relative reconstruction error {result.reconstruction_error:.4g}"

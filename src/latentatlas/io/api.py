@@ -144,6 +144,25 @@ def _read_zip(path: Path, pick: Picker) -> list[Dataset]:
             return out
 
 
+def _read_zarr(path: Path, pick: Picker, max_bytes: int | None) -> list[Dataset]:
+    """A Zarr store (a folder) read whole, when it fits the budget; larger ones are for
+    :func:`~latentatlas.io.load_lazy` (``--memory-budget`` on the command line)."""
+    from latentatlas.io.lazy import load_lazy
+
+    lazy = load_lazy(path, channel=pick.key)
+    pick.names = [lazy.name or "data"]
+    if pick.mode == "list":
+        return []
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    if lazy.nbytes > limit:
+        raise LoadError(f"{path} holds {format_bytes(lazy.nbytes)}, more than the "
+                        f"{format_bytes(limit)} load() may use; read it lazily with "
+                        "load_lazy(), or on the command line with --memory-budget")
+    out = lazy.compute()
+    out.source = path
+    return [out]
+
+
 def _run(source: Any, pick: Picker, max_bytes: int | None) -> list[Dataset]:
     if isinstance(source, Dataset):
         pick.choose([[source.name or "data"]], 0)
@@ -166,6 +185,8 @@ def _run(source: Any, pick: Picker, max_bytes: int | None) -> list[Dataset]:
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     pick.source = str(path)
+    if path.suffix.lower() == ".zarr" and path.is_dir():
+        return _read_zarr(path, pick, max_bytes)
     pick.file_size = require_regular_file(path)
     pick.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
     reader, fmt = _reader_for(path)

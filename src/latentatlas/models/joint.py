@@ -82,7 +82,10 @@ class JointConfig(VAEConfig):
     class weights; the capacities, gammas, temperature and ``balance`` then do not apply, and
     ``consistency`` compares the content latents of two views). prior_concentration: alpha of
     the Dirichlet(alpha) hyperprior on the learned weights (1 = none, below 1 empties classes
-    expected to hold fewer than 1 - alpha objects).
+    expected to hold fewer than 1 - alpha objects). tied_mixture: the learned prior's components
+    share one weight (1/K) and one diagonal variance (their responsibility-weighted mean), a
+    soft k-means in the content latents: no class can absorb a rare one by a larger weight or
+    spread (``prior_concentration`` then does not apply).
     temperature: Gumbel-softmax temperature when no ``temperature`` schedule is given.
     enumerate_classes: sum exactly over the class combinations (at most 256) instead of sampling.
     capacity_z, capacity_d: final capacities in nats (capacity_d < 0 means sum log K_i).
@@ -100,6 +103,7 @@ class JointConfig(VAEConfig):
     discrete: tuple[int, ...] = (10,)
     class_prior: str = "uniform"
     prior_concentration: float = 1.0
+    tied_mixture: bool = False
     temperature: float = 0.67
     enumerate_classes: bool = False
     capacity_z: float = 5.0
@@ -135,6 +139,8 @@ class JointConfig(VAEConfig):
         if self.class_prior == "learned" and self.balance:
             _fail("balance", "0 with class_prior='learned' (it pulls the classes to equal sizes)",
                   self.balance)
+        if self.tied_mixture and self.class_prior != "learned":
+            _fail("tied_mixture", "False unless class_prior='learned'", self.tied_mixture)
         if self.class_prior == "learned" and len(discrete) != 1:
             _fail("discrete", "one discrete variable (K,) with class_prior='learned'", discrete)
         if self.capacity_z < 0:
@@ -742,6 +748,9 @@ class JointVAE(DiscreteModelMixin, VAEModel):
         mean = resp.T @ mu / safe
         second = resp.T @ (var + mu**2) / safe
         variance = np.maximum(second - mean**2, 1e-4)
+        if self.config.tied_mixture:
+            weight = np.full_like(weight, 1.0 / len(weight))
+            variance[:] = (weight_n[:, None] * variance).sum(0) / weight_n.sum()
         empty = weight_n < 1e-6
         mean[empty] = old_mean.cpu().numpy()[empty]
         variance[empty] = old_logvar.exp().cpu().numpy()[empty]

@@ -13,6 +13,10 @@ The expectation over y is exact (summed over the classes, as in M2) with ``enume
 weights each labelled sample's cross-entropy by the inverse frequency of its class among the
 labels (every class then weighs the same), and ``class_prior="labelled"`` replaces the uniform
 prior of the unlabelled KL term by the class frequencies of the labels (add-one smoothed).
+``logit_adjustment`` (tau, Menon et al. 2021) lets the classifier network output class-balanced
+logits f(x): every loss term uses q(y|x) = softmax(f(x) + tau log p(y)), the posterior under the
+class prior p(y), while ``predict`` takes argmax f(x), the class of highest p(x | y)
+(tau = 1), so a rare class is not out-voted by its prior.
 ``consistency`` adds KL(q(y|x) || q(y|x')) for a second view x' of the same object (``fit``'s
 ``groups``, e.g. rotated copies of one crop), on labelled and unlabelled samples alike.
 
@@ -65,7 +69,8 @@ class SSVAEConfig(VAEConfig):
     class_prior: ``uniform`` or ``labelled`` (the labels' class frequencies, add-one smoothed,
     set by ``fit``) as the prior of the unlabelled samples' KL(q(y | x) || p(y)).
     consistency: weight of KL(q(y|x) || q(y|x')) over pairs of views of one object (``fit`` with
-    ``groups``).
+    ``groups``). logit_adjustment: tau >= 0; the losses see the network's logits plus tau
+    log p(y), ``predict`` the logits alone (needs ``class_prior="labelled"``; 0: off).
     """
 
     n_classes: int = 10
@@ -73,6 +78,7 @@ class SSVAEConfig(VAEConfig):
     class_balanced: bool = False
     class_prior: str = "uniform"
     consistency: float = 0.0
+    logit_adjustment: float = 0.0
     enumerate_classes: bool = True
     temperature: float = 0.67
     canonical_classifier: bool = False
@@ -95,6 +101,11 @@ class SSVAEConfig(VAEConfig):
             _fail("class_prior", "'uniform' or 'labelled'", self.class_prior)
         if self.consistency < 0:
             _fail("consistency", ">= 0", self.consistency)
+        if self.logit_adjustment < 0:
+            _fail("logit_adjustment", ">= 0", self.logit_adjustment)
+        if self.logit_adjustment and self.class_prior != "labelled":
+            # under the uniform prior the adjustment is a constant: it would do nothing
+            _fail("class_prior", "'labelled' with logit_adjustment > 0", self.class_prior)
         if not self.temperature > 0:
             _fail("temperature", "> 0", self.temperature)
         if self.enumerate_classes and self.n_classes > MAX_ENUMERATED:
@@ -172,6 +183,9 @@ class SSVAEModule(DiscreteLatentModule):
             y = torch.full((n,), -1, dtype=torch.long, device=x.device)
         labelled = y >= 0
         logits = self.discrete_logits(x)
+        if c.logit_adjustment:
+            # the network gives balanced logits; the model's posterior adds the class prior
+            logits = [logits[0] + c.logit_adjustment * cast(Tensor, self.log_class_prior)]
         terms = self.class_encoder_terms if c.encoder_sees_class else self.shared_encoder_terms
         nll, kl, reg, z, mu = terms(x, y, logits, knobs)
         kl_y = categorical_kl(logits[0], cast(Tensor, self.log_class_prior))

@@ -335,6 +335,7 @@ def rerun(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
         from latentatlas.pipelines.unmix import run_unmix
 
         extra = config.pop("options", {}) or {}
+        config.pop("block_bytes", None)  # recorded for the reader; derived from memory_budget
         return run_unmix(inputs[0], out=target, overwrite=overwrite, **config, **extra)
     from latentatlas.pipelines.walls import run_walls
 

@@ -17,16 +17,22 @@ The job, step by step:
 
    - ``ssvae`` / ``ssrvae``: semi-supervised (the second with rotation and translation
      latents). A stratified ``labelled_fraction`` of the crops gives its label (at least one
-     crop of every class with two or more, never all of a class); the labelled cross-entropy
-     is class-balanced, the unlabelled KL term uses the labels' class frequencies as prior,
-     and the class must agree between two views of one crop (consistency). An optional
+     crop of every class with two or more, never all of a class). Every loss term sees the
+     class prior p(y) (the labels' frequencies) but the prediction does not: the network's
+     logits plus log p(y) are the model's q(y | x) in training, the logits alone decide the
+     class (logit adjustment, Menon et al. 2021), so a rare class is not out-voted by its
+     prior (``logit_adjustment=0``: inverse-frequency weights on the labelled cross-entropy
+     instead, the earlier default). The class must agree between two views of one crop
+     (consistency). An optional
      ``validation_fraction`` of the labelled crops is held back as an explicit validation set
      (its labels are not trained on; scores after every epoch are in the history). The
      model is scored on the crops whose label it did not see.
    - ``jvae`` / ``jrvae``: no labels. The joint VAE with a learned class prior: a Gaussian
-     mixture over the content latents whose weights are fitted to the data (a Dirichlet
-     ``prior_concentration`` below 1 empties classes that hold almost no crop), so classes
-     keep their real sizes. K is ``n_classes``, by default the number of classes in the
+     mixture over the content latents whose weights are fitted to the data, so classes
+     keep their real sizes. The weights' Dirichlet ``prior_concentration`` is 1 (maximum
+     likelihood: emptying a class is neither rewarded nor penalised; below 1 a class
+     holding almost no crop empties, which let the big classes absorb rare ones; chosen by
+     the ELBO, benchmarks/RESULTS.md, issue 14). K is ``n_classes``, by default the number of classes in the
      labels; the classes a run leaves empty are reported. ``restarts`` runs from different
      seeds, the one with the highest ELBO kept among those that use more than one class (no
      labels are used to choose). Scored on every labelled crop after matching its classes to
@@ -90,8 +96,10 @@ _FINDERS = ("peaks", "log", "dcnn")
 
 @dataclass(frozen=True)
 class ClassifyConfig:
-    """Every choice of a classify run (saved in ``results.json``). Defaults were selected by
-    cross-validation on the LibraryNet development crops (benchmarks/RESULTS.md, issue 14).
+    """Every choice of a classify run (saved in ``results.json``). The kind defaults were
+    selected by cross-validation on the LibraryNet development crops; ``logit_adjustment=1``
+    was fixed a priori and ``prior_concentration=1`` chosen by the ELBO (benchmarks/RESULTS.md,
+    issue 14).
 
     model: ``ssvae``, ``ssrvae`` (semi-supervised), ``jvae``, ``jrvae`` (no labels).
     labelled_fraction: fraction of the labelled crops whose label the semi-supervised model
@@ -108,7 +116,8 @@ class ClassifyConfig:
         the model and its training. consistency: weight of the class agreement between two
         views of a crop. Fields left None (dopant_threshold, encoder, epochs, consistency)
         take the default of the model kind (``_KIND_DEFAULTS``; ``value`` and ``resolved``).
-        alpha: weight of the labelled cross-entropy (semi-supervised).
+        alpha: weight of the labelled cross-entropy (semi-supervised). logit_adjustment:
+        tau of the semi-supervised model's logit adjustment (0: inverse-frequency weights).
         label_oversampling: the labelled views are repeated to about this fraction of each
         epoch. prior_concentration: Dirichlet alpha of the joint VAE's class prior.
         warmup: fraction of the joint VAE's epochs trained as a plain VAE before the classes.
@@ -136,8 +145,9 @@ class ClassifyConfig:
     lr: float = 2e-3
     consistency: float | None = None
     alpha: float = 50.0
+    logit_adjustment: float = 1.0
     label_oversampling: float = 0.5
-    prior_concentration: float = 0.5
+    prior_concentration: float = 1.0
     warmup: float = 0.5
     restarts: int = 4
     cnn_epochs: int = 80
@@ -179,6 +189,8 @@ class ClassifyConfig:
             raise ValueError(f"consistency must be >= 0, got {self.consistency}")
         if not self.lr > 0 or not self.sigma > 0:
             raise ValueError(f"lr and sigma must be > 0, got {self.lr}, {self.sigma}")
+        if self.logit_adjustment < 0:
+            raise ValueError(f"logit_adjustment must be >= 0, got {self.logit_adjustment}")
         if not 0 < self.label_oversampling < 1:
             raise ValueError(f"label_oversampling must be in (0, 1), got "
                              f"{self.label_oversampling}")
@@ -360,8 +372,13 @@ def _fit_semi(data: DefectSet, y: np.ndarray, seen: np.ndarray, validation: np.n
     X = data.views.reshape(n * v, 1, w, w)
     groups = np.repeat(np.arange(n), v)
     train_y = np.repeat(np.where(seen, y, -1), v)
-    options: dict[str, Any] = {**_model_config(config), "n_classes": k, "alpha": config.alpha,
-                               "class_balanced": True, "class_prior": "labelled"}
+    # one rare-class correction at a time: the logit adjustment, or without it inverse
+    # class-frequency weights on the labelled cross-entropy
+    options: dict[str, Any] = {"n_classes": k, "alpha": config.alpha,
+                               "class_balanced": not config.logit_adjustment,
+                               "class_prior": "labelled",
+                               "logit_adjustment": config.logit_adjustment,
+                               **_model_config(config)}
     if config.model == "ssrvae":
         options.setdefault("canonical_classifier", False)
     model = get_model(CLASSIFY_MODELS[config.model][0], (1, w, w), seed=config.seed, **options)
@@ -448,8 +465,11 @@ def _baselines(data: DefectSet, y: np.ndarray, seen: np.ndarray, scored: np.ndar
 # ------------------------------------------------------------------------------ run
 
 
-def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
-    """Train the configured model on prepared crops, score it and its baselines."""
+def classify_defects(data: DefectSet, config: ClassifyConfig, with_baselines: bool = True
+                     ) -> ClassifyResult:
+    """Train the configured model on prepared crops, score it and its baselines
+    (``with_baselines=False``: the model alone, e.g. beside baselines already measured on the
+    same crops, split and seed)."""
     timings: dict[str, float] = {}
     crops = data.crops
     y = crops.labels
@@ -479,7 +499,7 @@ def classify_defects(data: DefectSet, config: ClassifyConfig) -> ClassifyResult:
     latent_names, latents, latents_std = crop_latents(model, data.views)
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    baselines = _baselines(data, y, seen, scored, k, config)
+    baselines = _baselines(data, y, seen, scored, k, config) if with_baselines else {}
     timings["baselines"] = time.perf_counter() - t
     scores: dict[str, Any] = {"scored_crops": int(scored.sum())}
     if scored.any():

@@ -19,10 +19,12 @@ from sklearn.exceptions import ConvergenceWarning
 from latentatlas._checks import check_array
 from latentatlas.io.calibration import Calibration
 from latentatlas.io.dataset import Axis
+from latentatlas.spectral._blocks import BLOCK_BYTES
 from latentatlas.spectral.blu import BayesianLinearUnmixing
 from latentatlas.spectral.clustering import KMeans
 from latentatlas.spectral.decomposition import NMF, PCA
 from latentatlas.spectral.neural import SOM, SpectralAutoencoder
+from latentatlas.spectral.outofcore import ChunkedKMeans, ChunkedNMF, IncrementalPCA
 from latentatlas.spectral.preprocessing import (
     bin_spatial,
     crop_channels,
@@ -31,7 +33,8 @@ from latentatlas.spectral.preprocessing import (
 )
 from latentatlas.spectral.result import UnmixResult
 
-__all__ = ["METHODS", "MethodOutput", "list_methods", "register_method", "unmix"]
+__all__ = ["METHODS", "MethodOutput", "OUT_OF_CORE_METHODS", "list_methods", "register_method",
+           "unmix"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,15 @@ class RunContext:
     device: str
     progress: bool
     options: dict[str, Any]
+    block_bytes: int = BLOCK_BYTES
+
+
+#: methods that run on a lazy (Dask) cube, one block of spectra in memory at a time
+OUT_OF_CORE_METHODS = ("kmeans", "nmf", "pca")
+
+
+def _is_lazy(X: Any) -> bool:
+    return type(X).__module__.startswith("dask.")
 
 
 Runner = Callable[[np.ndarray, RunContext], MethodOutput]
@@ -106,11 +118,20 @@ def _pca_scores(X: np.ndarray, n: int, ctx: RunContext) -> tuple[np.ndarray, int
 @register_method("pca")
 def _run_pca(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     opts = dict(ctx.options)
-    est = PCA(ctx.n_components, center=_pop(opts, "center", True),
-              solver=_pop(opts, "solver", "auto"), random_state=ctx.random_state,
-              device=ctx.device)
-    _reject_unknown("pca", opts)
-    scores = est.fit_transform(X)
+    center = _pop(opts, "center", True)
+    est: PCA | IncrementalPCA
+    if _is_lazy(X):
+        # exact PCA from the scatter matrix summed block by block; the solver does not apply
+        opts.pop("solver", None)
+        est = IncrementalPCA(ctx.n_components, center=center, block_bytes=ctx.block_bytes,
+                             device=ctx.device)
+        _reject_unknown("pca", opts)
+        scores = np.asarray(est.fit(X).transform(X))
+    else:
+        est = PCA(ctx.n_components, center=center, solver=_pop(opts, "solver", "auto"),
+                  random_state=ctx.random_state, device=ctx.device)
+        _reject_unknown("pca", opts)
+        scores = est.fit_transform(X)
     return MethodOutput(
         components=est.components_, scores=scores,
         reconstruction=lambda sl: est.inverse_transform(scores[sl]),
@@ -126,6 +147,8 @@ def _run_nmf(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     est = NMF(ctx.n_components, solver=_pop(opts, "solver", "hals"), init=_pop(opts, "init", "spa"),
               max_iter=_pop(opts, "max_iter", 200), tol=_pop(opts, "tol", 1e-4),
               random_state=ctx.random_state, device=ctx.device)
+    if _is_lazy(X):
+        est = ChunkedNMF(**est.get_params(), block_bytes=ctx.block_bytes)
     _reject_unknown("nmf", opts)
     w = est.fit_transform(X)
     return MethodOutput(
@@ -159,6 +182,8 @@ def _run_kmeans(X: np.ndarray, ctx: RunContext) -> MethodOutput:
     est = KMeans(ctx.n_components, n_init=_pop(opts, "n_init", 1),
                  max_iter=_pop(opts, "max_iter", 100), random_state=ctx.random_state,
                  device=ctx.device)
+    if _is_lazy(X):
+        est = ChunkedKMeans(**est.get_params(), block_bytes=ctx.block_bytes)
     _reject_unknown("kmeans", opts)
     est.fit(X)
     labels = est.labels_
@@ -404,7 +429,8 @@ def _as_cube(cube: Any) -> tuple[np.ndarray, Any, Calibration, tuple[int, ...]]:
     if hasattr(cube, "data") and not isinstance(cube, np.ndarray):
         axes = list(getattr(cube, "axes", None) or [])
         cube = cube.data
-    arr = np.asarray(cube)
+    lazy = _is_lazy(cube)
+    arr = cube if lazy else np.asarray(cube)
     if arr.ndim < 2:
         raise ValueError(f"cube must be (ny, nx, channels), a line scan (n, channels) or "
                          f"(..., ny, nx, channels); got {arr.ndim} dimensions {arr.shape}")
@@ -421,7 +447,12 @@ def _as_cube(cube: Any) -> tuple[np.ndarray, Any, Calibration, tuple[int, ...]]:
         arr = arr[None]
     elif arr.ndim > 3:
         arr = arr.reshape(-1, arr.shape[-2], arr.shape[-1])
-    cube3 = check_array(arr, "cube", ndim=3)
+    if lazy:
+        if np.dtype(arr.dtype).kind not in "biuf":
+            raise ValueError(f"cube must be numeric, got dtype {arr.dtype}")
+        cube3 = arr if arr.dtype == np.float64 else arr.astype(np.float32)
+    else:
+        cube3 = check_array(arr, "cube", ndim=3)
     return cube3, axes[-1] if axes else None, calibration, nav_shape
 
 
@@ -439,9 +470,15 @@ def unmix(
     random_state: int | None = 0,
     device: str = "cpu",
     progress: bool = False,
+    block_bytes: int = BLOCK_BYTES,
     **options: Any,
 ) -> UnmixResult:
     """Decompose, cluster or embed the spectra of a cube.
+
+    A lazy cube (a Dask array, or the dataset :func:`latentatlas.io.load_lazy` returns) is
+    never read whole: the methods of ``OUT_OF_CORE_METHODS`` (``pca``, ``nmf``, ``kmeans``)
+    run on it a block of ``block_bytes`` of spectra at a time, with the same results as in
+    memory (see :mod:`latentatlas.spectral.outofcore`); the maps, ``(ny, nx, k)``, are held.
 
     Parameters
     ----------
@@ -472,12 +509,19 @@ def unmix(
         values, e.g. hysteresis loops), or a number to subtract; recorded in ``params``.
     random_state, device : passed to every estimator that takes them.
     progress : show progress bars on slow methods (BLU).
+    block_bytes : bytes of spectra read at a time from a lazy cube.
     **options : method options (e.g. ``center=False`` for PCA, ``max_iter`` for NMF,
         ``n_samples``/``n_burn`` for BLU, ``n_pca`` for methods working on PCA scores).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list_methods()}")
     cube, carried_axis, calibration, nav_shape = _as_cube(cube)
+    lazy = _is_lazy(cube)
+    if lazy and method not in OUT_OF_CORE_METHODS:
+        raise ValueError(
+            f"method {method!r} needs the spectra in memory; on a lazy cube (or with a memory "
+            f"budget) choose one of {', '.join(OUT_OF_CORE_METHODS)}, or load the cube whole "
+            "(bin or crop it first if it does not fit)")
     ny, nx, c = cube.shape
     if not isinstance(n_components, (int, np.integer)) or n_components < 1:
         raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
@@ -489,7 +533,7 @@ def unmix(
         if len(nav_shape) != 2:
             raise ValueError(f"bin works on spectrum images (ny, nx, channels); this input's "
                              f"navigation shape is {nav_shape}")
-        cube = bin_spatial(cube, bin)
+        cube = _bin_lazy(cube, bin) if lazy else bin_spatial(cube, bin)
         ny, nx = cube.shape[:2]
         nav_shape = (ny, nx)
         calibration = calibration.binned(bin)
@@ -503,7 +547,8 @@ def unmix(
     if offset is not None:
         applied_offset = float(X.min()) if offset == "min" else float(offset)
         X = X - np.float32(applied_offset)
-    if method in _NEEDS_NONNEGATIVE and float(X.min()) < 0:
+    # after offset="min" the data are non-negative by construction: no second pass
+    if method in _NEEDS_NONNEGATIVE and offset != "min" and float(X.min()) < 0:
         raise ValueError(
             f"method {method!r} needs non-negative data but the cube has {int((X < 0).sum())} "
             f"negative values (minimum {float(X.min()):g}); pass offset='min' or use 'pca'"
@@ -515,7 +560,8 @@ def unmix(
                              "the channels")
         if scale not in ("channel", "global"):
             raise ValueError(f"scale must be False, 'channel' or 'global', got {scale!r}")
-        sd = X.std(0) if scale == "channel" else np.full(X.shape[1], X.std())
+        sd = np.asarray(X.std(0)) if scale == "channel" else np.full(X.shape[1],
+                                                                     float(X.std()))
         sd = np.where(sd > 0, sd, 1.0).astype(np.float32)
         X = X / sd
         # reuse the Poisson back-map: components times the per-channel factor, loadings as is
@@ -526,9 +572,13 @@ def unmix(
                 "poisson=True is not supported for BLU: the per-pixel scaling would move the "
                 "abundances off the simplex; run BLU on the counts"
             )
-        Xp, g, h = poisson_normalize(X)
-        X = Xp.astype(np.float32)
-    ctx = RunContext(int(n_components), random_state, device, progress, dict(options))
+        if lazy:
+            X, g, h = _poisson_normalize_lazy(X)
+        else:
+            Xp, g, h = poisson_normalize(X)
+            X = Xp.astype(np.float32)
+    ctx = RunContext(int(n_components), random_state, device, progress, dict(options),
+                     block_bytes)
     logger.info("unmix: %s with k=%d on %d spectra x %d channels", method, n_components,
                 X.shape[0], c)
     t0 = time.perf_counter()
@@ -553,9 +603,7 @@ def unmix(
         labels_map = labels.reshape(ny, nx)
         ids = np.unique(labels[labels >= 0])
         n_clusters = int(ids.max()) + 1 if ids.size else 0
-        cluster_means = np.zeros((n_clusters, c), dtype=np.float64)
-        for i in ids:  # few clusters; each mean is one vectorised reduction
-            cluster_means[i] = X_orig[labels == i].mean(0)
+        cluster_means = _cluster_means(X_orig, labels, n_clusters)
     params = {
         "method": method, "n_components": int(n_components), "crop": crop, "bin": bin,
         "poisson": poisson, "scale": scale,
@@ -579,13 +627,62 @@ def _relative_error(X: np.ndarray,
                     recon: np.ndarray | Callable[[slice], np.ndarray]) -> float:
     """``||X - X_hat|| / ||X||`` in float64, a block of rows at a time."""
     num = den = 0.0
-    for i in range(0, X.shape[0], 2048):
-        sl = slice(i, i + 2048)
-        xb = X[sl].astype(np.float64)
+    for sl in _row_slices(X):
+        xb = np.asarray(X[sl], dtype=np.float64)
         rb = recon(sl) if callable(recon) else recon[sl]
         num += float(((xb - rb) ** 2).sum())
         den += float((xb * xb).sum())
     return float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
+
+
+def _row_slices(X: Any) -> list[slice]:
+    """Slices of rows to read at a time: 2048 in memory, whole chunks of a Dask array."""
+    if _is_lazy(X):
+        edges = np.cumsum((0, *X.chunks[0]))
+        return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [slice(i, i + 2048) for i in range(0, X.shape[0], 2048)]
+
+
+def _cluster_means(X: Any, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Mean spectrum of each cluster ``(n_clusters, c)``, summed a block of rows at a time;
+    unlabelled rows (-1) are left out."""
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    counts = np.zeros(n_clusters, dtype=np.int64)
+    for sl in _row_slices(X):
+        lab = labels[sl]
+        keep = lab >= 0
+        np.add.at(sums, lab[keep], np.asarray(X[sl], dtype=np.float64)[keep])
+        counts += np.bincount(lab[keep], minlength=n_clusters)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def _bin_lazy(cube: Any, factor: int | tuple[int, int]) -> Any:
+    """``bin_spatial`` (sum) of a Dask cube, block by block."""
+    import dask.array as da
+
+    fy, fx = (factor, factor) if isinstance(factor, int) else factor
+    if fy < 1 or fx < 1 or fy > cube.shape[0] or fx > cube.shape[1]:
+        raise ValueError(f"bin factor {factor} must be >= 1 and fit the map {cube.shape[:2]}")
+    by, bx = cube.shape[0] // fy, cube.shape[1] // fx
+    trimmed = cube[: by * fy, : bx * fx].rechunk({0: max(fy, cube.chunks[0][0] // fy * fy),
+                                                  1: -1, 2: -1})
+    return da.coarsen(np.sum, trimmed, {0: fy, 1: fx})
+
+
+def _poisson_normalize_lazy(X: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``poisson_normalize`` of lazy spectra: the row and channel means are computed (one
+    pass each), the division stays lazy."""
+    n_neg = int((X < 0).sum())
+    if n_neg:
+        raise ValueError(f"Poisson normalisation needs non-negative counts, but the data has "
+                         f"{n_neg} negative values; drop poisson=True or undo the background "
+                         "subtraction")
+    g = np.sqrt(np.asarray(X.mean(1), dtype=np.float64))
+    h = np.sqrt(np.asarray(X.mean(0), dtype=np.float64))
+    g[g == 0] = 1.0
+    h[h == 0] = 1.0
+    Xp = X / g[:, None].astype(np.float32) / h[None, :].astype(np.float32)
+    return Xp.astype(np.float32), g, h
 
 
 def _reshape_extra(v: np.ndarray, ny: int, nx: int) -> np.ndarray:
