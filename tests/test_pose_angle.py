@@ -77,6 +77,31 @@ def test_polar_angle_head_is_rotation_equivariant_whatever_its_weights() -> None
                           torch.zeros(5), atol=1e-4)
 
 
+@pytest.mark.parametrize("decoder", ["spatial", "transform"])
+def test_canonical_origin_moves_only_the_point_the_shift_follows(decoder: str) -> None:
+    """Moving the learnt canonical origin o changes which point of the object the shift latent
+    names (by s R(angle) o) and nothing the model draws or encodes as content."""
+    from latentatlas.models.vae import VAEModule
+
+    torch.manual_seed(0)
+    module = VAEModule(VAEConfig(input_shape=(1, 16, 16), rotation=True, translation=True,
+                                 scale=True, decoder=decoder, equivariant_angle=True, hidden=16))
+    assert module.canonical_origin is not None
+    x = torch.rand(6, 1, 16, 16)
+    with torch.no_grad():
+        mu, _ = module.encode(x)
+        drawn = module.decode(mu)
+        module.canonical_origin.copy_(torch.tensor([0.3, -0.2]))
+        mu_moved, _ = module.encode(x)
+        drawn_moved = module.decode(mu_moved)
+    angle, scale = mu[:, 0], torch.exp(mu[:, 3])
+    c, s = torch.cos(angle), torch.sin(angle)
+    turned = torch.stack([c * 0.3 + s * -0.2, -s * 0.3 + c * -0.2], 1)  # R o, R = [[c, s], [-s, c]]
+    assert torch.allclose(mu_moved[:, 1:3] - mu[:, 1:3], scale[:, None] * turned, atol=1e-5)
+    assert torch.allclose(mu_moved[:, [0, 3, 4, 5]], mu[:, [0, 3, 4, 5]], atol=1e-5)
+    assert torch.allclose(drawn_moved, drawn, atol=1e-4)
+
+
 def test_equivariant_angle_needs_rotation() -> None:
     with pytest.raises(ValueError, match="equivariant_angle"):
         VAEConfig(input_shape=(1, 28, 28), translation=True, decoder="transform",
@@ -87,7 +112,7 @@ def test_equivariant_rvae_angle_follows_every_shape() -> None:
     """A small four-shape set: the angle latent of the rVAE with the equivariant angle head
     follows the true angle of the asymmetric L and (modulo 120 degrees) the triangle, where the
     plain rVAE's content latents take over the rotation. Measured on the same budget: plain
-    |r| 0.19 0.01 0.45 0.02 (bar, ellipse, L, triangle), equivariant 0.997 0.995 0.996 0.983."""
+    |r| 0.19 0.01 0.45 0.02 (bar, ellipse, L, triangle), equivariant 0.993 0.969 0.984 0.975."""
     from latentatlas.datasets.shapes import FOUR_SHAPES_SYMMETRY, four_shapes
     from latentatlas.models import get_model
 

@@ -35,6 +35,9 @@ class VAEModule(nn.Module):
 
     #: The knobs ``forward`` reads: the schedules the training plan accepts for this module.
     schedule_names: ClassVar[frozenset[str]] = frozenset({"beta", "capacity", "gamma"})
+    #: Tensors added after models were saved without them; their initial value reproduces
+    #: those models (a zero canonical origin is no offset), so loading fills it in.
+    added_tensors: ClassVar[frozenset[str]] = frozenset({"canonical_origin"})
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -44,6 +47,8 @@ class VAEModule(nn.Module):
         encoder = ENCODERS[config.encoder]
         self.angle_head: PolarAngleHead | None = None
         self.content_encoder: nn.Module | None = None
+        # Where the shift latent sits on the canonical object (see ``pose_matrix``), or None.
+        self.canonical_origin: nn.Parameter | None = None
         if config.rotation and config.equivariant_angle:
             # The encoder gives the other pose latents' means and every pose log-variance; the
             # angle's mean comes from the head, the content from a second encoder (``encode``).
@@ -53,6 +58,8 @@ class VAEModule(nn.Module):
                                              min(config.input_shape[1:]) // 2)
             self.content_encoder = encoder(config.input_shape, 2 * config.latent_dim,
                                            config.hidden, config.layers)
+            if config.translation:
+                self.canonical_origin = nn.Parameter(torch.zeros(config.spatial_dims))
         else:
             self.encoder = encoder(config.input_shape, 2 * len(self.names), config.hidden,
                                    config.layers)
@@ -104,10 +111,18 @@ class VAEModule(nn.Module):
         raw = self.encoder(x)  # (n, 2k - 1): means of the pose latents after the angle, log-vars
         others = raw[:, : k - 1] * scale[1:k]
         logvar_pose = raw[:, k - 1 :].clamp(-12.0, 8.0) + 2 * torch.log(scale[:k])
-        # The centre only places the polar grid; the shift itself is learnt from reconstruction.
+        # The encoder's shift output is where the canonical frame's origin appears; the polar
+        # grid turns about it (detached: it only places the grid, the shift is learnt from the
+        # reconstruction). The shift latent is the point ``canonical_origin`` of the object.
         centre = (others[:, : c.spatial_dims].detach() if c.translation
                   else torch.zeros(len(x), c.spatial_dims, dtype=x.dtype, device=x.device))
-        mu_pose = torch.cat([self.angle_head(x, centre)[:, None].to(others.dtype), others], 1)
+        angle = self.angle_head(x, centre)[:, None].to(others.dtype)
+        if self.canonical_origin is not None:
+            # Detached angle: the shift prior must not turn the angle to shorten the shift.
+            offset = self._origin_offset(angle.detach(), others)
+            others = torch.cat([others[:, : c.spatial_dims] + offset,
+                                others[:, c.spatial_dims :]], 1)
+        mu_pose = torch.cat([angle, others], 1)
         matrix = self.pose_matrix(mu_pose)
         assert matrix is not None
         canonical = warp(x, invert_affine(matrix))
@@ -117,13 +132,38 @@ class VAEModule(nn.Module):
         mu_c, logvar_c = self._from_prior_units(raw_mu_c, raw_logvar_c, scale[k:])
         return torch.cat([mu_pose, mu_c], 1), torch.cat([logvar_pose, logvar_c], 1)
 
+    def _origin_offset(self, angle: Tensor, others: Tensor) -> Tensor:
+        """s R(angle) canonical_origin (n, D): how far the shift latent lies from the point the
+        encoder tracks, for angles (n, 1) and the pose means after the angle (n, k - 1)."""
+        assert self.canonical_origin is not None
+        c = self.config
+        log_scale = others[:, c.spatial_dims] if c.scale else None
+        linear = inverse_pose_matrix(len(angle), c.spatial_dims, angle[:, 0], None, log_scale,
+                                     others)[:, :, :-1]  # (s R)^-1
+        origin = self.canonical_origin.to(others.dtype).expand(len(angle), -1)
+        return torch.linalg.solve(linear, origin)
+
     def pose_matrix(self, latents: Tensor) -> Tensor | None:
-        """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None."""
+        """Inverse pose matrices (n, D, D + 1) from the pose part of ``latents``, or None.
+
+        With ``canonical_origin`` o (equivariant rVAE with translation) an observed point q maps
+        to the canonical p = (s R)^-1 (q - t) + o: the shift t is where the canonical point o
+        appears. Which point of an object the shift follows is free for the reconstruction
+        (moving it changes the decoder's frame and every shift together); only the shift prior
+        picks one, the point whose position does not move with the angle. As one learnt vector,
+        that choice is reached in a few steps instead of by encoder and decoder drifting
+        together over many epochs (issue 21: on the 16x16 L set shift r stayed near 0.8 after
+        20 epochs with the equivariant head).
+        """
         if self.n_pose == 0:
             return None
         angle, shift, log_scale = self.config.pose.split(latents)
-        return inverse_pose_matrix(latents.shape[0], self.config.spatial_dims, angle, shift,
-                                   log_scale, latents)
+        matrix = inverse_pose_matrix(latents.shape[0], self.config.spatial_dims, angle, shift,
+                                     log_scale, latents)
+        if self.canonical_origin is None:
+            return matrix
+        origin = self.canonical_origin.to(matrix.dtype)[None, :, None]
+        return torch.cat([matrix[:, :, :-1], matrix[:, :, -1:] + origin], -1)
 
     def decode(self, latents: Tensor, condition: Tensor | None = None) -> Tensor:
         """Raw decoder output (n, c, *spatial) for full latent vectors (n, n_latents)."""
