@@ -7,7 +7,7 @@ Plain VAE, shift-VAE and rVAE are the same module with different pose latents sw
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +60,8 @@ class VAEModule(nn.Module):
                                            config.hidden, config.layers)
             if config.translation:
                 self.canonical_origin = nn.Parameter(torch.zeros(config.spatial_dims))
+                self._register_load_state_dict_pre_hook(_zero_origin_if_missing,
+                                                        with_module=True)
         else:
             self.encoder = encoder(config.input_shape, 2 * len(self.names), config.hidden,
                                    config.layers)
@@ -231,3 +233,13 @@ class VAEModule(nn.Module):
             kl={k: v.mean() for k, v in kl.items()},
             extras=extras,
         )
+
+
+def _zero_origin_if_missing(module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                            *args: Any) -> None:
+    """Models saved before ``canonical_origin`` existed load with the origin at zero, which
+    is exactly the model they were (the shift latent then names the encoder's point)."""
+    key = prefix + "canonical_origin"
+    origin = getattr(module, "canonical_origin", None)
+    if key not in state_dict and origin is not None:
+        state_dict[key] = torch.zeros_like(origin)
