@@ -350,15 +350,11 @@ class VAEModel:
         config = cls.config_class.from_dict(config_dict(meta))
         seed = seed_of(meta)
         weights = path / WEIGHTS_FILE
-        header = read_header(weights)
-        expected = expected_shapes(lambda: cls.module_class(config))
-        # tensors a later version added, absent from models saved before it
-        older = {k for k in cls.module_class.added_tensors if k in expected and k not in header}
-        check_shapes(weights, header, {k: v for k, v in expected.items() if k not in older})
+        check_shapes(weights, read_header(weights),
+                     expected_shapes(lambda: cls.module_class(config)))
         state = load_finite(weights)
         model = cls(name, config, seed=seed)
-        initial = model.module.state_dict()
-        model.module.load_state_dict({**{k: initial[k] for k in older}, **state})
+        model.module.load_state_dict(state)
         model.history = read_history(path)
         return model
 

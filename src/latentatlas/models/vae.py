@@ -35,9 +35,6 @@ class VAEModule(nn.Module):
 
     #: The knobs ``forward`` reads: the schedules the training plan accepts for this module.
     schedule_names: ClassVar[frozenset[str]] = frozenset({"beta", "capacity", "gamma"})
-    #: Tensors added after models were saved without them; their initial value reproduces
-    #: those models (a zero canonical origin is no offset), so loading fills it in.
-    added_tensors: ClassVar[frozenset[str]] = frozenset({"canonical_origin"})
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
