@@ -56,6 +56,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import background_share
 from latentatlas.analysis.sublattices import cell_sites
+from latentatlas.descriptors import windows
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,8 @@ def _common(r: AnalysisResult, seconds: float) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 1),
         "n_patches": len(r.patches), "window": r.patches.window,
+        "stride": r.patches.extra.get("stride"), "window_rule": r.patches.extra.get("window_rule"),
+        "domain_size_px": r.patches.extra.get("domain_size_px"),
         "training": {k: v for k, v in r.training.items() if k != "schedules"},
         "ratio": {n: _r(v, 2) for n, v in zip(r.activity.names, r.activity.ratio, strict=True)},
         "active": r.activity.active_names,
@@ -302,6 +305,9 @@ def main() -> None:
     ap.add_argument("--only", default="*",
                     help="pfm: only the scans whose name matches this pattern, e.g. 'PTO*'")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+    ap.add_argument("--window-per-domain", type=float, default=None,
+                    help="pfm: window = this x the domain width (descriptors.windows."
+                         "WINDOW_PER_DOMAIN; default: the library's)")
     ap.add_argument("--gradient", type=float, default=1.0,
                     help="generated: background rise across the image, in A peaks")
     ap.add_argument("--thickness", type=float, default=0.5,
@@ -311,6 +317,8 @@ def main() -> None:
         table()
         return
     torch.set_num_threads(1)
+    if args.window_per_domain is not None:
+        windows.WINDOW_PER_DOMAIN = args.window_per_domain
     options: dict[str, Any] = dict(LEGACY) if args.legacy else {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -324,6 +332,7 @@ def main() -> None:
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores shared, CPU only, torch threads 1",
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "overrides": options, "channels": channels if args.part == "pfm" else None,
+        "window_per_domain": windows.WINDOW_PER_DOMAIN,
         "runs": [],
     }
     for seed in args.seeds:

@@ -22,7 +22,15 @@ from latentatlas.analysis.labels import bic_elbow, gmm_labels
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.patches import extract_patches, remove_background
-from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.descriptors.windows import (
+    MAX_WINDOW,
+    MIN_WINDOW,
+    WINDOW_PER_DOMAIN,
+    choose_window,
+    domain_size,
+    sliding_windows,
+)
+from latentatlas.io import load
 from latentatlas.models import Latents, get_model
 from latentatlas.models.latents import latent_activity
 from latentatlas.pipelines.analyze import AnalysisConfig, analyze
@@ -270,3 +278,39 @@ def test_cell_sites_recover_the_sublattices_from_geometry() -> None:
         lat = two_site_lattice(gradient=1.0, thickness=0.5, angle=None, seed=seed)
         sites = cell_sites(lat.positions, lat.positions[lat.classes == 0], 2)
         assert adjusted_rand_score(lat.classes, sites) == 1.0
+
+
+# ------------------------------------------------------------------ window from the data
+
+
+def _stripes(width: int, shape: tuple[int, int] = (256, 256), seed: int = 0) -> np.ndarray:
+    """A PFM phase image: vertical domains ``width`` px wide, alternating -40 / 140 degrees."""
+    cols = np.arange(shape[1])
+    phase = np.where((cols // width) % 2 == 0, -40.0, 140.0)[None, :].repeat(shape[0], 0)
+    return phase + 5.0 * np.random.default_rng(seed).normal(size=shape)
+
+
+def test_window_follows_the_domain_width() -> None:
+    for width in (20, 30, 44):
+        walls = (256 - 1) // width  # full-height walls inside the image
+        size = domain_size(_stripes(width))
+        assert size == pytest.approx(256 / walls, rel=0.05)  # image area / wall length
+        choice = choose_window((256, 256), _stripes(width))
+        assert abs(choice.window - WINDOW_PER_DOMAIN * size) <= 1
+        assert choice.stride == choice.window // 4 and "domain width" in choice.why
+    assert choose_window((256, 256), _stripes(4)).window == MIN_WINDOW  # clamped below
+    single = np.full((256, 256), -40.0)
+    assert choose_window((256, 256), single).window == MAX_WINDOW  # one domain: no wall
+    assert choose_window((96, 96), single).window == 24  # a quarter of the image at most
+    assert choose_window((256, 256)).window == 32  # no phase: the fixed default
+
+
+def test_analyze_sizes_its_windows_from_the_phase() -> None:
+    data = load(_stripes(20))
+    data.quantity = "PhaseRetrace"
+    r = analyze(data, atoms="none", model="vae", epochs=1, progress=False, seed=0)
+    assert r.patches.extra["domain_size_px"] == pytest.approx(256 / 12, rel=0.05)
+    assert abs(r.patches.window - WINDOW_PER_DOMAIN * 256 / 12) <= 1
+    assert r.patches.extra["stride"] == r.patches.window // 4
+    given = analyze(data, atoms="none", model="vae", epochs=1, window=20, progress=False)
+    assert given.patches.window == 20 and given.patches.extra["window_rule"] == "given"
