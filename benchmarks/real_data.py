@@ -55,6 +55,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import background_share
+from latentatlas.analysis.labels import MERGE_RATIO
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.descriptors import windows
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
@@ -222,6 +223,8 @@ def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
         o = record.get("overrides") or {}
         label = "legacy" if o == LEGACY else (
             ", ".join(f"{k}={v}" for k, v in o.items()) or "default")
+        if "class_rule" not in record:
+            label += ", BIC elbow (before)"
         out.append((label, record["runs"]))
     return out
 
@@ -333,6 +336,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "overrides": options, "channels": channels if args.part == "pfm" else None,
         "window_per_domain": windows.WINDOW_PER_DOMAIN,
+        "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}",
         "runs": [],
     }
     for seed in args.seeds:
