@@ -271,6 +271,7 @@ def table() -> None:
                   f"{'/'.join(str(r['n_classes']) for r in rs)} | "
                   f"{_spread([r['ari_model_vs_pca_kmeans'] for r in rs])} | {verdicts} | "
                   f"{before} |")
+    _window_table()
     for part, key in (("stem", "ari_vs_sites"), ("generated", "ari_vs_truth"),
                       ("graphene", "ari_vs_defect_atoms")):
         rows = [(label, r) for label, rs in _records(part) for r in rs]
@@ -295,6 +296,31 @@ def table() -> None:
                       + " / ".join(",".join(n for n in r["active"] if n.startswith("z"))
                                    or "none" for r in rs) + " | "
                       + " / ".join(r["verdict"].split(":")[0].split(".")[0] for r in rs) + " |")
+
+
+def _window_table() -> None:
+    """PFM phase runs with the window from the domain width, one row per scan and factor."""
+    rows = [(json.loads(p.read_text()), p) for p in sorted(RESULTS.glob("real_data_pfm_window*.json"))]
+    if not rows:
+        return
+    print("\nPFM, PhaseRetrace, window = k x the mean domain width (clamped to [16, 64]), stride "
+          "window/4: best |rho| with the switched fraction (SF) / wall density (WD) of a model "
+          "latent, a PCA score and a plain window statistic\n")
+    print("| scan | k | domain width px | window / stride | patches | active content | "
+          "latent SF | PCA SF | plain SF | latent WD | PCA WD | plain WD | classes (rule) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for record, _ in rows:
+        rule = "merge" if "class_rule" in record else "elbow"
+        for r in record["runs"]:
+            def rho(target: str, kind: str, r: dict[str, Any] = r) -> str:
+                return f"{abs(r[target][kind]['rho']):.2f}"
+            active = ",".join(n for n in r["active"] if n.startswith("z")) or "none"
+            print(f"| {r['file'].removesuffix('.h5')} | {record['window_per_domain']:g} | "
+                  f"{r['domain_size_px']} | {r['window']} / {r['stride']} | {r['n_patches']} | "
+                  f"{active} | {rho('switched_fraction', 'any_latent')} | "
+                  f"{rho('switched_fraction', 'pca')} | {rho('switched_fraction', 'plain')} | "
+                  f"{rho('wall_density', 'any_latent')} | {rho('wall_density', 'pca')} | "
+                  f"{rho('wall_density', 'plain')} | {r['n_classes']} ({rule}) |")
 
 
 def main() -> None:
