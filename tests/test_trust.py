@@ -1,5 +1,6 @@
-"""Can a result be trusted? Posterior collapse, background-robust patches, the BIC elbow, the
-baselines beside the model, and sublattices from geometry (issue 13)."""
+"""Can a result be trusted? Posterior collapse, background-robust patches, the number of
+classes, the baselines beside the model, sublattices from geometry and windows from the
+domains (issue 13)."""
 
 from __future__ import annotations
 
