@@ -55,7 +55,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import background_share
-from latentatlas.analysis.labels import MERGE_RATIO
+from latentatlas.analysis.labels import MERGE_RATIO, MIN_GAIN
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.descriptors import windows
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
@@ -223,8 +223,11 @@ def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
         o = record.get("overrides") or {}
         label = "legacy" if o == LEGACY else (
             ", ".join(f"{k}={v}" for k, v in o.items()) or "default")
-        if "class_rule" not in record:
+        rule = record.get("class_rule", "")
+        if not rule:
             label += ", BIC elbow (before)"
+        elif "elbow" not in rule:
+            label += ", modes only (no elbow cap)"
         out.append((label, record["runs"]))
     return out
 
@@ -310,7 +313,8 @@ def _window_table() -> None:
           "latent SF | PCA SF | plain SF | latent WD | PCA WD | plain WD | classes (rule) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for record, _ in rows:
-        rule = "merge" if "class_rule" in record else "elbow"
+        rule = ("elbow" if "class_rule" not in record else
+                "modes" if "elbow" not in record["class_rule"] else "modes, elbow cap")
         for r in record["runs"]:
             def rho(target: str, kind: str, r: dict[str, Any] = r) -> str:
                 return f"{abs(r[target][kind]['rho']):.2f}"
@@ -362,7 +366,8 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "overrides": options, "channels": channels if args.part == "pfm" else None,
         "window_per_domain": windows.WINDOW_PER_DOMAIN,
-        "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}",
+        "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}; the BIC "
+                      f"elbow (gain >= {MIN_GAIN}) when it gives fewer",
         "runs": [],
     }
     for seed in args.seeds:

@@ -10,6 +10,10 @@ while two of them form one mode: projected on the direction that best separates 
 (Fisher's), the density of their points does not fall between them below ``MERGE_RATIO`` of
 its value at the lower of the two centres (:func:`valley_ratio`, :func:`merge_components`).
 Classes are separated by a dip in the density of the latents, not by a Gaussian's shape.
+When the latents show more such modes than the elbow of the BIC curve supports (a component
+kept while it gains >= ``MIN_GAIN`` of the total BIC improvement, :func:`bic_elbow`), the
+modes are sub-structure of fewer classes and the mixture at the elbow is used instead: the
+number of classes is the smaller of the two counts.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ from latentatlas.analysis.latent_maps import paint_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MERGE_RATIO", "LatentLabels", "gmm_labels", "label_image", "merge_components",
-           "valley_ratio"]
+__all__ = ["MERGE_RATIO", "MIN_GAIN", "LatentLabels", "bic_elbow", "gmm_labels", "label_image",
+           "merge_components", "valley_ratio"]
 
 # Two groups of latents are one class while the density between them stays above this
 # fraction of the density at the lower of their two centres (1: merge only without any dip,
 # 0: never merge). Stated, not fitted: two equal 1-D Gaussians give 0.5 at about 3.3 standard
 # deviations apart, i.e. merged while they overlap enough to blur into one mode.
 MERGE_RATIO = 0.5
+# The elbow of the BIC curve: a component is worth adding while it improves the BIC by at
+# least this fraction of the whole improvement from one component to the lowest BIC.
+MIN_GAIN = 0.1
 
 
 @dataclass
@@ -81,7 +88,24 @@ class LatentLabels:
                 "rule": None if self.merge_ratio is None else
                 f"Gaussian mixture at the BIC minimum ({self.bic_minimum} components), then "
                 "components merged while the density of their points between them stays >= "
-                f"{self.merge_ratio} of its value at their centres (Fisher projection)"}
+                f"{self.merge_ratio} of its value at their centres (Fisher projection); the "
+                f"mixture at the BIC elbow (gain >= {MIN_GAIN}) when that gives fewer"}
+
+
+def bic_elbow(bic: dict[int, float], min_gain: float = MIN_GAIN) -> int:
+    """The number of components at the elbow of a BIC curve ``{count: BIC}``: counts are
+    walked upwards and the next one is taken while it lowers the BIC by at least
+    ``min_gain`` x (BIC of the smallest count - the lowest BIC)."""
+    if not bic:
+        raise ValueError("bic is empty: fit at least one mixture size")
+    counts = sorted(bic)
+    total = bic[counts[0]] - min(bic.values())
+    chosen = counts[0]
+    for k in counts[1:]:
+        if total <= 0 or bic[chosen] - bic[k] < min_gain * total:
+            break
+        chosen = k
+    return chosen
 
 
 def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
@@ -150,7 +174,8 @@ def gmm_labels(
     Features are standardised first so latents on different scales weigh alike. With
     ``n_components=None`` every count from 1 to ``max_components`` is fitted, the one with
     the lowest BIC is kept and its components are merged into classes while they form one
-    mode (:func:`merge_components` with ``merge_ratio``; 0 keeps every component). A given
+    mode (:func:`merge_components` with ``merge_ratio``; 0 keeps every component), unless
+    the BIC elbow is smaller: then the mixture at the elbow (module docstring). A given
     ``n_components`` is used as it is.
     """
     x = check_array(X, "latents", ndim=2).astype(np.float64)
@@ -186,11 +211,17 @@ def gmm_labels(
         lowest = min(bic, key=lambda k: bic[k])
         best = fitted[lowest]
         components = best.predict(x)
+    groups = np.arange(best.n_components)
     if n_components is None and merge_ratio > 0:
         sample = components if fit_x is x else best.predict(fit_x)
         groups = merge_components(fit_x, sample, best.n_components, merge_ratio)
-    else:
-        groups = np.arange(best.n_components)
+        elbow = bic_elbow(bic)
+        if elbow < int(groups.max()) + 1:
+            # more modes than the BIC curve's elbow supports: sub-modes of a class (the
+            # fewer classes of the two rules are kept), the mixture at the elbow
+            best = fitted[elbow]
+            components = best.predict(x)
+            groups = np.arange(elbow)
     # classes by population so label 0 is always the majority class (stable across runs)
     n_classes = int(groups.max()) + 1
     order = np.argsort(-np.bincount(groups[components], minlength=n_classes), kind="stable")
