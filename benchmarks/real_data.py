@@ -367,7 +367,7 @@ def main() -> None:
         "overrides": options, "channels": channels if args.part == "pfm" else None,
         "window_per_domain": windows.WINDOW_PER_DOMAIN,
         "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}; the BIC "
-                      f"elbow (gain >= {MIN_GAIN}) when it gives fewer",
+                      f"elbow (last step gaining >= {MIN_GAIN}) when it gives fewer",
         "runs": [],
     }
     for seed in args.seeds:

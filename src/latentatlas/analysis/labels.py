@@ -93,18 +93,18 @@ class LatentLabels:
 
 
 def bic_elbow(bic: dict[int, float], min_gain: float = MIN_GAIN) -> int:
-    """The number of components at the elbow of a BIC curve ``{count: BIC}``: counts are
-    walked upwards and the next one is taken while it lowers the BIC by at least
-    ``min_gain`` x (BIC of the smallest count - the lowest BIC)."""
+    """The number of components at the elbow of a BIC curve ``{count: BIC}``: the largest
+    count whose own step (from the count below) still lowers the BIC by at least
+    ``min_gain`` x (BIC of the smallest count - the lowest BIC). A small step followed by a
+    large one (two Gaussians fit no better than one, three much better) does not stop it."""
     if not bic:
         raise ValueError("bic is empty: fit at least one mixture size")
     counts = sorted(bic)
     total = bic[counts[0]] - min(bic.values())
     chosen = counts[0]
-    for k in counts[1:]:
-        if total <= 0 or bic[chosen] - bic[k] < min_gain * total:
-            break
-        chosen = k
+    for below, k in zip(counts, counts[1:], strict=False):
+        if total > 0 and bic[below] - bic[k] >= min_gain * total:
+            chosen = k
     return chosen
 
 
