@@ -228,6 +228,8 @@ def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
             label += ", BIC elbow (before)"
         elif "elbow" not in rule:
             label += ", modes only (no elbow cap)"
+        elif "last step" not in rule:
+            label += ", modes, first-small-step elbow cap"
         out.append((label, record["runs"]))
     return out
 
@@ -314,7 +316,7 @@ def _window_table() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for record, _ in rows:
         rule = ("elbow" if "class_rule" not in record else
-                "modes" if "elbow" not in record["class_rule"] else "modes, elbow cap")
+                "modes" if "elbow" not in record["class_rule"] else "modes, elbow cap")  # PFM
         for r in record["runs"]:
             def rho(target: str, kind: str, r: dict[str, Any] = r) -> str:
                 return f"{abs(r[target][kind]['rho']):.2f}"
