@@ -55,7 +55,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import background_share
+from latentatlas.analysis.labels import MERGE_RATIO, MIN_GAIN
 from latentatlas.analysis.sublattices import cell_sites
+from latentatlas.descriptors import windows
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +84,8 @@ def _common(r: AnalysisResult, seconds: float) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 1),
         "n_patches": len(r.patches), "window": r.patches.window,
+        "stride": r.patches.extra.get("stride"), "window_rule": r.patches.extra.get("window_rule"),
+        "domain_size_px": r.patches.extra.get("domain_size_px"),
         "training": {k: v for k, v in r.training.items() if k != "schedules"},
         "ratio": {n: _r(v, 2) for n, v in zip(r.activity.names, r.activity.ratio, strict=True)},
         "active": r.activity.active_names,
@@ -219,6 +223,13 @@ def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
         o = record.get("overrides") or {}
         label = "legacy" if o == LEGACY else (
             ", ".join(f"{k}={v}" for k, v in o.items()) or "default")
+        rule = record.get("class_rule", "")
+        if not rule:
+            label += ", BIC elbow (before)"
+        elif "elbow" not in rule:
+            label += ", modes only (no elbow cap)"
+        elif "last step" not in rule:
+            label += ", modes, first-small-step elbow cap"
         out.append((label, record["runs"]))
     return out
 
@@ -265,6 +276,7 @@ def table() -> None:
                   f"{'/'.join(str(r['n_classes']) for r in rs)} | "
                   f"{_spread([r['ari_model_vs_pca_kmeans'] for r in rs])} | {verdicts} | "
                   f"{before} |")
+    _window_table()
     for part, key in (("stem", "ari_vs_sites"), ("generated", "ari_vs_truth"),
                       ("graphene", "ari_vs_defect_atoms")):
         rows = [(label, r) for label, rs in _records(part) for r in rs]
@@ -291,6 +303,32 @@ def table() -> None:
                       + " / ".join(r["verdict"].split(":")[0].split(".")[0] for r in rs) + " |")
 
 
+def _window_table() -> None:
+    """PFM phase runs with the window from the domain width, one row per scan and factor."""
+    rows = [(json.loads(p.read_text()), p) for p in sorted(RESULTS.glob("real_data_pfm_window*.json"))]
+    if not rows:
+        return
+    print("\nPFM, PhaseRetrace, window = k x the mean domain width (clamped to [16, 64]), stride "
+          "window/4: best |rho| with the switched fraction (SF) / wall density (WD) of a model "
+          "latent, a PCA score and a plain window statistic\n")
+    print("| scan | k | domain width px | window / stride | patches | active content | "
+          "latent SF | PCA SF | plain SF | latent WD | PCA WD | plain WD | classes (rule) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for record, _ in rows:
+        rule = ("elbow" if "class_rule" not in record else
+                "modes" if "elbow" not in record["class_rule"] else "modes, elbow cap")  # PFM
+        for r in record["runs"]:
+            def rho(target: str, kind: str, r: dict[str, Any] = r) -> str:
+                return f"{abs(r[target][kind]['rho']):.2f}"
+            active = ",".join(n for n in r["active"] if n.startswith("z")) or "none"
+            print(f"| {r['file'].removesuffix('.h5')} | {record['window_per_domain']:g} | "
+                  f"{r['domain_size_px']} | {r['window']} / {r['stride']} | {r['n_patches']} | "
+                  f"{active} | {rho('switched_fraction', 'any_latent')} | "
+                  f"{rho('switched_fraction', 'pca')} | {rho('switched_fraction', 'plain')} | "
+                  f"{rho('wall_density', 'any_latent')} | {rho('wall_density', 'pca')} | "
+                  f"{rho('wall_density', 'plain')} | {r['n_classes']} ({rule}) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=["pfm", "stem", "graphene", "generated", "table"])
@@ -302,6 +340,9 @@ def main() -> None:
     ap.add_argument("--only", default="*",
                     help="pfm: only the scans whose name matches this pattern, e.g. 'PTO*'")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+    ap.add_argument("--window-per-domain", type=float, default=None,
+                    help="pfm: window = this x the domain width (descriptors.windows."
+                         "WINDOW_PER_DOMAIN; default: the library's)")
     ap.add_argument("--gradient", type=float, default=1.0,
                     help="generated: background rise across the image, in A peaks")
     ap.add_argument("--thickness", type=float, default=0.5,
@@ -311,6 +352,8 @@ def main() -> None:
         table()
         return
     torch.set_num_threads(1)
+    if args.window_per_domain is not None:
+        windows.WINDOW_PER_DOMAIN = args.window_per_domain
     options: dict[str, Any] = dict(LEGACY) if args.legacy else {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -324,6 +367,9 @@ def main() -> None:
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores shared, CPU only, torch threads 1",
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "overrides": options, "channels": channels if args.part == "pfm" else None,
+        "window_per_domain": windows.WINDOW_PER_DOMAIN,
+        "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}; the BIC "
+                      f"elbow (last step gaining >= {MIN_GAIN}) when it gives fewer",
         "runs": [],
     }
     for seed in args.seeds:

@@ -1,5 +1,6 @@
-"""Can a result be trusted? Posterior collapse, background-robust patches, the BIC elbow, the
-baselines beside the model, and sublattices from geometry (issue 13)."""
+"""Can a result be trusted? Posterior collapse, background-robust patches, the number of
+classes, the baselines beside the model, sublattices from geometry and windows from the
+domains (issue 13)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,19 @@ from latentatlas.analysis.baselines import (
     plain_descriptors,
     window_means,
 )
-from latentatlas.analysis.labels import bic_elbow, gmm_labels
+from latentatlas.analysis.labels import gmm_labels, valley_ratio
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.datasets.lattices import two_site_lattice
 from latentatlas.descriptors.patches import extract_patches, remove_background
-from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.descriptors.windows import (
+    MAX_WINDOW,
+    MIN_WINDOW,
+    WINDOW_PER_DOMAIN,
+    choose_window,
+    domain_size,
+    sliding_windows,
+)
+from latentatlas.io import load
 from latentatlas.models import Latents, get_model
 from latentatlas.models.latents import latent_activity
 from latentatlas.pipelines.analyze import AnalysisConfig, analyze
@@ -105,6 +114,30 @@ def test_default_normalisation_follows_sublattices_under_a_gradient() -> None:
     assert model["image"] < 0.5 and baseline["image"] < 0.5  # the gradient splits them
 
 
+def _bump_lattice(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two sublattices under a Gaussian bump (40 px wide) of background (2 A peaks high) and
+    of thickness (contrast x0.2 at the edges, x1.8 at the centre): no plane fits it, and a B
+    column at the centre is far brighter than an A column at the edge. Image, positions,
+    classes."""
+    lat = two_site_lattice(shape=(192, 192), seed=seed)
+    rows, cols = np.mgrid[0:192, 0:192]
+    bump = np.exp(-((rows - 96.0) ** 2 + (cols - 96.0) ** 2) / (2 * 40.0**2))
+    return (0.2 + 1.6 * bump) * lat.image + 2.0 * bump, lat.positions, lat.classes
+
+
+def test_default_normalisation_removes_a_background_no_plane_fits() -> None:
+    """As above with a curved background and thickness: the plane removed first does
+    nothing here, the Gaussian background and local contrast steps of
+    ``remove_background`` do the work (with the plane alone the ARI is 0.0, checked)."""
+    image, positions, classes = _bump_lattice()
+    ari = {}
+    for mode in ("auto", "image"):
+        r = analyze(image, atoms=positions, model="vae", steps=400, normalize=mode,
+                    progress=False, seed=0)
+        ari[mode] = adjusted_rand_score(classes[r.patches.index], r.labels.labels)
+    assert ari["auto"] >= 0.9 and ari["image"] < 0.5, ari
+
+
 def test_remove_background_ignores_a_ramp_and_a_contrast_change() -> None:
     lat = two_site_lattice(shape=(128, 128), noise=0.0)
     rows, cols = np.mgrid[0:128, 0:128]
@@ -122,23 +155,49 @@ def test_remove_background_ignores_a_ramp_and_a_contrast_change() -> None:
         extract_patches(lat.image, lat.positions, 16, normalize="background")
 
 
-# ------------------------------------------------------------------ BIC elbow
+# ------------------------------------------------------------------ number of classes
 
 
-def test_bic_elbow_stops_where_the_gain_becomes_small() -> None:
-    assert bic_elbow({1: 100.0, 2: 40.0, 3: 37.0, 4: 35.0, 5: 34.0}) == 2
-    assert bic_elbow({1: 100.0, 2: 40.0, 3: 37.0}, min_gain=0.0) == 3  # plain minimum
-    assert bic_elbow({1: 10.0, 2: 12.0, 3: 15.0}) == 1
+def _arms(rng: np.random.Generator, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Two curved, elongated clusters with a sparse tail each (like the latents of two
+    sublattices whose contrast drifts with a background): points and their arm."""
+    arm = rng.integers(0, 2, n)
+    t = rng.beta(1.0, 3.0, n)  # dense at one end, a long sparse tail
+    x = np.c_[np.where(arm == 0, -1.0, 1.0) * (1.5 - 0.8 * t), 3.0 * t - 1.0 + 0.8 * t**2]
+    return x + 0.05 * rng.normal(size=(n, 2)), arm
+
+
+def test_classes_are_modes_not_gaussians() -> None:
     rng = np.random.default_rng(0)
-    # a curved, continuous cloud (like latents that follow a slow background): the BIC keeps
-    # falling to the largest size tried, the elbow stops far earlier
+    a = rng.normal(size=(300, 2))
+    assert valley_ratio(a, a + [6.0, 0.0]) < 0.1  # two separate blobs: a deep dip
+    assert valley_ratio(a[:150], a[150:] + [1.0, 0.0]) > 0.8  # one blob in two: no dip
+    # a curved, continuous cloud: the BIC keeps falling to the largest size tried, and all
+    # of its Gaussians are one class
     t = rng.uniform(0, 3 * np.pi, 3000)
     cloud = np.c_[t, np.sin(t)] + 0.05 * rng.normal(size=(3000, 2))
     lab = gmm_labels(cloud, max_components=8)
-    assert lab.bic_minimum == 8 and lab.n_components < 8
+    assert lab.bic_minimum == 8 and lab.n_components == 1
+    assert gmm_labels(cloud, max_components=8, merge_ratio=0).n_components == 8
     truth = np.repeat([0, 1, 2], [120, 80, 40])
     blobs = np.array([[0, 0], [6, 0], [0, 6]])[truth] + rng.normal(size=(240, 2))
-    assert gmm_labels(blobs, max_components=5).n_components == 3  # real clusters are kept
+    lab = gmm_labels(blobs, max_components=5)
+    assert lab.n_components == 3 and adjusted_rand_score(truth, lab.labels) > 0.95
+    np.testing.assert_allclose(lab.probabilities.sum(axis=1), 1.0)
+    assert np.array_equal(lab.probabilities.argmax(axis=1), lab.labels)
+    # two curved arms with sparse tails: more Gaussians than arms, two classes
+    x, arm = _arms(rng)
+    lab = gmm_labels(x, max_components=6)
+    assert lab.bic_minimum is not None and lab.bic_minimum > 2
+    assert lab.n_components == 2 and adjusted_rand_score(arm, lab.labels) == 1.0
+    # three classes, each of two tight sub-modes (6 modes, as in the STEM ABF latents): the
+    # BIC elbow caps the count at the 3 classes
+    cls, sub = rng.integers(0, 3, 600), rng.integers(0, 2, 600)
+    x = (np.array([[0, 0], [20, 0], [0, 20]])[cls] + np.c_[1.5 * sub, np.zeros(600)]
+         + 0.2 * rng.normal(size=(600, 2)))
+    lab = gmm_labels(x, max_components=6)
+    assert lab.model is not None and lab.bic_minimum == 6
+    assert lab.n_components == 3 and adjusted_rand_score(cls, lab.labels) == 1.0
 
 
 # ------------------------------------------------------------------ baselines
@@ -270,3 +329,39 @@ def test_cell_sites_recover_the_sublattices_from_geometry() -> None:
         lat = two_site_lattice(gradient=1.0, thickness=0.5, angle=None, seed=seed)
         sites = cell_sites(lat.positions, lat.positions[lat.classes == 0], 2)
         assert adjusted_rand_score(lat.classes, sites) == 1.0
+
+
+# ------------------------------------------------------------------ window from the data
+
+
+def _stripes(width: int, shape: tuple[int, int] = (256, 256), seed: int = 0) -> np.ndarray:
+    """A PFM phase image: vertical domains ``width`` px wide, alternating -40 / 140 degrees."""
+    cols = np.arange(shape[1])
+    phase = np.where((cols // width) % 2 == 0, -40.0, 140.0)[None, :].repeat(shape[0], 0)
+    return phase + 5.0 * np.random.default_rng(seed).normal(size=shape)
+
+
+def test_window_follows_the_domain_width() -> None:
+    for width in (20, 30, 44):
+        walls = (256 - 1) // width  # full-height walls inside the image
+        size = domain_size(_stripes(width))
+        assert size == pytest.approx(256 / walls, rel=0.05)  # image area / wall length
+        choice = choose_window((256, 256), _stripes(width))
+        assert abs(choice.window - WINDOW_PER_DOMAIN * size) <= 1
+        assert choice.stride == choice.window // 4 and "domain width" in choice.why
+    assert choose_window((256, 256), _stripes(4)).window == MIN_WINDOW  # clamped below
+    single = np.full((256, 256), -40.0)
+    assert choose_window((256, 256), single).window == MAX_WINDOW  # one domain: no wall
+    assert choose_window((96, 96), single).window == 24  # a quarter of the image at most
+    assert choose_window((256, 256)).window == 32  # no phase: the fixed default
+
+
+def test_analyze_sizes_its_windows_from_the_phase() -> None:
+    data = load(_stripes(20))
+    data.quantity = "PhaseRetrace"
+    r = analyze(data, atoms="none", model="vae", epochs=1, progress=False, seed=0)
+    assert r.patches.extra["domain_size_px"] == pytest.approx(256 / 12, rel=0.05)
+    assert abs(r.patches.window - WINDOW_PER_DOMAIN * 256 / 12) <= 1
+    assert r.patches.extra["stride"] == r.patches.window // 4
+    given = analyze(data, atoms="none", model="vae", epochs=1, window=20, progress=False)
+    assert given.patches.window == 20 and given.patches.extra["window_rule"] == "given"

@@ -1,12 +1,19 @@
-"""Classes from latents: a Gaussian mixture, its size chosen by BIC unless given, and the
-classes painted back at the positions the latents came from.
+"""Classes from latents: a Gaussian mixture, its size chosen from the data unless given, and
+the classes painted back at the positions the latents came from.
 
-On real data the BIC often keeps falling slowly up to the largest size tried: a few
-thousand patches make the BIC's penalty small, and a smooth, non-Gaussian cloud of latents
-(a background trend, a continuous physical change) is fitted a little better by every extra
-component. The size is therefore the elbow of the BIC curve, not its minimum: components
-are added only while each one still gains at least ``min_gain`` of the total improvement
-over one component (:func:`bic_elbow`).
+The number of classes is not the number of Gaussians. On real data the BIC often keeps
+falling up to the largest size tried: a few thousand patches make its penalty small, and a
+curved or elongated cloud of latents (a class whose latents drift with a slow background, a
+continuous physical change) is fitted better by every extra Gaussian. So the mixture is
+fitted at the size with the lowest BIC, and then its components are merged, pair by pair,
+while two of them form one mode: projected on the direction that best separates them
+(Fisher's), the density of their points does not fall between them below ``MERGE_RATIO`` of
+its value at the lower of the two centres (:func:`valley_ratio`, :func:`merge_components`).
+Classes are separated by a dip in the density of the latents, not by a Gaussian's shape.
+When the latents show more such modes than the elbow of the BIC curve supports (a component
+kept while it gains >= ``MIN_GAIN`` of the total BIC improvement, :func:`bic_elbow`), the
+modes are sub-structure of fewer classes and the mixture at the elbow is used instead: the
+number of classes is the smaller of the two counts.
 """
 
 from __future__ import annotations
@@ -24,10 +31,16 @@ from latentatlas.analysis.latent_maps import paint_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MIN_GAIN", "LatentLabels", "bic_elbow", "gmm_labels", "label_image"]
+__all__ = ["MERGE_RATIO", "MIN_GAIN", "LatentLabels", "bic_elbow", "gmm_labels", "label_image",
+           "merge_components", "valley_ratio"]
 
-# A component is worth adding while it improves the BIC by at least this fraction of the
-# whole improvement from one component to the best size tried.
+# Two groups of latents are one class while the density between them stays above this
+# fraction of the density at the lower of their two centres (1: merge only without any dip,
+# 0: never merge). Stated, not fitted: two equal 1-D Gaussians give 0.5 at about 3.3 standard
+# deviations apart, i.e. merged while they overlap enough to blur into one mode.
+MERGE_RATIO = 0.5
+# The elbow of the BIC curve: a component is worth adding while it improves the BIC by at
+# least this fraction of the whole improvement from one component to the lowest BIC.
 MIN_GAIN = 0.1
 
 
@@ -35,14 +48,17 @@ MIN_GAIN = 0.1
 class LatentLabels:
     """Result of :func:`gmm_labels`.
 
-    labels : ``(n,)`` int, 0 for the most populated component, 1 for the next, ...
+    labels : ``(n,)`` int, 0 for the most populated class, 1 for the next, ...
     probabilities : ``(n, k)`` posterior class probabilities (columns in label order).
-    n_components : the number of components used.
+    n_components : the number of classes.
     bic : component count -> BIC for every count tried (empty when ``n_components`` was given).
-    bic_minimum : the count with the lowest BIC (None when ``n_components`` was given); it
-        differs from ``n_components`` when the elbow rule stopped earlier.
+    bic_minimum : the count with the lowest BIC, i.e. the Gaussians fitted before merging
+        (None when ``n_components`` was given).
     features : which latent columns were clustered.
-    model : the fitted scikit-learn GaussianMixture (on standardised features).
+    model : the fitted scikit-learn GaussianMixture (on standardised features); it may have
+        more components than there are classes.
+    classes_of_components : ``(model.n_components,)`` the class (label) of every component.
+    merge_ratio : the merge threshold used (None when ``n_components`` was given).
     """
 
     labels: np.ndarray
@@ -52,42 +68,94 @@ class LatentLabels:
     features: list[str] = field(default_factory=list)
     model: GaussianMixture | None = None
     bic_minimum: int | None = None
-    min_gain: float | None = None
+    classes_of_components: np.ndarray | None = None
+    merge_ratio: float | None = None
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(m, n_components)`` of standardised features ``x`` ``(m, d)``
+        (standardised as the fitted ones were), columns in label order."""
+        assert self.model is not None and self.classes_of_components is not None
+        p = self.model.predict_proba(x)
+        out = np.zeros((len(x), self.n_components))
+        np.add.at(out.T, self.classes_of_components, p.T)
+        return out
 
     def summary(self) -> dict[str, Any]:
         counts = np.bincount(self.labels, minlength=self.n_components)
         return {"n_components": self.n_components, "counts": counts.tolist(),
                 "bic": {str(k): v for k, v in self.bic.items()}, "features": self.features,
                 "bic_minimum": self.bic_minimum,
-                "rule": None if self.min_gain is None else
-                f"BIC elbow: add a component while it gains >= {self.min_gain} of the total "
-                "BIC improvement over one component"}
+                "rule": None if self.merge_ratio is None else
+                f"Gaussian mixture at the BIC minimum ({self.bic_minimum} components), then "
+                "components merged while the density of their points between them stays >= "
+                f"{self.merge_ratio} of its value at their centres (Fisher projection); the "
+                f"mixture at the BIC elbow (gain >= {MIN_GAIN}) when that gives fewer"}
 
 
 def bic_elbow(bic: dict[int, float], min_gain: float = MIN_GAIN) -> int:
-    """The number of components at the elbow of a BIC curve ``{count: BIC}``.
-
-    Counts are walked upwards; the next count is taken while it lowers the BIC by at least
-    ``min_gain`` x (BIC of the smallest count - the lowest BIC). With ``min_gain=0`` this
-    is the plain BIC minimum.
-    """
+    """The number of components at the elbow of a BIC curve ``{count: BIC}``: the largest
+    count whose own step (from the count below) still lowers the BIC by at least
+    ``min_gain`` x (BIC of the smallest count - the lowest BIC). A small step followed by a
+    large one (two Gaussians fit no better than one, three much better) does not stop it."""
     if not bic:
         raise ValueError("bic is empty: fit at least one mixture size")
-    if not 0 <= min_gain < 1:
-        raise ValueError(f"min_gain must be in [0, 1), got {min_gain}")
     counts = sorted(bic)
-    best = min(counts, key=lambda k: bic[k])
-    if min_gain == 0:
-        return best
-    total = bic[counts[0]] - bic[best]
-    if total <= 0:
-        return counts[0]
+    total = bic[counts[0]] - min(bic.values())
     chosen = counts[0]
-    for k in counts[1:]:
-        if bic[chosen] - bic[k] < min_gain * total:
-            break
-        chosen = k
+    for below, k in zip(counts, counts[1:], strict=False):
+        if total > 0 and bic[below] - bic[k] >= min_gain * total:
+            chosen = k
     return chosen
+
+
+def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """How far the density dips between two groups of points ``a`` ``(n_a, d)`` and ``b``
+    ``(n_b, d)``: both are projected on Fisher's direction (pooled covariance^-1 x the
+    difference of their means), the density of the projections is estimated (Gaussian
+    kernel, Silverman's bandwidth of the spread within the groups), and its minimum between
+    the two projected means is divided by the lower of its values at the means. About 1: no
+    dip, one mode; near 0: two separate groups."""
+    if len(a) < 2 or len(b) < 2:
+        return 1.0  # a group this small cannot show a dip: it is merged
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    pooled = (np.cov(a, rowvar=False, bias=True) * len(a)
+              + np.cov(b, rowvar=False, bias=True) * len(b)) / (len(a) + len(b))
+    pooled = np.atleast_2d(pooled) + 1e-9 * np.eye(a.shape[1])
+    w = np.linalg.solve(pooled, mb - ma)
+    pa, pb = float(ma @ w), float(mb @ w)
+    if not pb > pa:
+        return 1.0  # identical means: nothing separates them
+    p = np.concatenate([a @ w, b @ w])
+    # Silverman's rule on the spread within the groups (w' pooled w): the spread of all the
+    # projections would count the gap itself and smooth it away
+    bandwidth = 0.9 * float(np.sqrt(w @ pooled @ w)) * len(p) ** -0.2
+    grid = np.linspace(pa, pb, 65)
+    density = np.zeros(len(grid))
+    for start in range(0, len(p), 4096):  # (4096, 65) at a time: memory stays small
+        u = (grid[None, :] - p[start:start + 4096, None]) / bandwidth
+        density += np.exp(-0.5 * u * u).sum(axis=0)
+    return float(density.min() / min(density[0], density[-1]))
+
+
+def merge_components(x: np.ndarray, components: np.ndarray, k: int,
+                     ratio: float = MERGE_RATIO) -> np.ndarray:
+    """Merge ``k`` mixture components into classes: ``x`` ``(n, d)`` points, ``components``
+    ``(n,)`` each point's component (0..k-1). Repeatedly joins the two groups with the highest
+    :func:`valley_ratio` while it is >= ``ratio``. Returns ``(k,)`` the group of every
+    component, numbered 0.. in order of their first component."""
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+    group = np.arange(k)
+    while len(np.unique(group)) > 1:
+        ids = np.unique(group)
+        members = {g: x[np.isin(components, np.flatnonzero(group == g))] for g in ids}
+        pairs = [(valley_ratio(members[g], members[h]), g, h)
+                 for i, g in enumerate(ids) for h in ids[i + 1:]]
+        best, g, h = max(pairs)
+        if best < ratio:
+            break
+        group[group == h] = g
+    return np.unique(group, return_inverse=True)[1]
 
 
 def gmm_labels(
@@ -99,14 +167,16 @@ def gmm_labels(
     n_init: int = 2,
     feature_names: list[str] | None = None,
     max_samples: int = 20000,
-    min_gain: float = MIN_GAIN,
+    merge_ratio: float = MERGE_RATIO,
 ) -> LatentLabels:
     """Cluster ``X`` ``(n, d)`` (latent means) with a Gaussian mixture.
 
     Features are standardised first so latents on different scales weigh alike. With
-    ``n_components=None`` every count from 1 to ``max_components`` is fitted and the count
-    at the elbow of the BIC curve is kept (:func:`bic_elbow` with ``min_gain``; 0 keeps
-    the BIC minimum).
+    ``n_components=None`` every count from 1 to ``max_components`` is fitted, the one with
+    the lowest BIC is kept and its components are merged into classes while they form one
+    mode (:func:`merge_components` with ``merge_ratio``; 0 keeps every component), unless
+    the BIC elbow is smaller: then the mixture at the elbow (module docstring). A given
+    ``n_components`` is used as it is.
     """
     x = check_array(X, "latents", ndim=2).astype(np.float64)
     n = x.shape[0]
@@ -138,26 +208,40 @@ def gmm_labels(
             gm.fit(fit_x)
             bic[k] = float(gm.bic(fit_x))
             fitted[k] = gm
-        best = fitted[bic_elbow(bic, min_gain)]
-        raw = best.predict(x)
-        proba = best.predict_proba(x)
-    # relabel by population so label 0 is always the majority class (stable across runs)
-    order = np.argsort(-np.bincount(raw, minlength=best.n_components), kind="stable")
+        lowest = min(bic, key=lambda k: bic[k])
+        best = fitted[lowest]
+        components = best.predict(x)
+    groups = np.arange(best.n_components)
+    if n_components is None and merge_ratio > 0:
+        sample = components if fit_x is x else best.predict(fit_x)
+        groups = merge_components(fit_x, sample, best.n_components, merge_ratio)
+        elbow = bic_elbow(bic)
+        if elbow < int(groups.max()) + 1:
+            # more modes than the BIC curve's elbow supports: sub-modes of a class (the
+            # fewer classes of the two rules are kept), the mixture at the elbow
+            best = fitted[elbow]
+            components = best.predict(x)
+            groups = np.arange(elbow)
+    # classes by population so label 0 is always the majority class (stable across runs)
+    n_classes = int(groups.max()) + 1
+    order = np.argsort(-np.bincount(groups[components], minlength=n_classes), kind="stable")
     relabel = np.empty_like(order)
-    relabel[order] = np.arange(len(order))
-    lowest = min(bic, key=lambda k: bic[k])
-    log.info("GMM on %d samples: %d components (BIC over %s; lowest at %d)", n,
-             best.n_components, counts, lowest)
-    return LatentLabels(
-        labels=relabel[raw],
-        probabilities=proba[:, order],
-        n_components=int(best.n_components),
+    relabel[order] = np.arange(n_classes)
+    lab = LatentLabels(
+        labels=relabel[groups[components]],
+        probabilities=np.zeros((n, 0)),
+        n_components=n_classes,
         bic=bic if n_components is None else {},
         features=list(feature_names or []),
         model=best,
         bic_minimum=lowest if n_components is None else None,
-        min_gain=min_gain if n_components is None else None,
+        classes_of_components=relabel[groups],
+        merge_ratio=merge_ratio if n_components is None else None,
     )
+    lab.probabilities = lab.predict_proba(x)
+    log.info("GMM on %d samples: %d classes from %d components (BIC over %s)", n,
+             n_classes, best.n_components, counts)
+    return lab
 
 
 def label_image(

@@ -3,6 +3,7 @@ atom finding. Latents of the windows paint back as a dense ``(rows, cols)`` map.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,64 @@ from latentatlas.descriptors.patches import (
     normalize_stack,
 )
 
-__all__ = ["sliding_windows", "window_grid"]
+__all__ = ["MAX_WINDOW", "MIN_WINDOW", "WINDOW_PER_DOMAIN", "WindowChoice", "choose_window",
+           "domain_size", "sliding_windows", "window_grid"]
+
+# Sliding windows for a two-state (PFM phase) image are sized from its domains: the window
+# is WINDOW_PER_DOMAIN x the mean domain width, kept in [MIN_WINDOW, MAX_WINDOW] pixels (a
+# window under 16 px holds too little of a domain to tell it from noise; over 64 px the
+# windows of a 256 px scan are too few to train on), the stride a quarter of it.
+# WINDOW_PER_DOMAIN was selected on the three PZT scans of ../shared/data (their latents'
+# |Spearman rho| with the switched fraction and wall density; benchmarks/RESULTS.md,
+# issue 13), not on the PTO scans.
+WINDOW_PER_DOMAIN = 1.0
+MIN_WINDOW = 16
+MAX_WINDOW = 64
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """Window side and stride (pixels) chosen from the data, and why."""
+
+    window: int
+    stride: int
+    domain_size: float | None
+    why: str
+
+
+def domain_size(phase: Any) -> float:
+    """Mean domain width in pixels of a PFM phase image ``(h, w)``: its area over the length
+    of its domain walls (Gaussian wall finder on the polarisation projection). For parallel
+    stripes this is the stripe width; ``inf`` when the image holds no wall (one domain)."""
+    from latentatlas.descriptors.walls import find_walls
+
+    walls = find_walls(np.asarray(phase, dtype=np.float64), "gaussian", phase=True)
+    length = float(walls.mask.sum())
+    return float(walls.mask.size) / length if length > 0 else float("inf")
+
+
+def choose_window(image_shape: tuple[int, int], phase: Any | None = None) -> WindowChoice:
+    """The sliding window for an image of ``image_shape`` ``(h, w)``.
+
+    With a PFM phase image ``(h, w)``: ``WINDOW_PER_DOMAIN`` x :func:`domain_size`, rounded
+    to an even number and clamped to [``MIN_WINDOW``, ``MAX_WINDOW``]; without one (no
+    two-state signal to measure a domain on) 32 pixels. Never more than a quarter of the
+    shorter image side; the stride is a quarter of the window.
+    """
+    largest = max(4, min(image_shape) // 4)
+    if phase is None:
+        window = min(32, largest)
+        return WindowChoice(window, max(1, window // 4), None,
+                            "no phase channel to measure domains on: the fixed 32 px")
+    size = domain_size(phase)
+    want = WINDOW_PER_DOMAIN * size
+    window = int(np.clip(2 * round(want / 2) if np.isfinite(want) else MAX_WINDOW,
+                         MIN_WINDOW, MAX_WINDOW))
+    window = min(window, largest)
+    why = (f"{WINDOW_PER_DOMAIN:g} x the mean domain width ({size:.1f} px: image area / wall "
+           f"length of the phase), clamped to [{MIN_WINDOW}, {MAX_WINDOW}] and <= a quarter of "
+           "the image; stride = window / 4")
+    return WindowChoice(window, max(1, window // 4), size if np.isfinite(size) else None, why)
 
 
 def window_grid(image_shape: tuple[int, int], window: int, stride: int) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from latentatlas.analysis.labels import LatentLabels, gmm_labels, label_image
 from latentatlas.analysis.latent_maps import LatentMaps, latent_maps, typical_spacing
 from latentatlas.descriptors.patches import NORMALIZE_MODES, Patches, as_stack, extract_patches
 from latentatlas.descriptors.timedelay import time_delay_stack
-from latentatlas.descriptors.windows import sliding_windows
+from latentatlas.descriptors.windows import choose_window, sliding_windows
 from latentatlas.io import Dataset, load
 from latentatlas.io.calibration import Calibration
 from latentatlas.models.latents import LatentActivity
@@ -49,7 +49,8 @@ class AnalysisConfig:
 
     atoms: atom finder (``peaks``, ``log``, ``dcnn``), ``none`` for sliding windows, or
         ``given`` when coordinates were passed in.
-    window: patch side in pixels (None: twice the typical atom spacing; 32 for windows).
+    window: patch side in pixels (None: twice the typical atom spacing; for sliding windows
+        ``descriptors.windows.choose_window``: from the PFM phase's domain width, else 32).
     stride: sliding-window step (None: window // 4).
     model: a registered VAE family name (``vae``, ``shiftvae``, ``rvae``, ...).
     latent_dim: content latents. batch_size, lr: training.
@@ -350,7 +351,8 @@ def analyze(
     atoms : ``peaks``, ``log``, ``dcnn`` (atom finders), ``none`` (sliding windows) or an
         array of known coordinates ``(n, 2)``/``(n, 3)`` (row, col[, class]); pass
         ``frames=`` with it for stacks.
-    window : patch side in pixels (default: twice the typical atom spacing, or 32).
+    window : patch side in pixels (default: twice the typical atom spacing; for sliding
+        windows sized from the PFM phase's domain width, else 32: ``choose_window``).
     model : registered model name.
     out : folder for results.h5, config.json, figures, model and index.html; built under a
         temporary name and swapped in when complete. An existing latentatlas results folder
@@ -421,10 +423,19 @@ def analyze(
                                   normalize=cfg.normalization(windows=False),  # type: ignore[arg-type]
                                   background_sigma=cfg.background_sigma or win)
     else:
-        win = cfg.window or min(32, min(h, w) // 4)
+        if cfg.window is None:
+            phase = _phase_channel(cfg, stack, data)
+            choice = choose_window((h, w), None if phase is None else phase[0])
+            win, why, size = choice.window, choice.why, choice.domain_size
+        else:
+            win, why, size = cfg.window, "given", None
         patches = sliding_windows(stack, win, cfg.stride or max(1, win // 4),
                                   normalize=cfg.normalization(windows=True),  # type: ignore[arg-type]
                                   background_sigma=cfg.background_sigma or win)
+        patches.extra["window_rule"] = why
+        if size is not None:
+            patches.extra["domain_size_px"] = round(size, 1)
+        log.info("sliding windows of %d px: %s", win, why)
     timings["patches"] = time.perf_counter() - t
     step(f"{len(patches)} patches")
     log.info("%d patches of %d x %d (%d dropped at the border)", len(patches), win, win,
@@ -539,6 +550,20 @@ def training_plan(cfg: AnalysisConfig, n_train: int, model: Any) -> dict[str, An
             "kl_warmup_steps": int(schedules["beta"].steps) if schedules else 0}
 
 
+def _phase_channel(cfg: AnalysisConfig, stack: np.ndarray, data: Dataset) -> np.ndarray | None:
+    """The PFM phase ``(n_frames, h, w)`` (sign as analysed), or None when there is none:
+    taken from the channel's name, or the file's quantity when the stack has that one
+    channel. It gives domains and walls (window size, switched fraction, wall density)."""
+    channels = cfg.channel if isinstance(cfg.channel, list) else [cfg.channel]
+    phase = [i for i, c in enumerate(channels) if isinstance(c, str) and "phase" in c.lower()]
+    if not phase and stack.shape[1] == 1 and "phase" in str(data.quantity or "").lower():
+        phase = [0]
+    if not phase or cfg.time_delay != 1:
+        return None
+    sign = -1.0 if cfg.invert else 1.0
+    return sign * stack[:, phase[0]]
+
+
 def _baselines(stack: np.ndarray, patches: Patches, maps: LatentMaps, activity: LatentActivity,
                labels: LatentLabels, cfg: AnalysisConfig, data: Dataset) -> Baselines:
     """PCA, PCA k-means/GMM and plain descriptors on the same patches (analysis.baselines)."""
@@ -559,14 +584,9 @@ def _baselines(stack: np.ndarray, patches: Patches, maps: LatentMaps, activity: 
     desc = plain_descriptors(raw.data, np.median(stack, axis=(0, 2, 3)), names)
     desc["background"] = background_level(stack[:, 0], patches.centers, 2.0 * patches.window,
                                           patches.frames)
-    # PFM: the phase channel gives domains and walls; taken from the channel's name or the
-    # file's quantity when the analysed stack has that one channel
-    phase = [i for i, c in enumerate(channels) if isinstance(c, str) and "phase" in c.lower()]
-    if not phase and stack.shape[1] == 1 and "phase" in str(data.quantity or "").lower():
-        phase = [0]
-    if phase and cfg.time_delay == 1:
-        sign = -1.0 if cfg.invert else 1.0
-        desc.update(pfm_descriptors(sign * stack[:, phase[0]], patches))
+    phase = _phase_channel(cfg, stack, data)
+    if phase is not None:
+        desc.update(pfm_descriptors(phase, patches))
     return compute_baselines(patches.as_model_input(), maps.values, maps.names, activity,
                              labels.labels, desc, max_components=cfg.max_components,
                              seed=cfg.seed)

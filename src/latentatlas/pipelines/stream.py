@@ -582,15 +582,13 @@ def _classes(means: Any, cols: list[int], cfg: AnalysisConfig, names: list[str],
     # gmm_labels standardised the (already standardised) sample once more: repeat it
     s_mu, s_sd = sample.mean(0), sample.std(0)
     s_sd = np.where(s_sd > 0, s_sd, 1.0)
-    raw = gm.predict((sample - s_mu) / s_sd)
-    relabel = np.zeros(gm.n_components, dtype=np.int64)
-    relabel[raw] = lab.labels  # the population order gmm_labels chose
-    order = np.argsort(relabel)
+    assert lab.classes_of_components is not None
     for i in range(0, m, PATCH_BLOCK):
         b = (np.asarray(means[i:i + PATCH_BLOCK], dtype=np.float64)[:, cols] - mu) / sd
         z = (b - s_mu) / s_sd
-        out.append("labels", relabel[gm.predict(z)])
-        out.append("probabilities", gm.predict_proba(z)[:, order])
+        # classes are groups of the mixture's components (merged modes), in label order
+        out.append("labels", lab.classes_of_components[gm.predict(z)])
+        out.append("probabilities", lab.predict_proba(z))
     return int(lab.n_components)
 
 
