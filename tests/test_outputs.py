@@ -363,3 +363,20 @@ def test_kill_during_a_rerun_leaves_old_or_new_results_complete(tmp_path: Path,
     assert _complete(tmp_path / "res")["created"] >= first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "keep.txt", "res"]
     json.loads((tmp_path / "res" / MARKER).read_text())
+
+
+def test_overwrite_never_replaces_a_users_file_of_the_same_name(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "a.txt").write_text("mine")
+    (out / "figs").mkdir()
+    (out / "figs" / "f.png").write_text("my figure")
+    _write_run(out, {"a.txt": "ours", "b.txt": "ours"}, overwrite=True)
+    assert (out / "a.txt").read_text() == "mine"
+    assert (out / "figs" / "f.png").read_text() == "my figure"
+    assert (out / "latentatlas-a.txt").read_text() == "ours"
+    assert read_marker(out)["entries"] == ["b.txt", "latentatlas-a.txt"]
+    # the next run recognises its own entries and replaces them, still not the user's
+    _write_run(out, {"a.txt": "again", "b.txt": "again"}, overwrite=True)
+    assert (out / "a.txt").read_text() == "mine"
+    assert (out / "latentatlas-a.txt").read_text() == "again"

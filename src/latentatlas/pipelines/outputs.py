@@ -9,8 +9,9 @@ can tell its own folder from anybody else's:
   built beside it and swapped in atomically (:func:`latentatlas._files.replace_directory`).
 - anything else (a file, a folder with other files, a folder holding an input): refused
   with a clear error before any work starts, unless ``overwrite=True``; even then only
-  latentatlas's own entries are replaced, the other files are left alone, and an input is
-  never overwritten.
+  latentatlas's own entries are replaced, the other files are left alone (an entry of this
+  run whose name a user's file already has is written as ``latentatlas-NAME``), and an input
+  is never overwritten.
 
 ``check_output`` runs first (and fails early); ``results_folder`` wraps the writing.
 """
@@ -186,6 +187,23 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _rename_clashes(stage: Path, plan: OutputPlan) -> None:
+    """Give a staged entry whose name a user's file or folder in ``plan.path`` already has
+    (one latentatlas did not write) a ``latentatlas-`` prefix, so merging never replaces it."""
+    for entry in sorted(stage.iterdir()):
+        target = plan.path / entry.name
+        if entry.name == MARKER or entry.name in plan.own or not (
+                target.exists() or target.is_symlink()):
+            continue
+        n, name = 1, f"latentatlas-{entry.name}"
+        while ((plan.path / name).exists() and name not in plan.own) or (stage / name).exists():
+            n, name = n + 1, f"latentatlas-{n + 1}-{entry.name}"
+        entry.rename(stage / name)
+        log.warning("%s in %s is not latentatlas's: kept, and this run's %s written as %s",
+                    safe_text(entry.name), safe_text(plan.path), safe_text(entry.name),
+                    safe_text(name))
+
+
 def _merge(stage: Path, plan: OutputPlan) -> None:
     """Move the staged entries into an existing folder one by one, marker last (and removed
     first: a folder without a marker is known to be incomplete)."""
@@ -224,6 +242,8 @@ def results_folder(
     try:
         yield stage
         unmark(stage)
+        if plan.mode == "merge":
+            _rename_clashes(stage, plan)
         entries = [e.name for e in stage.iterdir() if e.name != MARKER]
         write_text_atomic(stage / MARKER, _marker_text(command, config, entries, inputs))
         if plan.mode == "merge":
