@@ -650,9 +650,10 @@ def _cluster_means(X: Any, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     counts = np.zeros(n_clusters, dtype=np.int64)
     for sl in _row_slices(X):
         lab = labels[sl]
-        keep = lab >= 0
-        np.add.at(sums, lab[keep], np.asarray(X[sl], dtype=np.float64)[keep])
-        counts += np.bincount(lab[keep], minlength=n_clusters)
+        xb = np.asarray(X[sl], dtype=np.float64)
+        for i in np.unique(lab[lab >= 0]):  # few clusters: one vectorised sum each
+            sums[i] += xb[lab == i].sum(0)
+        counts += np.bincount(lab[lab >= 0], minlength=n_clusters)
     return sums / np.maximum(counts, 1)[:, None]
 
 
