@@ -11,6 +11,9 @@
     ... --set normalize='"image"'      (override AnalysisConfig fields; JSON values)
     ... --legacy                       (the settings before issue 13: image min-max, 20 epochs
                                         of 128, no KL warm-up)
+    ... --dump /tmp/lat                (stem/generated: also save each run's latents, PCA
+                                        scores and reference labels as npz, to study the class
+                                        rule on them without retraining)
 
 Parts and their figures of merit (every one also for the baselines on the same patches):
 
@@ -55,7 +58,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from latentatlas.analysis.baselines import background_share
-from latentatlas.analysis.labels import MERGE_RATIO, MIN_GAIN
+from latentatlas.analysis.labels import MERGE_RATIO
 from latentatlas.analysis.sublattices import cell_sites
 from latentatlas.descriptors import windows
 from latentatlas.pipelines.analyze import AnalysisResult, analyze
@@ -141,6 +144,23 @@ def run_pfm(seed: int, options: dict[str, Any], channels: list[str], only: str =
         yield row
 
 
+DUMP: Path | None = None  # --dump: folder for each run's latents (npz)
+
+
+def _dump(name: str, r: AnalysisResult, truth: np.ndarray) -> None:
+    """Save the clustered latents, all latents, the PCA scores and the reference labels."""
+    if DUMP is None:
+        return
+    assert r.baselines is not None
+    DUMP.mkdir(parents=True, exist_ok=True)
+    cols = [r.maps.names.index(f) for f in r.labels.features]
+    np.savez(DUMP / f"{name}.npz", latents=r.maps.values[:, cols],
+             all_latents=r.maps.values, std=r.maps.std, names=np.array(r.maps.names),
+             features=np.array(r.labels.features), pca_scores=r.baselines.pca_scores,
+             truth=truth, labels=r.labels.labels, active=np.array(r.activity.active_names
+                                                                  if r.activity else []))
+
+
 def run_stem(seed: int, options: dict[str, Any]) -> Any:
     from latentatlas.descriptors.atoms import find_atoms
     from latentatlas.io import load
@@ -158,6 +178,7 @@ def run_stem(seed: int, options: dict[str, Any]) -> Any:
     b = r.baselines
     assert b is not None
     truth = sites[r.patches.index]
+    _dump(f"stem_s{seed}", r, truth)
     yield {"file": path.name, "seed": seed, **_common(r, time.perf_counter() - t),
            "n_atoms": len(pos), "sites_per_cell": 3,
            "sites_vs_intensity_groups_ari": _r(adjusted_rand_score(sites, groups)),
@@ -207,6 +228,7 @@ def run_generated(seed: int, options: dict[str, Any], gradient: float = 1.0,
     b = r.baselines
     assert b is not None
     truth = lat.classes[r.patches.index]
+    _dump(f"generated_g{gradient:g}_t{thickness:g}_s{seed}", r, truth)
     yield {"file": f"two_site_lattice(gradient={gradient:g}, thickness={thickness:g})",
            "seed": seed,
            **_common(r, time.perf_counter() - t),
@@ -340,6 +362,8 @@ def main() -> None:
     ap.add_argument("--only", default="*",
                     help="pfm: only the scans whose name matches this pattern, e.g. 'PTO*'")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="stem/generated: folder for each run's latents (npz)")
     ap.add_argument("--window-per-domain", type=float, default=None,
                     help="pfm: window = this x the domain width (descriptors.windows."
                          "WINDOW_PER_DOMAIN; default: the library's)")
@@ -352,6 +376,8 @@ def main() -> None:
         table()
         return
     torch.set_num_threads(1)
+    global DUMP
+    DUMP = args.dump
     if args.window_per_domain is not None:
         windows.WINDOW_PER_DOMAIN = args.window_per_domain
     options: dict[str, Any] = dict(LEGACY) if args.legacy else {}
@@ -368,8 +394,8 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "overrides": options, "channels": channels if args.part == "pfm" else None,
         "window_per_domain": windows.WINDOW_PER_DOMAIN,
-        "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}; the BIC "
-                      f"elbow (last step gaining >= {MIN_GAIN}) when it gives fewer",
+        "class_rule": f"BIC minimum, components merged at valley ratio {MERGE_RATIO}, then "
+                      "down to the knee of the BIC curve when that is smaller",
         "runs": [],
     }
     for seed in args.seeds:

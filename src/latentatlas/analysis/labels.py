@@ -10,10 +10,15 @@ while two of them form one mode: projected on the direction that best separates 
 (Fisher's), the density of their points does not fall between them below ``MERGE_RATIO`` of
 its value at the lower of the two centres (:func:`valley_ratio`, :func:`merge_components`).
 Classes are separated by a dip in the density of the latents, not by a Gaussian's shape.
-When the latents show more such modes than the elbow of the BIC curve supports (a component
-kept while it gains >= ``MIN_GAIN`` of the total BIC improvement, :func:`bic_elbow`), the
-modes are sub-structure of fewer classes and the mixture at the elbow is used instead: the
-number of classes is the smaller of the two counts.
+
+Not every mode is a class: a model's latents can also split one class into well separated
+sub-modes (the rVAE's angle head picking one of two equivalent orientations of a symmetric
+site, each with its own content latents) or isolate a few outlying patches. Those splits
+improve the BIC little compared with the splits between classes, so the count is capped at
+the knee of the BIC curve (:func:`bic_knee`, the count farthest below the straight line
+through the BIC of the smallest and the largest count tried: scale-free, no threshold). With more modes than the knee,
+the merging goes on, least separated pair first, down to the knee: classes stay unions of the
+fitted components (a mixture refitted at the knee's size can instead cut a class across).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
@@ -31,17 +37,14 @@ from latentatlas.analysis.latent_maps import paint_points
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MERGE_RATIO", "MIN_GAIN", "LatentLabels", "bic_elbow", "gmm_labels", "label_image",
-           "merge_components", "valley_ratio"]
+__all__ = ["MERGE_RATIO", "LatentLabels", "bic_knee", "gmm_labels", "label_image",
+           "log_valley_ratio", "merge_components", "valley_ratio"]
 
 # Two groups of latents are one class while the density between them stays above this
 # fraction of the density at the lower of their two centres (1: merge only without any dip,
 # 0: never merge). Stated, not fitted: two equal 1-D Gaussians give 0.5 at about 3.3 standard
 # deviations apart, i.e. merged while they overlap enough to blur into one mode.
 MERGE_RATIO = 0.5
-# The elbow of the BIC curve: a component is worth adding while it improves the BIC by at
-# least this fraction of the whole improvement from one component to the lowest BIC.
-MIN_GAIN = 0.1
 
 
 @dataclass
@@ -88,35 +91,42 @@ class LatentLabels:
                 "rule": None if self.merge_ratio is None else
                 f"Gaussian mixture at the BIC minimum ({self.bic_minimum} components), then "
                 "components merged while the density of their points between them stays >= "
-                f"{self.merge_ratio} of its value at their centres (Fisher projection); the "
-                f"mixture at the BIC elbow (gain >= {MIN_GAIN}) when that gives fewer"}
+                f"{self.merge_ratio} of its value at their centres (Fisher projection); merged "
+                "further, least separated first, down to the knee of the BIC curve when "
+                "that is smaller"}
 
 
-def bic_elbow(bic: dict[int, float], min_gain: float = MIN_GAIN) -> int:
-    """The number of components at the elbow of a BIC curve ``{count: BIC}``: the largest
-    count whose own step (from the count below) still lowers the BIC by at least
-    ``min_gain`` x (BIC of the smallest count - the lowest BIC). A small step followed by a
-    large one (two Gaussians fit no better than one, three much better) does not stop it."""
+def bic_knee(bic: dict[int, float]) -> int:
+    """The knee of a BIC curve ``{count: BIC}``: the count farthest below the straight line
+    joining the BIC of the smallest count tried to that of the largest (the smaller count
+    among equals). When no count lies below that line (the BIC falls slowly first, then
+    steeply: two Gaussians fit no better than one, three far better), the count with the
+    lowest BIC."""
     if not bic:
         raise ValueError("bic is empty: fit at least one mixture size")
     counts = sorted(bic)
-    total = bic[counts[0]] - min(bic.values())
-    chosen = counts[0]
-    for below, k in zip(counts, counts[1:], strict=False):
-        if total > 0 and bic[below] - bic[k] >= min_gain * total:
-            chosen = k
-    return chosen
+    first, last = counts[0], counts[-1]
+    lowest = min(bic, key=lambda k: bic[k])
+    if last == first:
+        return lowest
+    slope = (bic[last] - bic[first]) / (last - first)
+    below = {k: bic[first] + slope * (k - first) - bic[k] for k in counts}
+    most = max(below.values())
+    if most <= 0:
+        return lowest
+    return min(k for k in counts if below[k] == most)
 
 
-def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
+def log_valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
     """How far the density dips between two groups of points ``a`` ``(n_a, d)`` and ``b``
-    ``(n_b, d)``: both are projected on Fisher's direction (pooled covariance^-1 x the
-    difference of their means), the density of the projections is estimated (Gaussian
+    ``(n_b, d)``, as a log: both are projected on Fisher's direction (pooled covariance^-1 x
+    the difference of their means), the density of the projections is estimated (Gaussian
     kernel, Silverman's bandwidth of the spread within the groups), and its minimum between
-    the two projected means is divided by the lower of its values at the means. About 1: no
-    dip, one mode; near 0: two separate groups."""
+    the two projected means is divided by the lower of its values at the means. About 0: no
+    dip, one mode; very negative: two separate groups (computed in logs, so far separated
+    pairs still compare instead of all reading 0)."""
     if len(a) < 2 or len(b) < 2:
-        return 1.0  # a group this small cannot show a dip: it is merged
+        return 0.0  # a group this small cannot show a dip: it is merged
     ma, mb = a.mean(axis=0), b.mean(axis=0)
     pooled = (np.cov(a, rowvar=False, bias=True) * len(a)
               + np.cov(b, rowvar=False, bias=True) * len(b)) / (len(a) + len(b))
@@ -124,35 +134,44 @@ def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
     w = np.linalg.solve(pooled, mb - ma)
     pa, pb = float(ma @ w), float(mb @ w)
     if not pb > pa:
-        return 1.0  # identical means: nothing separates them
+        return 0.0  # identical means: nothing separates them
     p = np.concatenate([a @ w, b @ w])
     # Silverman's rule on the spread within the groups (w' pooled w): the spread of all the
     # projections would count the gap itself and smooth it away
     bandwidth = 0.9 * float(np.sqrt(w @ pooled @ w)) * len(p) ** -0.2
     grid = np.linspace(pa, pb, 65)
-    density = np.zeros(len(grid))
+    log_density = np.full(len(grid), -np.inf)
     for start in range(0, len(p), 4096):  # (4096, 65) at a time: memory stays small
         u = (grid[None, :] - p[start:start + 4096, None]) / bandwidth
-        density += np.exp(-0.5 * u * u).sum(axis=0)
-    return float(density.min() / min(density[0], density[-1]))
+        log_density = np.logaddexp(log_density, logsumexp(-0.5 * u * u, axis=0))
+    return float(log_density.min() - min(log_density[0], log_density[-1]))
+
+
+def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`log_valley_ratio` as a ratio: about 1 for one mode, near 0 for two groups."""
+    return float(np.exp(log_valley_ratio(a, b)))
 
 
 def merge_components(x: np.ndarray, components: np.ndarray, k: int,
-                     ratio: float = MERGE_RATIO) -> np.ndarray:
+                     ratio: float = MERGE_RATIO, at_most: int | None = None) -> np.ndarray:
     """Merge ``k`` mixture components into classes: ``x`` ``(n, d)`` points, ``components``
     ``(n,)`` each point's component (0..k-1). Repeatedly joins the two groups with the highest
-    :func:`valley_ratio` while it is >= ``ratio``. Returns ``(k,)`` the group of every
-    component, numbered 0.. in order of their first component."""
+    :func:`valley_ratio` while it is >= ``ratio``, and beyond that while more than
+    ``at_most`` groups are left. Returns ``(k,)`` the group of every component, numbered 0..
+    in order of their first component."""
     if not 0 <= ratio <= 1:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+    if at_most is not None and at_most < 1:
+        raise ValueError(f"at_most must be >= 1, got {at_most}")
+    log_ratio = np.log(ratio) if ratio > 0 else -np.inf
     group = np.arange(k)
     while len(np.unique(group)) > 1:
         ids = np.unique(group)
         members = {g: x[np.isin(components, np.flatnonzero(group == g))] for g in ids}
-        pairs = [(valley_ratio(members[g], members[h]), g, h)
+        pairs = [(log_valley_ratio(members[g], members[h]), g, h)
                  for i, g in enumerate(ids) for h in ids[i + 1:]]
         best, g, h = max(pairs)
-        if best < ratio:
+        if best < log_ratio and (at_most is None or len(ids) <= at_most):
             break
         group[group == h] = g
     return np.unique(group, return_inverse=True)[1]
@@ -174,9 +193,9 @@ def gmm_labels(
     Features are standardised first so latents on different scales weigh alike. With
     ``n_components=None`` every count from 1 to ``max_components`` is fitted, the one with
     the lowest BIC is kept and its components are merged into classes while they form one
-    mode (:func:`merge_components` with ``merge_ratio``; 0 keeps every component), unless
-    the BIC elbow is smaller: then the mixture at the elbow (module docstring). A given
-    ``n_components`` is used as it is.
+    mode (:func:`merge_components` with ``merge_ratio``; 0 keeps every component), and
+    further down to the knee of the BIC curve when that is smaller (:func:`bic_knee`, module
+    docstring). A given ``n_components`` is used as it is.
     """
     x = check_array(X, "latents", ndim=2).astype(np.float64)
     n = x.shape[0]
@@ -214,14 +233,8 @@ def gmm_labels(
     groups = np.arange(best.n_components)
     if n_components is None and merge_ratio > 0:
         sample = components if fit_x is x else best.predict(fit_x)
-        groups = merge_components(fit_x, sample, best.n_components, merge_ratio)
-        elbow = bic_elbow(bic)
-        if elbow < int(groups.max()) + 1:
-            # more modes than the BIC curve's elbow supports: sub-modes of a class (the
-            # fewer classes of the two rules are kept), the mixture at the elbow
-            best = fitted[elbow]
-            components = best.predict(x)
-            groups = np.arange(elbow)
+        groups = merge_components(fit_x, sample, best.n_components, merge_ratio,
+                                  at_most=bic_knee(bic))
     # classes by population so label 0 is always the majority class (stable across runs)
     n_classes = int(groups.max()) + 1
     order = np.argsort(-np.bincount(groups[components], minlength=n_classes), kind="stable")
