@@ -5,20 +5,23 @@ The number of classes is not the number of Gaussians. On real data the BIC often
 falling up to the largest size tried: a few thousand patches make its penalty small, and a
 curved or elongated cloud of latents (a class whose latents drift with a slow background, a
 continuous physical change) is fitted better by every extra Gaussian. So the mixture is
-fitted at the size with the lowest BIC, and then its components are merged, pair by pair,
-while two of them form one mode: projected on the direction that best separates them
-(Fisher's), the density of their points does not fall between them below ``MERGE_RATIO`` of
-its value at the lower of the two centres (:func:`valley_ratio`, :func:`merge_components`).
-Classes are separated by a dip in the density of the latents, not by a Gaussian's shape.
+fitted at the size with the lowest BIC, and its components are joined into classes where
+they form one mode: two components are linked when, projected on the direction that best
+separates them (Fisher's), the density of their points does not fall between them below
+``MERGE_RATIO`` of its value at the lower of the two centres (:func:`valley_ratio`), and a
+class is a chain of linked components (:func:`merge_components`). Classes are separated by a
+dip in the density of the latents, not by a Gaussian's shape.
 
 Not every mode is a class: a model's latents can also split one class into well separated
-sub-modes (the rVAE's angle head picking one of two equivalent orientations of a symmetric
-site, each with its own content latents) or isolate a few outlying patches. Those splits
-improve the BIC little compared with the splits between classes, so the count is capped at
-the knee of the BIC curve (:func:`bic_knee`, the count farthest below the straight line
-through the BIC of the smallest and the largest count tried: scale-free, no threshold). With more modes than the knee,
-the merging goes on, least separated pair first, down to the knee: classes stay unions of the
-fitted components (a mixture refitted at the knee's size can instead cut a class across).
+sub-modes (the rVAE's angle head picking one of two equivalent orientations of a nearly
+symmetric site, each with its own content latents) or isolate a few outlying patches. Those
+splits improve the BIC little compared with the splits between classes, so the count is
+capped at the knee of the BIC curve (:func:`bic_knee`: the count farthest below the straight
+line through the BIC of the smallest and of the largest count tried; scale-free, no
+threshold). With more modes than the knee, the two classes whose merge loses the least
+likelihood are joined until the knee's count is left (:func:`merge_cost`): classes stay
+unions of the fitted components (a mixture refitted at the knee's size can cut a class
+across, and did on a generated lattice).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
@@ -38,7 +40,7 @@ from latentatlas.analysis.latent_maps import paint_points
 log = logging.getLogger(__name__)
 
 __all__ = ["MERGE_RATIO", "LatentLabels", "bic_knee", "gmm_labels", "label_image",
-           "log_valley_ratio", "merge_components", "valley_ratio"]
+           "merge_components", "merge_cost", "valley_ratio"]
 
 # Two groups of latents are one class while the density between them stays above this
 # fraction of the density at the lower of their two centres (1: merge only without any dip,
@@ -89,11 +91,11 @@ class LatentLabels:
                 "bic": {str(k): v for k, v in self.bic.items()}, "features": self.features,
                 "bic_minimum": self.bic_minimum,
                 "rule": None if self.merge_ratio is None else
-                f"Gaussian mixture at the BIC minimum ({self.bic_minimum} components), then "
-                "components merged while the density of their points between them stays >= "
-                f"{self.merge_ratio} of its value at their centres (Fisher projection); merged "
-                "further, least separated first, down to the knee of the BIC curve when "
-                "that is smaller"}
+                f"Gaussian mixture at the BIC minimum ({self.bic_minimum} components); "
+                "components linked while the density of their points between them stays >= "
+                f"{self.merge_ratio} of its value at their centres (Fisher projection), a "
+                "class per chain of linked components; at most the knee of the BIC curve, "
+                "reached by the merges that lose the least likelihood"}
 
 
 def bic_knee(bic: dict[int, float]) -> int:
@@ -117,16 +119,15 @@ def bic_knee(bic: dict[int, float]) -> int:
     return min(k for k in counts if below[k] == most)
 
 
-def log_valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
+def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
     """How far the density dips between two groups of points ``a`` ``(n_a, d)`` and ``b``
-    ``(n_b, d)``, as a log: both are projected on Fisher's direction (pooled covariance^-1 x
-    the difference of their means), the density of the projections is estimated (Gaussian
+    ``(n_b, d)``: both are projected on Fisher's direction (pooled covariance^-1 x the
+    difference of their means), the density of the projections is estimated (Gaussian
     kernel, Silverman's bandwidth of the spread within the groups), and its minimum between
-    the two projected means is divided by the lower of its values at the means. About 0: no
-    dip, one mode; very negative: two separate groups (computed in logs, so far separated
-    pairs still compare instead of all reading 0)."""
+    the two projected means is divided by the lower of its values at the means. About 1: no
+    dip, one mode; near 0: two separate groups."""
     if len(a) < 2 or len(b) < 2:
-        return 0.0  # a group this small cannot show a dip: it is merged
+        return 1.0  # a group this small cannot show a dip: it is merged
     ma, mb = a.mean(axis=0), b.mean(axis=0)
     pooled = (np.cov(a, rowvar=False, bias=True) * len(a)
               + np.cov(b, rowvar=False, bias=True) * len(b)) / (len(a) + len(b))
@@ -134,45 +135,55 @@ def log_valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
     w = np.linalg.solve(pooled, mb - ma)
     pa, pb = float(ma @ w), float(mb @ w)
     if not pb > pa:
-        return 0.0  # identical means: nothing separates them
+        return 1.0  # identical means: nothing separates them
     p = np.concatenate([a @ w, b @ w])
     # Silverman's rule on the spread within the groups (w' pooled w): the spread of all the
     # projections would count the gap itself and smooth it away
     bandwidth = 0.9 * float(np.sqrt(w @ pooled @ w)) * len(p) ** -0.2
     grid = np.linspace(pa, pb, 65)
-    log_density = np.full(len(grid), -np.inf)
+    density = np.zeros(len(grid))
     for start in range(0, len(p), 4096):  # (4096, 65) at a time: memory stays small
         u = (grid[None, :] - p[start:start + 4096, None]) / bandwidth
-        log_density = np.logaddexp(log_density, logsumexp(-0.5 * u * u, axis=0))
-    return float(log_density.min() - min(log_density[0], log_density[-1]))
+        density += np.exp(-0.5 * u * u).sum(axis=0)
+    return float(density.min() / min(density[0], density[-1]))
 
 
-def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
-    """:func:`log_valley_ratio` as a ratio: about 1 for one mode, near 0 for two groups."""
-    return float(np.exp(log_valley_ratio(a, b)))
+def merge_cost(a: np.ndarray, b: np.ndarray) -> float:
+    """The log-likelihood lost when two groups of points ``a`` ``(n_a, d)`` and ``b``
+    ``(n_b, d)``, each modelled by its own Gaussian, are modelled by one: (n_a + n_b) / 2
+    log det(cov of both) - n_a / 2 log det(cov a) - n_b / 2 log det(cov b) (maximum-likelihood
+    covariances, plus the mixture's 1e-4 on the diagonal)."""
+    def half_n_logdet(p: np.ndarray) -> float:
+        cov = np.atleast_2d(np.cov(p, rowvar=False, bias=True)) + 1e-4 * np.eye(p.shape[1])
+        return 0.5 * len(p) * float(np.linalg.slogdet(cov)[1])
+    return half_n_logdet(np.vstack([a, b])) - half_n_logdet(a) - half_n_logdet(b)
 
 
 def merge_components(x: np.ndarray, components: np.ndarray, k: int,
                      ratio: float = MERGE_RATIO, at_most: int | None = None) -> np.ndarray:
     """Merge ``k`` mixture components into classes: ``x`` ``(n, d)`` points, ``components``
-    ``(n,)`` each point's component (0..k-1). Repeatedly joins the two groups with the highest
-    :func:`valley_ratio` while it is >= ``ratio``, and beyond that while more than
-    ``at_most`` groups are left. Returns ``(k,)`` the group of every component, numbered 0..
-    in order of their first component."""
+    ``(n,)`` each point's component (0..k-1). Two components are one mode when their
+    :func:`valley_ratio` is >= ``ratio``; a class is a chain of such pairs (the components
+    connected through them), so a curved cloud of several Gaussians is one class even where
+    its two ends show a dip. With more classes than ``at_most``, the two classes whose merge
+    loses the least likelihood (:func:`merge_cost`) are joined until ``at_most`` are left.
+    Returns ``(k,)`` the class of every component, numbered 0.. in order of their first
+    component."""
     if not 0 <= ratio <= 1:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     if at_most is not None and at_most < 1:
         raise ValueError(f"at_most must be >= 1, got {at_most}")
-    log_ratio = np.log(ratio) if ratio > 0 else -np.inf
+    points = [x[components == c] for c in range(k)]
     group = np.arange(k)
-    while len(np.unique(group)) > 1:
+    for a in range(k):
+        for b in range(a + 1, k):
+            if group[a] != group[b] and valley_ratio(points[a], points[b]) >= ratio:
+                group[group == group[b]] = group[a]
+    while at_most is not None and len(np.unique(group)) > at_most:
         ids = np.unique(group)
         members = {g: x[np.isin(components, np.flatnonzero(group == g))] for g in ids}
-        pairs = [(log_valley_ratio(members[g], members[h]), g, h)
-                 for i, g in enumerate(ids) for h in ids[i + 1:]]
-        best, g, h = max(pairs)
-        if best < log_ratio and (at_most is None or len(ids) <= at_most):
-            break
+        _, g, h = min((merge_cost(members[g], members[h]), g, h)
+                      for i, g in enumerate(ids) for h in ids[i + 1:])
         group[group == h] = g
     return np.unique(group, return_inverse=True)[1]
 
