@@ -248,10 +248,14 @@ def _records(part: str) -> list[tuple[str, list[dict[str, Any]]]]:
         rule = record.get("class_rule", "")
         if not rule:
             label += ", BIC elbow (before)"
+        elif "knee" in rule:
+            pass  # the current rule (third pass): modes, at most the BIC knee
         elif "elbow" not in rule:
             label += ", modes only (no elbow cap)"
         elif "last step" not in rule:
             label += ", modes, first-small-step elbow cap"
+        else:
+            label += ", modes, 10 % elbow cap (second pass)"
         out.append((label, record["runs"]))
     return out
 
@@ -307,8 +311,9 @@ def table() -> None:
         print(f"\n{part}: ARI of the classes ({key}); background share = eta^2 of the slow "
               "background on the classes\n")
         print("| image | settings | seeds | classes (BIC min) | ARI model | ARI PCA k-means | "
-              "background share model / PCA k-means | active content | verdict |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "ARI PCA GMM (same class rule) | background share model / PCA k-means | "
+              "active content | verdict |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for f in dict.fromkeys(r["file"] for _, r in rows):
             for tag in dict.fromkeys(t for t, _ in rows):
                 rs = [r for t, r in rows if t == tag and r["file"] == f]
@@ -318,6 +323,7 @@ def table() -> None:
                       + ", ".join(f"{r['n_classes']} ({r['bic_minimum']})" for r in rs) + " | "
                       f"{_spread([r[key]['model'] for r in rs])} | "
                       f"{_spread([r[key]['pca_kmeans'] for r in rs])} | "
+                      f"{_spread([r[key].get('pca_gmm') for r in rs])} | "
                       f"{_spread([r['background_share']['model'] for r in rs])} / "
                       f"{_spread([r['background_share']['pca_kmeans'] for r in rs])} | "
                       + " / ".join(",".join(n for n in r["active"] if n.startswith("z"))
@@ -338,6 +344,7 @@ def _window_table() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for record, _ in rows:
         rule = ("elbow" if "class_rule" not in record else
+                "modes, knee cap" if "knee" in record["class_rule"] else
                 "modes" if "elbow" not in record["class_rule"] else "modes, elbow cap")  # PFM
         for r in record["runs"]:
             def rho(target: str, kind: str, r: dict[str, Any] = r) -> str:
