@@ -191,7 +191,7 @@ def test_classes_are_modes_not_gaussians() -> None:
     assert lab.bic_minimum is not None and lab.bic_minimum > 2
     assert lab.n_components == 2 and adjusted_rand_score(arm, lab.labels) == 1.0
     # three classes, each of two tight sub-modes (6 modes, as in the STEM ABF latents): the
-    # BIC elbow caps the count at the 3 classes
+    # BIC knee caps the count at the 3 classes
     cls, sub = rng.integers(0, 3, 600), rng.integers(0, 2, 600)
     x = (np.array([[0, 0], [20, 0], [0, 20]])[cls] + np.c_[1.5 * sub, np.zeros(600)]
          + 0.2 * rng.normal(size=(600, 2)))
