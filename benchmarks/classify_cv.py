@@ -58,11 +58,15 @@ def _scores(result: Any) -> dict[str, Any]:
 
 def _runs(crops: LabelledCrops, base: ClassifyConfig, seeds: list[int],
           splits: list[int | None], sink: list[dict[str, Any]], save: Any,
-          earlier: dict[tuple[int, int | None], dict[str, Any]] | None = None) -> None:
+          earlier: dict[tuple[int, int | None], dict[str, Any]] | None = None,
+          arrays: Path | None = None) -> None:
     """Run every seed and split into ``sink``. ``earlier``: (seed, split) -> a run of an
     earlier file on the same crops, patches, split and seed; its baselines are taken instead
     of re-measured (their code and settings must be the same) and its model's scores are kept
-    as ``earlier_model``, so the new model stands beside the old one on the same runs."""
+    as ``earlier_model``, so the new model stands beside the old one on the same runs.
+    ``arrays``: a folder for one ``.npz`` per run (labels, split masks, the model's class
+    probabilities, the crops' content latents, the unrotated patches), to study prediction
+    rules on the trained models without training them again."""
     for seed in seeds:
         data = prepare_defects(crops, dataclasses.replace(base, seed=seed))
         for split in splits:
@@ -79,6 +83,13 @@ def _runs(crops: LabelledCrops, base: ClassifyConfig, seeds: list[int],
                 row["baselines"] = old["baselines"]
                 row["earlier_model"] = old["model"]
             sink.append(row)
+            if arrays is not None:
+                arrays.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(
+                    arrays / f"seed{seed}_split{split}.npz", y=crops.labels,
+                    seen=result.labelled, scored=result.scored, proba=result.probabilities,
+                    latents=result.latents, latents_std=result.latents_std,
+                    canonical=data.canonical)
             m = row["model"]
             print(f"seed {seed} split {split}: acc {m['accuracy']:.3f} bal "
                   f"{m['balanced_accuracy']:.3f} ari {m['ari']:.3f}  baselines "
@@ -208,6 +219,8 @@ def main() -> None:
     ap.add_argument("--baselines-from", default="", help="an earlier JSON of the same parts, "
                     "seeds and splits: its baselines are reused (not re-run) and its model is "
                     "reported beside this one as earlier_model")
+    ap.add_argument("--save-arrays", default="", help="a folder for one .npz per run "
+                    "(labels, split, probabilities, latents, patches); not committed")
     ap.add_argument("--combine", default="", help="comma-separated JSON files of parallel runs "
                     "to merge into --out (nothing is run)")
     args = ap.parse_args()
@@ -224,7 +237,7 @@ def main() -> None:
     doc: dict[str, Any] = {
         "command": "python benchmarks/classify_cv.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("data", "combine")),
+            if k not in ("data", "combine", "save_arrays")),
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1, "
                    f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -261,7 +274,8 @@ def main() -> None:
             old_doc = json.loads(Path(args.baselines_from).read_text())
             earlier = {(r["seed"], r["split_seed"]): r for r in old_doc["parts"][part]["runs"]}
             doc["parts"][part]["baselines_from"] = args.baselines_from
-        _runs(sub, base, seeds, split_list, runs, save, earlier)
+        _runs(sub, base, seeds, split_list, runs, save, earlier,
+              Path(args.save_arrays) / part if args.save_arrays else None)
     save()
     print(f"wrote {out}")
 
