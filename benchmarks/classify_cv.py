@@ -46,8 +46,13 @@ THREE = ("Si1C3", "Si3C6", "Si1C4")
 def _scores(result: Any) -> dict[str, Any]:
     keep = ("accuracy", "balanced_accuracy", "ari", "recall", "confusion")
     s = result.scores
+    # semi-supervised: ``model`` is the prediction rule in use, ``classifier`` the model's
+    # classifier alone
+    extra = ({"classifier": {k: s["classifier"][k] for k in keep},
+              "prediction_rule": result.prediction_rule} if "classifier" in s else {})
     return {
         "model": {k: s["model"][k] for k in keep},
+        **extra,
         "baselines": {b: {k: v[k] for k in keep} for b, v in s["baselines"].items()},
         "restarts_elbo_and_classes": result.restarts,
         "occupied": result.occupied,
@@ -139,13 +144,16 @@ def wins(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _methods(rows: list[dict[str, Any]]) -> list[str]:
-    """``model``, ``earlier_model`` when the runs carry one, then the baselines."""
-    return ["model", *(["earlier_model"] if "earlier_model" in rows[0] else []),
-            *rows[0]["baselines"]]
+    """``model``, ``classifier`` and ``earlier_model`` when the runs carry them, then the
+    baselines."""
+    return ["model", *[m for m in _OWN[1:] if m in rows[0]], *rows[0]["baselines"]]
+
+
+_OWN = ("model", "classifier", "earlier_model")
 
 
 def _method(row: dict[str, Any], name: str) -> dict[str, Any]:
-    return row[name] if name in ("model", "earlier_model") else row["baselines"][name]
+    return row[name] if name in _OWN else row["baselines"][name]
 
 
 def summarised(doc: dict[str, Any]) -> dict[str, Any]:
