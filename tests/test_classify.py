@@ -204,16 +204,16 @@ def test_logit_adjustment_recovers_the_rare_class_that_its_prior_outvotes() -> N
 def test_class_balanced_spreading_keeps_a_rare_class_its_neighbours_outnumber() -> None:
     # a run of 30 common samples (10 seeded) touching 5 rare ones (1 seeded): on a wide graph
     # the common class's ten seeds flood the rare end unless every class has the same mass
-    x = np.r_[np.linspace(0, 1, 30), np.linspace(1.15, 1.35, 5)][:, None]
     labels = np.full(35, -1)
     labels[:30:3], labels[34] = 0, 1
-    for neighbours, alpha in ((10, 0.99), (20, 0.9)):
+    for start, neighbours, alpha in ((1.15, 10, 0.99), (1.25, 20, 0.99)):
+        x = np.r_[np.linspace(0, 1, 30), np.linspace(start, start + 0.2, 5)][:, None]
         balanced = spread_labels(x, labels, neighbours, alpha).argmax(1)
         plain = spread_labels(x, labels, neighbours, alpha, balanced=False).argmax(1)
         assert (balanced[30:] == 1).all() and (balanced[:30] == 0).mean() >= 0.9
         assert (plain[30:34] == 0).all()  # what the balance is for
     with pytest.raises(ValueError, match="labelled sample"):
-        spread_labels(x, np.full(35, -1))
+        spread_labels(np.zeros((35, 1)), np.full(35, -1))
 
 
 def test_spread_prediction_recovers_a_rare_class_its_classifier_outvotes() -> None:
