@@ -361,6 +361,9 @@ def test_cli_classify_writes_results_and_refuses_bad_input(crops: LabelledCrops,
     res = CliRunner().invoke(_app(), ["classify", str(tmp_path / "lib"), "--out",
                                       str(tmp_path / "o2"), "--model", "kmeans"])
     assert res.exit_code == 2 and "--model must be one of" in res.output
+    res = CliRunner().invoke(_app(), ["classify", str(tmp_path / "lib"), "--out",
+                                      str(tmp_path / "o4"), "--semi-prediction", "nearest"])
+    assert res.exit_code == 2 and "semi_prediction must be one of" in res.output
     (tmp_path / "bad" / "A" / "deeper").mkdir(parents=True)
     res = CliRunner().invoke(_app(), ["classify", str(tmp_path / "bad"), "--out",
                                       str(tmp_path / "o3")])
