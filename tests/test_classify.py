@@ -225,16 +225,19 @@ def test_spread_prediction_recovers_a_rare_class_its_classifier_outvotes() -> No
     seen = np.zeros(88, bool)
     seen[:16], seen[80] = True, True
     proba = np.where(y[:, None] == 1, [0.6, 0.4], [0.7, 0.3])
-    scores, rule = spread_prediction(x, y, seen, proba)
+    # the leave-one-labelled-out choice finds the space where the classes lie, listed last
+    spaces = {"noise": rng.normal(0, 1, (88, 2)), "x": x}
+    scores, rule = spread_prediction(spaces, y, seen, proba)
     pred, unseen = scores.argmax(1), ~seen
     assert (proba.argmax(1) == 0).all()
     assert (pred[unseen & (y == 1)] == 1).all()
     assert (pred[unseen & (y == 0)] == 0).mean() >= 0.9
     np.testing.assert_allclose(scores.sum(1), 1.0)
-    assert (rule["neighbours"], rule["alpha"]) in SPREAD_GRID and rule["held_out_crops"] == 16
+    assert rule["space"] == "x" and rule["held_out_crops"] == 16
+    assert (rule["neighbours"], rule["alpha"]) in SPREAD_GRID
     # no label of an unseen crop is used: scrambling them changes nothing
     scrambled = np.where(seen, y, rng.integers(0, 2, 88))
-    again, rule_again = spread_prediction(x, scrambled, seen, proba)
+    again, rule_again = spread_prediction(spaces, scrambled, seen, proba)
     np.testing.assert_array_equal(again, scores)
     assert rule_again == rule
 

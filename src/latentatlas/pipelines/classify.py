@@ -131,7 +131,7 @@ class ClassifyConfig:
         tau of the semi-supervised model's logit adjustment (0: inverse-frequency weights).
         semi_prediction: how the semi-supervised prediction is made: ``classifier`` (argmax
         of the model's class probabilities) or ``spread`` (those probabilities times label
-        spreading on the PCA scores of the patches, see :func:`spread_prediction`; both are
+        spreading over the PCA scores of the patches, see :func:`spread_prediction`; both are
         scored and written).
         label_oversampling: the labelled views are repeated to about this fraction of each
         epoch. prior_concentration: Dirichlet alpha of the joint VAE's class prior.
@@ -454,46 +454,49 @@ def _fit_joint(data: DefectSet, k: int, config: ClassifyConfig
 # ------------------------------------------------------------------------------ prediction
 
 
-def spread_prediction(features: np.ndarray, y: np.ndarray, seen: np.ndarray,
+def spread_prediction(spaces: dict[str, np.ndarray], y: np.ndarray, seen: np.ndarray,
                       proba: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """The semi-supervised prediction ``spread``: class scores (n, K), rows summing to 1, and
     a record of how they were made.
 
     The model's class probabilities ``proba`` (n, K) are multiplied by class-balanced label
     spreading (:func:`spread_labels`) from the seen labels (``y`` where ``seen``) over the
-    crops' ``features`` (n, d; the PCA scores of the unrotated patches, where crops of one
-    rare complex sit together although the view-trained classifier has seen one of them).
-    The spreading's neighbours and alpha come from ``SPREAD_GRID`` by leave-one-labelled-out
-    on the seen crops alone: each seen crop of a class with two or more seen crops is hidden
-    in turn and predicted by the spreading alone (the classifier was trained on its label,
-    so its probabilities would favour themselves); the highest balanced accuracy wins, ties
-    go to the earlier entry. No label of an unseen crop is used.
+    crops' features in one of ``spaces`` (name -> (n, d), label-free; in the pipeline the PCA
+    scores of the unrotated patches, where crops of one rare complex can sit together although
+    the view-trained classifier has seen one of them). The
+    space, neighbours and alpha (``SPREAD_GRID``) come from leave-one-labelled-out on the seen
+    crops alone: each seen crop of a class with two or more seen crops is hidden in turn and
+    predicted by the spreading alone (the classifier was trained on its label, so its
+    probabilities would vouch for themselves); the highest balanced accuracy wins, ties go to
+    the earlier space, then the earlier grid entry. No label of an unseen crop is used.
     """
     n, k = proba.shape
     labels = np.where(seen, y, -1)
     counts = np.bincount(labels[seen], minlength=k)
     held = np.flatnonzero(seen & (counts[np.clip(labels, 0, None)] >= 2))
     loo: dict[str, float] = {}
-    for neighbours, alpha in SPREAD_GRID:
+    candidates = [(space, nb, a) for space in spaces for nb, a in SPREAD_GRID]
+    for space, neighbours, alpha in candidates:
         hits = np.zeros(len(held), bool)
         for j, i in enumerate(held):
             hidden = labels.copy()
             hidden[i] = -1
-            hits[j] = spread_labels(features, hidden, neighbours, alpha)[i].argmax() == y[i]
+            hits[j] = (spread_labels(spaces[space], hidden, neighbours, alpha)[i].argmax()
+                       == y[i])
         recalls = [hits[y[held] == c].mean() for c in np.unique(y[held])]
-        loo[f"{neighbours}/{alpha:g}"] = float(np.mean(recalls)) if recalls else 0.0
-    best = max(range(len(SPREAD_GRID)), key=lambda g: (list(loo.values())[g], -g))
-    neighbours, alpha = SPREAD_GRID[best]
+        loo[f"{space}/{neighbours}/{alpha:g}"] = float(np.mean(recalls)) if recalls else 0.0
+    values = list(loo.values())
+    space, neighbours, alpha = candidates[max(range(len(values)), key=lambda g: (values[g], -g))]
     spread = np.zeros((n, k))
-    scores = spread_labels(features, labels, neighbours, alpha)
+    scores = spread_labels(spaces[space], labels, neighbours, alpha)
     spread[:, :scores.shape[1]] = scores
     combined = proba * spread
     total = combined.sum(1, keepdims=True)
     combined = np.where(total > 0, combined / np.where(total > 0, total, 1.0), proba)
-    info = {"rule": "classifier probabilities x class-balanced label spreading on the PCA "
-                    "scores; neighbours and alpha by leave-one-labelled-out",
-            "neighbours": neighbours, "alpha": alpha, "held_out_crops": len(held),
-            "loo_balanced_accuracy (neighbours/alpha)": loo}
+    info = {"rule": "classifier probabilities x class-balanced label spreading; space, "
+                    "neighbours and alpha by leave-one-labelled-out on the seen crops",
+            "space": space, "neighbours": neighbours, "alpha": alpha,
+            "held_out_crops": len(held), "loo_balanced_accuracy (space/neighbours/alpha)": loo}
     return combined, info
 
 
@@ -582,11 +585,14 @@ def classify_defects(data: DefectSet, config: ClassifyConfig, with_baselines: bo
         class_ids = np.array([mapping.get(c, -1) for c in range(k)], np.int64)
     predictions = class_ids[proba.argmax(1)]
     classifier_predictions = predictions
+    latent_names, latents, latents_std = crop_latents(model, data.views)
     prediction_scores, rule = proba, {"rule": "argmax of the model's class probabilities"}
     if config.semi_supervised and config.semi_prediction == "spread":
-        prediction_scores, rule = spread_prediction(_pca_scores(data, config), y, seen, proba)
+        # label-free features only: the content latents of the seen crops were trained with
+        # their labels, so leaving one out would flatter them (as it would the classifier)
+        spaces = {"pca": _pca_scores(data, config)}
+        prediction_scores, rule = spread_prediction(spaces, y, seen, proba)
         predictions = class_ids[prediction_scores.argmax(1)]
-    latent_names, latents, latents_std = crop_latents(model, data.views)
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
     baselines = _baselines(data, y, seen, scored, k, config) if with_baselines else {}
