@@ -6,7 +6,9 @@ Every number comes from ``latentatlas.pipelines.classify.classify_defects``, the
 Parts:
 - ``semi``: semi-supervised with ``--labelled-fraction`` (20 %) of the labels: for each split
   seed (a stratified labelled subset) and each model seed, accuracy and balanced accuracy of
-  the model and of every baseline on the crops whose label was hidden.
+  the model and of every baseline on the crops whose label was hidden. ``model`` is the
+  pipeline's semi-supervised prediction (``semi_prediction``), ``classifier`` the model's
+  classifier alone, with the rule each run chose (``prediction_rule``).
 - ``unsup3``: no labels, the three largest classes (Si1C3, Si3C6, Si1C4), K = 3: ARI of the
   joint VAE (best of its restarts by ELBO) and of k-means / GMM on PCA, per seed.
 - ``unsup8``: no labels, all eight classes, K = 8: accuracy (Hungarian-matched) per seed.

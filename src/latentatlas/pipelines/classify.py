@@ -26,7 +26,14 @@ The job, step by step:
      (consistency). An optional
      ``validation_fraction`` of the labelled crops is held back as an explicit validation set
      (its labels are not trained on; scores after every epoch are in the history). The
-     model is scored on the crops whose label it did not see.
+     prediction (``semi_prediction="spread"``, the default) multiplies the classifier's
+     probabilities by class-balanced label spreading from the seen crops over the PCA
+     scores of the unrotated patches (:func:`spread_prediction`; its neighbours and reach
+     are chosen by leave-one-labelled-out on the seen crops): a complex seen once is found
+     again among the crops that look like it, which the view-trained classifier alone
+     missed on the real library (benchmarks/RESULTS.md, issue 14). The classifier alone is
+     scored beside it (``classifier``). Both are scored on the crops whose label the model
+     did not see.
    - ``jvae`` / ``jrvae``: no labels. The joint VAE with a learned class prior: a Gaussian
      mixture over the content latents whose weights are fitted to the data, so classes
      keep their real sizes. The weights' Dirichlet ``prior_concentration`` is 1 (maximum
@@ -45,7 +52,8 @@ The job, step by step:
    small CNN (the VAE's classifier network trained on the labelled crops' views alone).
 5. **Results**: ``results.json`` (configuration, split, scores of the model and of every
    baseline: accuracy, balanced accuracy, per-class recall, ARI, confusion matrix; and per
-   crop: file, label, prediction, probabilities, centre, content latents), ``predictions.csv``,
+   crop: file, label, prediction, the classifier's prediction, probabilities, centre,
+   content latents; the prediction rule and its leave-one-out scores), ``predictions.csv``,
    the model, figures (confusion, scores, galleries, latent abundance by class), ``index.html``
    and ``explorer.html`` (the crops' patches and latents, linked).
 
