@@ -117,8 +117,9 @@ SPREAD_GRID = ((5, 0.9), (5, 0.99), (10, 0.9), (10, 0.99), (20, 0.9), (20, 0.99)
 class ClassifyConfig:
     """Every choice of a classify run (saved in ``results.json``). The kind defaults were
     selected by cross-validation on the LibraryNet development crops; ``logit_adjustment=1``
-    was fixed a priori and ``prior_concentration=1`` chosen by the ELBO (benchmarks/RESULTS.md,
-    issue 14).
+    was fixed a priori and ``prior_concentration=1`` chosen by the ELBO; ``semi_prediction``
+    ``spread`` chooses its neighbours and reach per run from the seen labels alone, its design
+    was compared with others on the same crops (benchmarks/RESULTS.md, issue 14).
 
     model: ``ssvae``, ``ssrvae`` (semi-supervised), ``jvae``, ``jrvae`` (no labels).
     labelled_fraction: fraction of the labelled crops whose label the semi-supervised model
