@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.linalg import cg
 from scipy.spatial import cKDTree
 
 from latentatlas._checks import check_array
@@ -203,15 +205,20 @@ def spread_labels(features: object, labels: object, neighbours: int = 10, alpha:
     dist, idx = cKDTree(x).query(x, k + 1)
     dist, idx = dist[:, 1:], idx[:, 1:]
     width = float(np.median(dist)) or 1.0
-    w = np.zeros((n, n))
-    w[np.repeat(np.arange(n), k), idx.ravel()] = np.exp(-(dist.ravel() / width) ** 2)
-    w = np.maximum(w, w.T)
-    d = w.sum(1)
-    inv = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
-    s = inv[:, None] * w * inv[None, :]
+    # a sparse graph and a sparse solve: memory and time grow with n x neighbours, not n^2
+    w = sparse.csr_matrix((np.exp(-(dist.ravel() / width) ** 2),
+                           (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
+    w = w.maximum(w.T)
+    d = np.asarray(w.sum(1)).ravel()
+    inv = sparse.diags(np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0))
+    s = inv @ w @ inv
     seeds = np.zeros((n, int(y.max()) + 1))
     seeds[y >= 0, y[y >= 0]] = 1.0
-    f = np.linalg.solve(np.eye(n) - alpha * s, (1 - alpha) * seeds)
+    # I - alpha S is symmetric positive definite (S's eigenvalues lie in [-1, 1]): conjugate
+    # gradients, one class column at a time (a direct sparse solve fills in on kNN graphs)
+    a = (sparse.identity(n) - alpha * s).tocsr()
+    f = np.column_stack([cg(a, (1 - alpha) * col, rtol=1e-10, atol=0.0, maxiter=10 * n)[0]
+                         for col in seeds.T])
     f = np.clip(f, 0.0, None)
     if balanced:
         mass = f.sum(0)
