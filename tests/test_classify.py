@@ -21,6 +21,7 @@ from latentatlas.descriptors.defects import defect_centre, defect_patches
 from latentatlas.models import get_model
 from latentatlas.models.config import normalise_shape
 from latentatlas.pipelines.classify import (
+    MAX_HIDDEN_PER_CLASS,
     SPREAD_GRID,
     ClassifyResult,
     classify,
@@ -240,6 +241,10 @@ def test_spread_prediction_recovers_a_rare_class_its_classifier_outvotes() -> No
     again, rule_again = spread_prediction(spaces, scrambled, seen, proba)
     np.testing.assert_array_equal(again, scores)
     assert rule_again == rule
+    # many seen crops: the leave-one-out hides at most MAX_HIDDEN_PER_CLASS of each class
+    seen_all = np.ones(88, bool)
+    _, rule_many = spread_prediction({"x": x}, y, seen_all, proba)
+    assert rule_many["held_out_crops"] == MAX_HIDDEN_PER_CLASS + 8
 
 
 @pytest.mark.parametrize("kind", ["ssvae", "ssrvae"])
