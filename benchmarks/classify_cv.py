@@ -6,7 +6,9 @@ Every number comes from ``latentatlas.pipelines.classify.classify_defects``, the
 Parts:
 - ``semi``: semi-supervised with ``--labelled-fraction`` (20 %) of the labels: for each split
   seed (a stratified labelled subset) and each model seed, accuracy and balanced accuracy of
-  the model and of every baseline on the crops whose label was hidden.
+  the model and of every baseline on the crops whose label was hidden. ``model`` is the
+  pipeline's semi-supervised prediction (``semi_prediction``), ``classifier`` the model's
+  classifier alone, with the rule each run chose (``prediction_rule``).
 - ``unsup3``: no labels, the three largest classes (Si1C3, Si3C6, Si1C4), K = 3: ARI of the
   joint VAE (best of its restarts by ELBO) and of k-means / GMM on PCA, per seed.
 - ``unsup8``: no labels, all eight classes, K = 8: accuracy (Hungarian-matched) per seed.
@@ -46,8 +48,13 @@ THREE = ("Si1C3", "Si3C6", "Si1C4")
 def _scores(result: Any) -> dict[str, Any]:
     keep = ("accuracy", "balanced_accuracy", "ari", "recall", "confusion")
     s = result.scores
+    # semi-supervised: ``model`` is the prediction rule in use, ``classifier`` the model's
+    # classifier alone
+    extra = ({"classifier": {k: s["classifier"][k] for k in keep},
+              "prediction_rule": result.prediction_rule} if "classifier" in s else {})
     return {
         "model": {k: s["model"][k] for k in keep},
+        **extra,
         "baselines": {b: {k: v[k] for k in keep} for b, v in s["baselines"].items()},
         "restarts_elbo_and_classes": result.restarts,
         "occupied": result.occupied,
@@ -58,11 +65,15 @@ def _scores(result: Any) -> dict[str, Any]:
 
 def _runs(crops: LabelledCrops, base: ClassifyConfig, seeds: list[int],
           splits: list[int | None], sink: list[dict[str, Any]], save: Any,
-          earlier: dict[tuple[int, int | None], dict[str, Any]] | None = None) -> None:
+          earlier: dict[tuple[int, int | None], dict[str, Any]] | None = None,
+          arrays: Path | None = None) -> None:
     """Run every seed and split into ``sink``. ``earlier``: (seed, split) -> a run of an
     earlier file on the same crops, patches, split and seed; its baselines are taken instead
     of re-measured (their code and settings must be the same) and its model's scores are kept
-    as ``earlier_model``, so the new model stands beside the old one on the same runs."""
+    as ``earlier_model``, so the new model stands beside the old one on the same runs.
+    ``arrays``: a folder for one ``.npz`` per run (labels, split masks, the model's class
+    probabilities, the crops' content latents, the unrotated patches), to study prediction
+    rules on the trained models without training them again."""
     for seed in seeds:
         data = prepare_defects(crops, dataclasses.replace(base, seed=seed))
         for split in splits:
@@ -79,6 +90,13 @@ def _runs(crops: LabelledCrops, base: ClassifyConfig, seeds: list[int],
                 row["baselines"] = old["baselines"]
                 row["earlier_model"] = old["model"]
             sink.append(row)
+            if arrays is not None:
+                arrays.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(
+                    arrays / f"seed{seed}_split{split}.npz", y=crops.labels,
+                    seen=result.labelled, scored=result.scored, proba=result.probabilities,
+                    latents=result.latents, latents_std=result.latents_std,
+                    canonical=data.canonical)
             m = row["model"]
             print(f"seed {seed} split {split}: acc {m['accuracy']:.3f} bal "
                   f"{m['balanced_accuracy']:.3f} ari {m['ari']:.3f}  baselines "
@@ -128,13 +146,16 @@ def wins(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _methods(rows: list[dict[str, Any]]) -> list[str]:
-    """``model``, ``earlier_model`` when the runs carry one, then the baselines."""
-    return ["model", *(["earlier_model"] if "earlier_model" in rows[0] else []),
-            *rows[0]["baselines"]]
+    """``model``, ``classifier`` and ``earlier_model`` when the runs carry them, then the
+    baselines."""
+    return ["model", *[m for m in _OWN[1:] if m in rows[0]], *rows[0]["baselines"]]
+
+
+_OWN = ("model", "classifier", "earlier_model")
 
 
 def _method(row: dict[str, Any], name: str) -> dict[str, Any]:
-    return row[name] if name in ("model", "earlier_model") else row["baselines"][name]
+    return row[name] if name in _OWN else row["baselines"][name]
 
 
 def summarised(doc: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +229,8 @@ def main() -> None:
     ap.add_argument("--baselines-from", default="", help="an earlier JSON of the same parts, "
                     "seeds and splits: its baselines are reused (not re-run) and its model is "
                     "reported beside this one as earlier_model")
+    ap.add_argument("--save-arrays", default="", help="a folder for one .npz per run "
+                    "(labels, split, probabilities, latents, patches); not committed")
     ap.add_argument("--combine", default="", help="comma-separated JSON files of parallel runs "
                     "to merge into --out (nothing is run)")
     args = ap.parse_args()
@@ -224,7 +247,7 @@ def main() -> None:
     doc: dict[str, Any] = {
         "command": "python benchmarks/classify_cv.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("data", "combine")),
+            if k not in ("data", "combine", "save_arrays")),
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1, "
                    f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -261,7 +284,8 @@ def main() -> None:
             old_doc = json.loads(Path(args.baselines_from).read_text())
             earlier = {(r["seed"], r["split_seed"]): r for r in old_doc["parts"][part]["runs"]}
             doc["parts"][part]["baselines_from"] = args.baselines_from
-        _runs(sub, base, seeds, split_list, runs, save, earlier)
+        _runs(sub, base, seeds, split_list, runs, save, earlier,
+              Path(args.save_arrays) / part if args.save_arrays else None)
     save()
     print(f"wrote {out}")
 

@@ -24,6 +24,10 @@ def classify(
         help="fraction of the labelled crops whose label the semi-supervised model sees")] = 0.2,
     n_classes: Annotated[int, typer.Option(
         help="number of classes K (0 = the number of classes in the labels)")] = 0,
+    semi_prediction: Annotated[str, typer.Option(
+        help="semi-supervised prediction: spread (the classifier's probabilities times "
+        "class-balanced label spreading over the crops, chosen by leave-one-labelled-out) or "
+        "classifier (its probabilities alone); both are scored")] = "spread",
     validation_fraction: Annotated[float, typer.Option(
         help="fraction of the seen labels held back as an explicit validation set")] = 0.0,
     labels: Annotated[str, typer.Option(help="CSV of file,label (default: the CSV in FOLDER, "
@@ -55,7 +59,7 @@ def classify(
                      n_classes=n_classes or None, out=out, labels=labels or None,
                      input_pixel_size=input_pixel_size or None, overwrite=overwrite,
                      validation_fraction=validation_fraction, centre=centre, epochs=epochs or None,
-                     seed=seed)
+                     seed=seed, semi_prediction=semi_prediction)
     crops = result.data.crops
     typer.echo(f"{len(crops)} crops, classes {crops.counts()}; {result.n_classes} model classes "
                f"({result.occupied} occupied)")
@@ -64,6 +68,10 @@ def classify(
         s = scores["model"]
         typer.echo(f"{model}: accuracy {s['accuracy']:.3f}, balanced accuracy "
                    f"{s['balanced_accuracy']:.3f} on {scores['scored_crops']} scored crops")
+        if "classifier" in scores and semi_prediction != "classifier":
+            c = scores["classifier"]
+            typer.echo(f"  {model} classifier alone: accuracy {c['accuracy']:.3f}, balanced "
+                       f"accuracy {c['balanced_accuracy']:.3f}")
         for name, b in scores["baselines"].items():
             typer.echo(f"  {name}: accuracy {b['accuracy']:.3f}, balanced accuracy "
                        f"{b['balanced_accuracy']:.3f}")

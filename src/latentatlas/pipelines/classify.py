@@ -26,7 +26,14 @@ The job, step by step:
      (consistency). An optional
      ``validation_fraction`` of the labelled crops is held back as an explicit validation set
      (its labels are not trained on; scores after every epoch are in the history). The
-     model is scored on the crops whose label it did not see.
+     prediction (``semi_prediction="spread"``, the default) multiplies the classifier's
+     probabilities by class-balanced label spreading from the seen crops over the PCA
+     scores of the unrotated patches (:func:`spread_prediction`; its neighbours and reach
+     are chosen by leave-one-labelled-out on the seen crops): a complex seen once is found
+     again among the crops that look like it, which the view-trained classifier alone
+     missed on the real library (benchmarks/RESULTS.md, issue 14). The classifier alone is
+     scored beside it (``classifier``). Both are scored on the crops whose label the model
+     did not see.
    - ``jvae`` / ``jrvae``: no labels. The joint VAE with a learned class prior: a Gaussian
      mixture over the content latents whose weights are fitted to the data, so classes
      keep their real sizes. The weights' Dirichlet ``prior_concentration`` is 1 (maximum
@@ -45,7 +52,8 @@ The job, step by step:
    small CNN (the VAE's classifier network trained on the labelled crops' views alone).
 5. **Results**: ``results.json`` (configuration, split, scores of the model and of every
    baseline: accuracy, balanced accuracy, per-class recall, ARI, confusion matrix; and per
-   crop: file, label, prediction, probabilities, centre, content latents), ``predictions.csv``,
+   crop: file, label, prediction, the classifier's prediction, probabilities, centre,
+   content latents; the prediction rule and its leave-one-out scores), ``predictions.csv``,
    the model, figures (confusion, scores, galleries, latent abundance by class), ``index.html``
    and ``explorer.html`` (the crops' patches and latents, linked).
 
@@ -70,7 +78,12 @@ import numpy as np
 from latentatlas._files import safe_text, write_text_atomic
 from latentatlas._latent_names import content_columns
 from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
-from latentatlas.analysis.classes import class_scores, match_labels, stratified_labels
+from latentatlas.analysis.classes import (
+    class_scores,
+    match_labels,
+    spread_labels,
+    stratified_labels,
+)
 from latentatlas.datasets.crops import LabelledCrops, load_labelled_crops
 from latentatlas.descriptors.defects import defect_centre, defect_patches
 from latentatlas.pipelines.outputs import OutputPlan, check_output, results_folder
@@ -94,14 +107,23 @@ _KIND_DEFAULTS: dict[bool, dict[str, Any]] = {
     False: {"dopant_threshold": 0.38, "encoder": "mlp", "epochs": 30, "consistency": 1.0},
 }
 _FINDERS = ("peaks", "log", "dcnn")
+SEMI_PREDICTIONS = ("spread", "classifier")
+#: (neighbours, alpha) of the label spreading, in the order that breaks ties of the
+#: leave-one-labelled-out selection (fewer neighbours and shorter reach first)
+SPREAD_GRID = ((5, 0.9), (5, 0.99), (10, 0.9), (10, 0.99), (20, 0.9), (20, 0.99))
+# Leave-one-labelled-out hides at most this many seen crops of each class (the first ones):
+# its cost is one spreading per hidden crop and grid entry, and a score per class from 20
+# crops is enough to rank the grid. The dev library has at most 10 seen crops per class.
+MAX_HIDDEN_PER_CLASS = 20
 
 
 @dataclass(frozen=True)
 class ClassifyConfig:
     """Every choice of a classify run (saved in ``results.json``). The kind defaults were
     selected by cross-validation on the LibraryNet development crops; ``logit_adjustment=1``
-    was fixed a priori and ``prior_concentration=1`` chosen by the ELBO (benchmarks/RESULTS.md,
-    issue 14).
+    was fixed a priori and ``prior_concentration=1`` chosen by the ELBO; ``semi_prediction``
+    ``spread`` chooses its neighbours and reach per run from the seen labels alone, its design
+    was compared with others on the same crops (benchmarks/RESULTS.md, issue 14).
 
     model: ``ssvae``, ``ssrvae`` (semi-supervised), ``jvae``, ``jrvae`` (no labels).
     labelled_fraction: fraction of the labelled crops whose label the semi-supervised model
@@ -120,6 +142,10 @@ class ClassifyConfig:
         take the default of the model kind (``_KIND_DEFAULTS``; ``value`` and ``resolved``).
         alpha: weight of the labelled cross-entropy (semi-supervised). logit_adjustment:
         tau of the semi-supervised model's logit adjustment (0: inverse-frequency weights).
+        semi_prediction: how the semi-supervised prediction is made: ``classifier`` (argmax
+        of the model's class probabilities) or ``spread`` (those probabilities times label
+        spreading over the PCA scores of the patches, see :func:`spread_prediction`; both are
+        scored and written).
         label_oversampling: the labelled views are repeated to about this fraction of each
         epoch. prior_concentration: Dirichlet alpha of the joint VAE's class prior.
         warmup: fraction of the joint VAE's epochs trained as a plain VAE before the classes.
@@ -148,6 +174,7 @@ class ClassifyConfig:
     consistency: float | None = None
     alpha: float = 50.0
     logit_adjustment: float = 1.0
+    semi_prediction: str = "spread"
     label_oversampling: float = 0.5
     prior_concentration: float = 1.0
     warmup: float = 0.5
@@ -193,6 +220,9 @@ class ClassifyConfig:
             raise ValueError(f"lr and sigma must be > 0, got {self.lr}, {self.sigma}")
         if self.logit_adjustment < 0:
             raise ValueError(f"logit_adjustment must be >= 0, got {self.logit_adjustment}")
+        if self.semi_prediction not in SEMI_PREDICTIONS:
+            raise ValueError(f"semi_prediction must be one of {SEMI_PREDICTIONS}, got "
+                             f"{self.semi_prediction!r}")
         if not 0 < self.label_oversampling < 1:
             raise ValueError(f"label_oversampling must be in (0, 1), got "
                              f"{self.label_oversampling}")
@@ -243,8 +273,12 @@ class ClassifyResult:
     probabilities: (n, K) over the model's classes; class_ids: (K,) the label of each model
     class (-1 none). scores: ``model`` and ``baselines`` (name -> :func:`class_scores`).
     latent_names, latents, latents_std: the content latents of every crop, (n, d) posterior
-    means and standard deviations averaged over its views. restarts: (ELBO, classes
-    occupied) of every joint-VAE restart. occupied: model classes holding a crop."""
+    means and standard deviations averaged over its views. classifier_predictions: (n,) the
+    argmax of ``probabilities`` alone (scores ``classifier``), prediction_scores: (n, K) the
+    class scores ``predictions`` is the argmax of (``config.semi_prediction``; the
+    probabilities themselves for ``classifier`` and the joint models), prediction_rule: how.
+    restarts: (ELBO, classes occupied) of every joint-VAE restart. occupied: model classes
+    holding a crop."""
 
     config: ClassifyConfig
     data: DefectSet
@@ -261,6 +295,9 @@ class ClassifyResult:
     latent_names: list[str]
     latents: np.ndarray
     latents_std: np.ndarray
+    classifier_predictions: np.ndarray
+    prediction_scores: np.ndarray
+    prediction_rule: dict[str, Any]
     restarts: list[tuple[float, int]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
@@ -427,7 +464,67 @@ def _fit_joint(data: DefectSet, k: int, config: ClassifyConfig
     return best, proba, [(run[0], run[1]) for run in runs]
 
 
+# ------------------------------------------------------------------------------ prediction
+
+
+def spread_prediction(spaces: dict[str, np.ndarray], y: np.ndarray, seen: np.ndarray,
+                      proba: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The semi-supervised prediction ``spread``: class scores (n, K), rows summing to 1, and
+    a record of how they were made.
+
+    The model's class probabilities ``proba`` (n, K) are multiplied by class-balanced label
+    spreading (:func:`spread_labels`) from the seen labels (``y`` where ``seen``) over the
+    crops' features in one of ``spaces`` (name -> (n, d), label-free; in the pipeline the PCA
+    scores of the unrotated patches, where crops of one rare complex can sit together although
+    the view-trained classifier has seen one of them). The
+    space, neighbours and alpha (``SPREAD_GRID``) come from leave-one-labelled-out on the seen
+    crops alone: each seen crop of a class with two or more seen crops is hidden in turn and
+    predicted by the spreading alone (the classifier was trained on its label, so its
+    probabilities would vouch for themselves); the highest balanced accuracy wins, ties go to
+    the earlier space, then the earlier grid entry. No label of an unseen crop is used.
+    """
+    n, k = proba.shape
+    labels = np.where(seen, y, -1)
+    counts = np.bincount(labels[seen], minlength=k)
+    held = np.flatnonzero(seen & (counts[np.clip(labels, 0, None)] >= 2))
+    held = np.concatenate([held[y[held] == c][:MAX_HIDDEN_PER_CLASS]
+                           for c in np.unique(y[held])]).astype(np.int64) if len(held) else held
+    loo: dict[str, float] = {}
+    candidates = [(space, nb, a) for space in spaces for nb, a in SPREAD_GRID]
+    for space, neighbours, alpha in candidates:
+        hits = np.zeros(len(held), bool)
+        for j, i in enumerate(held):
+            hidden = labels.copy()
+            hidden[i] = -1
+            hits[j] = (spread_labels(spaces[space], hidden, neighbours, alpha)[i].argmax()
+                       == y[i])
+        recalls = [hits[y[held] == c].mean() for c in np.unique(y[held])]
+        loo[f"{space}/{neighbours}/{alpha:g}"] = float(np.mean(recalls)) if recalls else 0.0
+    values = list(loo.values())
+    space, neighbours, alpha = candidates[max(range(len(values)), key=lambda g: (values[g], -g))]
+    spread = np.zeros((n, k))
+    scores = spread_labels(spaces[space], labels, neighbours, alpha)
+    spread[:, :scores.shape[1]] = scores
+    combined = proba * spread
+    total = combined.sum(1, keepdims=True)
+    combined = np.where(total > 0, combined / np.where(total > 0, total, 1.0), proba)
+    info = {"rule": "classifier probabilities x class-balanced label spreading; space, "
+                    "neighbours and alpha by leave-one-labelled-out on the seen crops",
+            "space": space, "neighbours": neighbours, "alpha": alpha,
+            "held_out_crops": len(held), "loo_balanced_accuracy (space/neighbours/alpha)": loo}
+    return combined, info
+
+
 # ------------------------------------------------------------------------------ baselines
+
+
+def _pca_scores(data: DefectSet, config: ClassifyConfig) -> np.ndarray:
+    """(n, <= 10) PCA scores of the flattened unrotated patches (no labels)."""
+    from sklearn.decomposition import PCA
+
+    n = len(data)
+    flat = data.canonical.reshape(n, -1).astype(np.float64)
+    return PCA(min(10, n - 1, flat.shape[1]), random_state=config.seed).fit_transform(flat)
 
 
 def _matched(y: np.ndarray, clusters: np.ndarray, scored: np.ndarray) -> np.ndarray:
@@ -441,13 +538,11 @@ def _baselines(data: DefectSet, y: np.ndarray, seen: np.ndarray, scored: np.ndar
                config: ClassifyConfig) -> dict[str, np.ndarray]:
     """Predicted label index per crop (n,) of every baseline on the same patches and split."""
     from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.mixture import GaussianMixture
 
-    n = len(data)
-    flat = data.canonical.reshape(n, -1).astype(np.float64)
-    scores = PCA(min(10, n - 1, flat.shape[1]), random_state=config.seed).fit_transform(flat)
+    flat = data.canonical.reshape(len(data), -1).astype(np.float64)
+    scores = _pca_scores(data, config)
     out: dict[str, np.ndarray] = {}
     if scored.any():
         km = KMeans(k, n_init=10, random_state=config.seed).fit_predict(scores)
@@ -504,7 +599,15 @@ def classify_defects(data: DefectSet, config: ClassifyConfig, with_baselines: bo
         mapping = match_labels(y[known], raw[known]) if known.any() else {}
         class_ids = np.array([mapping.get(c, -1) for c in range(k)], np.int64)
     predictions = class_ids[proba.argmax(1)]
+    classifier_predictions = predictions
     latent_names, latents, latents_std = crop_latents(model, data.views)
+    prediction_scores, rule = proba, {"rule": "argmax of the model's class probabilities"}
+    if config.semi_supervised and config.semi_prediction == "spread":
+        # label-free features only: the content latents of the seen crops were trained with
+        # their labels, so leaving one out would flatter them (as it would the classifier)
+        spaces = {"pca": _pca_scores(data, config)}
+        prediction_scores, rule = spread_prediction(spaces, y, seen, proba)
+        predictions = class_ids[prediction_scores.argmax(1)]
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
     baselines = _baselines(data, y, seen, scored, k, config) if with_baselines else {}
@@ -512,6 +615,8 @@ def classify_defects(data: DefectSet, config: ClassifyConfig, with_baselines: bo
     scores: dict[str, Any] = {"scored_crops": int(scored.sum())}
     if scored.any():
         scores["model"] = class_scores(y[scored], predictions[scored], names)
+        if config.semi_supervised:
+            scores["classifier"] = class_scores(y[scored], classifier_predictions[scored], names)
         scores["baselines"] = {b: class_scores(y[scored], p[scored], names)
                                for b, p in baselines.items()}
         log.info("%s: accuracy %.3f, balanced accuracy %.3f on %d crops; baselines %s",
@@ -520,7 +625,8 @@ def classify_defects(data: DefectSet, config: ClassifyConfig, with_baselines: bo
                                      for b, s in scores["baselines"].items()})
     return ClassifyResult(config, data, k, seen, validation, scored, predictions, proba,
                           class_ids, scores, baselines, model, latent_names, latents,
-                          latents_std, restarts, timings)
+                          latents_std, classifier_predictions, prediction_scores, rule,
+                          restarts, timings)
 
 
 def classify(
@@ -585,6 +691,7 @@ def _crop_records(result: ClassifyResult) -> list[dict[str, Any]]:
             "validation": bool(result.validation[i]),
             "scored": bool(result.scored[i]),
             "prediction": name_of(int(result.predictions[i])),
+            "classifier_prediction": name_of(int(result.classifier_predictions[i])),
             "model_class": int(result.probabilities[i].argmax()),
             "probabilities": [round(float(p), 5) for p in result.probabilities[i]],
             "centre_row_col": [round(float(c), 2) for c in result.data.centres[i]],
@@ -620,6 +727,7 @@ def _summary(result: ClassifyResult, source: str) -> dict[str, Any]:
                      "no labels used in training; scored on every labelled crop after "
                      "Hungarian matching of the model's classes to the labels"),
         },
+        "prediction_rule": result.prediction_rule,
         "scores": result.scores,
         "restarts_elbo_and_classes": result.restarts,
         "history": {k: v for k, v in getattr(result.model, "history", {}).items()
@@ -631,11 +739,12 @@ def _summary(result: ClassifyResult, source: str) -> dict[str, Any]:
 def _predictions_csv(records: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["crop", "label", "prediction", "label_seen", "validation", "scored",
-                     "centring", "probability"])
+    writer.writerow(["crop", "label", "prediction", "classifier_prediction", "label_seen",
+                     "validation", "scored", "centring", "probability"])
     for r in records:
-        writer.writerow([r["crop"], r["label"] or "", r["prediction"] or "", r["label_seen"],
-                         r["validation"], r["scored"], r["centring"], max(r["probabilities"])])
+        writer.writerow([r["crop"], r["label"] or "", r["prediction"] or "",
+                         r["classifier_prediction"] or "", r["label_seen"], r["validation"],
+                         r["scored"], r["centring"], max(r["probabilities"])])
     return buf.getvalue()
 
 
@@ -666,7 +775,7 @@ def _figures(result: ClassifyResult, folder: Path) -> list[tuple[str, Path]]:
         figs.append((f"Confusion matrix of {result.config.model} on the {scores['scored_crops']} "
                      "scored crops (rows: true class, fractions of the row)",
                      save_figure(fig, folder / "confusion.png")))
-        table = {result.config.model: scores["model"], **scores["baselines"]}
+        table = _scored_methods(result)
         fig = Figure(figsize=(8, 4), layout="tight")
         plot_method_scores(fig.subplots(), table)
         figs.append(("Accuracy and balanced accuracy of the model and its baselines on the same "
@@ -715,6 +824,19 @@ def _verdict(result: ClassifyResult) -> str:
     return f"{model} on {scores['scored_crops']} scored crops: " + "; ".join(parts) + "."
 
 
+def _scored_methods(result: ClassifyResult) -> dict[str, dict[str, Any]]:
+    """Method name -> scores: the prediction, the classifier alone (semi-supervised, when
+    the prediction is another rule), the baselines."""
+    scores, model = result.scores, result.config.model
+    if not result.config.semi_supervised:
+        return {model: scores["model"], **scores["baselines"]}
+    rule = result.config.semi_prediction
+    out = {f"{model} ({rule})": scores["model"]}
+    if rule != "classifier":
+        out[f"{model} (classifier alone)"] = scores["classifier"]
+    return {**out, **scores["baselines"]}
+
+
 def _calibration(result: ClassifyResult) -> dict[str, Any]:
     sizes = np.round(result.data.crops.pixel_sizes, 4)
     values, counts = np.unique(sizes, return_counts=True)
@@ -756,10 +878,9 @@ def _write(result: ClassifyResult, source: str, plan: OutputPlan, inputs: list[s
         if "model" in scores:
             tables["Scores (scored crops)"] = {
                 name: {m: round(s[m], 3) for m in ("accuracy", "balanced_accuracy", "ari")}
-                for name, s in {result.config.model: scores["model"],
-                                **scores["baselines"]}.items()}
-            tables["Recall per class"] = {result.config.model: scores["model"]["recall"],
-                                          **{b: s["recall"] for b, s in scores["baselines"].items()}}
+                for name, s in _scored_methods(result).items()}
+            tables["Recall per class"] = {name: s["recall"]
+                                          for name, s in _scored_methods(result).items()}
         if (result.data.crops.labels >= 0).any():
             tables["Latent abundance by class (eta, Kruskal-Wallis p, class means)"] = \
                 result.abundance().as_dict()
