@@ -333,7 +333,9 @@ def table() -> None:
 
 def _window_table() -> None:
     """PFM phase runs with the window from the domain width, one row per scan and factor."""
-    rows = [(json.loads(p.read_text()), p) for p in sorted(RESULTS.glob("real_data_pfm_window*.json"))]
+    files = sorted(RESULTS.glob("real_data_pfm_window*.json")) + sorted(
+        RESULTS.glob("real_data_pfm_defaults*.json"))
+    rows = [(json.loads(p.read_text()), p) for p in files]
     if not rows:
         return
     print("\nPFM, PhaseRetrace, window = k x the mean domain width (clamped to [16, 64]), stride "
