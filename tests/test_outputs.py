@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -380,3 +381,37 @@ def test_overwrite_never_replaces_a_users_file_of_the_same_name(tmp_path: Path) 
     _write_run(out, {"a.txt": "again", "b.txt": "again"}, overwrite=True)
     assert (out / "a.txt").read_text() == "mine"
     assert (out / "latentatlas-a.txt").read_text() == "again"
+
+
+@pytest.mark.parametrize("overwrite_into_user_folder", [True, False])
+def test_a_staging_folder_killed_while_moving_is_still_marked_and_cleaned_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overwrite_into_user_folder: bool) -> None:
+    # a kill -9 while the staged entries are moved into place (the merge, or the final rename)
+    # leaves the staging folder behind; it must still carry latentatlas's mark, so the next run
+    # removes it instead of leaving a hidden folder in the user's directory
+    import latentatlas.pipelines.outputs as outputs
+
+    out = tmp_path / "d"
+    if overwrite_into_user_folder:
+        out.mkdir()
+        (out / "mine.txt").write_text("mine")
+    leftovers: list[Path] = []
+
+    def killed_here(stage: Path, *rest: object) -> None:
+        leftovers.append(stage.with_name(stage.name + "x"))
+        shutil.copytree(stage, leftovers[-1])  # what a kill at this moment leaves behind
+        real(stage, *rest)  # type: ignore[operator]
+
+    name = "_merge" if overwrite_into_user_folder else "replace_directory"
+    real = getattr(outputs, name)
+    monkeypatch.setattr(outputs, name, killed_here)
+    _write_run(out, {"a.txt": "ours"}, overwrite=overwrite_into_user_folder)
+    monkeypatch.undo()
+    assert leftovers and leftovers[0].exists()
+    assert not (out / files.TEMPORARY_MARK).exists()
+    _write_run(out, {"a.txt": "again"}, overwrite=True)
+    assert not leftovers[0].exists()
+    assert (out / "a.txt").read_text() == "again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    if overwrite_into_user_folder:
+        assert (out / "mine.txt").read_text() == "mine"

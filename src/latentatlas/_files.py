@@ -22,7 +22,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 __all__ = ["default_mode", "write_atomic", "write_text_atomic", "atomic_directory",
-           "replace_directory", "recover_directory", "new_partial", "unmark", "safe_text"]
+           "replace_directory", "recover_directory", "new_partial", "unmark", "safe_text",
+           "TEMPORARY_MARK"]
 
 
 def default_mode(path: str | Path, directory: bool = False) -> None:
@@ -103,11 +104,11 @@ def _previous_name(path: Path) -> Path:
 
 # A file inside each temporary folder latentatlas creates: a leftover folder is deleted only
 # when it holds one, so a user's folder that merely has a similar name is never touched.
-_OWN = ".latentatlas-temporary"
+TEMPORARY_MARK = ".latentatlas-temporary"
 
 
 def _ours(folder: Path) -> bool:
-    return folder.is_dir() and not folder.is_symlink() and (folder / _OWN).is_file()
+    return folder.is_dir() and not folder.is_symlink() and (folder / TEMPORARY_MARK).is_file()
 
 
 def recover_directory(path: str | Path) -> None:
@@ -123,7 +124,7 @@ def recover_directory(path: str | Path) -> None:
         return
     if not path.exists():
         previous.rename(path)
-        (path / _OWN).unlink(missing_ok=True)
+        (path / TEMPORARY_MARK).unlink(missing_ok=True)
         log.warning("restored %s from an interrupted write", path)
     elif _ours(previous):
         shutil.rmtree(previous, ignore_errors=True)
@@ -154,7 +155,7 @@ def replace_directory(new: Path, path: Path) -> None:
             f"cannot replace {path}: {previous.name} beside it was not made by latentatlas and "
             "this file system cannot swap folders atomically; move it away and run again")
     path.rename(previous)
-    (previous / _OWN).touch()
+    (previous / TEMPORARY_MARK).touch()
     new.rename(path)
     shutil.rmtree(previous, ignore_errors=True)
 
@@ -169,13 +170,13 @@ def new_partial(path: Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     default_mode(tmp, directory=True)
-    (tmp / _OWN).touch()
+    (tmp / TEMPORARY_MARK).touch()
     return tmp
 
 
 def unmark(folder: Path) -> None:
     """Remove the marker :func:`new_partial` put in ``folder`` (it is about to be kept)."""
-    (folder / _OWN).unlink(missing_ok=True)
+    (folder / TEMPORARY_MARK).unlink(missing_ok=True)
 
 
 @contextmanager

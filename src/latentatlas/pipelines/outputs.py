@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from latentatlas import __version__
 from latentatlas._files import (
+    TEMPORARY_MARK,
     new_partial,
     recover_directory,
     replace_directory,
@@ -187,12 +188,18 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _staged(stage: Path) -> list[Path]:
+    """The run's entries in its staging folder, sorted: not the marker file, nor the mark that
+    keeps the staging folder recognisable as latentatlas's until its contents are moved."""
+    return sorted(e for e in stage.iterdir() if e.name not in (MARKER, TEMPORARY_MARK))
+
+
 def _rename_clashes(stage: Path, plan: OutputPlan) -> None:
     """Give a staged entry whose name a user's file or folder in ``plan.path`` already has
     (one latentatlas did not write) a ``latentatlas-`` prefix, so merging never replaces it."""
-    for entry in sorted(stage.iterdir()):
+    for entry in _staged(stage):
         target = plan.path / entry.name
-        if entry.name == MARKER or entry.name in plan.own or not (
+        if entry.name in plan.own or not (
                 target.exists() or target.is_symlink()):
             continue
         n, name = 1, f"latentatlas-{entry.name}"
@@ -209,7 +216,7 @@ def _merge(stage: Path, plan: OutputPlan) -> None:
     first: a folder without a marker is known to be incomplete)."""
     out = plan.path
     (out / MARKER).unlink(missing_ok=True)
-    new = {e.name for e in stage.iterdir()} - {MARKER}
+    new = {e.name for e in _staged(stage)}
     for name in plan.own:
         if name not in new and name != MARKER and (out / name).exists():
             _remove(out / name)  # a stale entry of the previous run
@@ -241,10 +248,9 @@ def results_folder(
     stage = new_partial(out)
     try:
         yield stage
-        unmark(stage)
         if plan.mode == "merge":
             _rename_clashes(stage, plan)
-        entries = [e.name for e in stage.iterdir() if e.name != MARKER]
+        entries = [e.name for e in _staged(stage)]
         write_text_atomic(stage / MARKER, _marker_text(command, config, entries, inputs))
         if plan.mode == "merge":
             _merge(stage, plan)
@@ -252,6 +258,9 @@ def results_folder(
             if plan.mode == "new" and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
             replace_directory(stage, out)
+            # the mark leaves only once the folder has its name: a stage killed before that
+            # is still marked, so the next run's new_partial removes it
+            unmark(out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
