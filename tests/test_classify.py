@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import shared_data
-from latentatlas.analysis.classes import class_scores, spread_labels
+from latentatlas.analysis.classes import class_scores, neighbour_graph, spread_labels
 from latentatlas.datasets.crops import LabelledCrops, load_labelled_crops, write_labelled_crops
 from latentatlas.datasets.graphene import make_dopant_crops
 from latentatlas.descriptors.defects import defect_centre, defect_patches
@@ -209,12 +209,13 @@ def test_class_balanced_spreading_keeps_a_rare_class_its_neighbours_outnumber() 
     labels[:30:3], labels[34] = 0, 1
     for start, neighbours, alpha in ((1.15, 10, 0.99), (1.25, 20, 0.99)):
         x = np.r_[np.linspace(0, 1, 30), np.linspace(start, start + 0.2, 5)][:, None]
-        balanced = spread_labels(x, labels, neighbours, alpha).argmax(1)
-        plain = spread_labels(x, labels, neighbours, alpha, balanced=False).argmax(1)
+        graph = neighbour_graph(x, neighbours)
+        balanced = spread_labels(graph, labels, alpha).argmax(1)
+        plain = spread_labels(graph, labels, alpha, balanced=False).argmax(1)
         assert (balanced[30:] == 1).all() and (balanced[:30] == 0).mean() >= 0.9
         assert (plain[30:34] == 0).all()  # what the balance is for
     with pytest.raises(ValueError, match="labelled sample"):
-        spread_labels(np.zeros((35, 1)), np.full(35, -1))
+        spread_labels(neighbour_graph(np.zeros((35, 1))), np.full(35, -1))
 
 
 def test_spread_prediction_recovers_a_rare_class_its_classifier_outvotes() -> None:

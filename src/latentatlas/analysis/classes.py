@@ -23,7 +23,7 @@ from latentatlas._checks import check_array
 from latentatlas.models.ensemble import align_to_reference, summarise
 
 __all__ = ["align_to_reference", "cluster_accuracy", "confusion_matrix", "latents_by_class",
-           "match_labels", "score_predictions", "spread_labels", "stratified_labels",
+           "match_labels", "neighbour_graph", "score_predictions", "spread_labels", "stratified_labels",
            "summarise", "traversal_grid", "uncertainty_map"]
 
 
@@ -173,50 +173,60 @@ def class_scores(true: object, pred: object, names: tuple[str, ...]) -> dict[str
     return out
 
 
-def spread_labels(features: object, labels: object, neighbours: int = 10, alpha: float = 0.99,
-                  balanced: bool = True) -> np.ndarray:
-    """Class scores ``(n, K)`` of every sample from the labels of a few, spread along a
-    neighbour graph of ``features`` (label spreading, Zhou et al. 2004).
+def neighbour_graph(features: object, neighbours: int = 10) -> sparse.csr_matrix:
+    """The normalised neighbour graph ``S`` (n x n, sparse) that :func:`spread_labels` spreads
+    labels along; built once per feature space, since it does not depend on the labels.
 
-    features: (n, d), each column standardised here. labels: (n,) class index, -1 unknown;
-    K = max label + 1 (a class without a labelled sample gets a zero column). The graph joins
-    every sample to its ``neighbours`` nearest (symmetrised), Gaussian weights with the median
-    neighbour distance as width; the scores solve F = alpha S F + (1 - alpha) Y with S the
-    normalised graph. balanced: every class column is scaled to unit total mass before the
-    rows are normalised (class mass normalisation, Zhu et al. 2003, towards equal masses):
-    a class seeded by one sample is not out-voted by one seeded by ten. Rows sum to 1 (a
-    sample the graph does not reach: uniform over the seeded classes).
+    features: (n, d), each column standardised here. Every sample is joined to its
+    ``neighbours`` nearest (symmetrised), with Gaussian weights whose width is the median
+    neighbour distance; ``S = D^-1/2 W D^-1/2``. Sparse: memory and time grow with
+    n x neighbours, not n^2.
     """
     x = check_array(features, "features", ndim=2).astype(np.float64)
-    y = check_array(labels, "labels", ndim=1, dtype=np.float64)
-    if not np.all(y == np.round(y)) or y.min() < -1:
-        raise ValueError("labels must be class indices >= 0, or -1 for an unknown label")
-    y = y.astype(np.int64)
-    if len(y) != len(x):
-        raise ValueError(f"features hold {len(x)} samples but labels {len(y)}")
-    if not (y >= 0).any():
-        raise ValueError("spread_labels needs at least one labelled sample (label >= 0)")
-    if not 0 < alpha < 1 or neighbours < 1:
-        raise ValueError(f"alpha must be in (0, 1) and neighbours >= 1, got {alpha}, "
-                         f"{neighbours}")
+    if neighbours < 1:
+        raise ValueError(f"neighbours must be >= 1, got {neighbours}")
     n = len(x)
     x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
     k = min(neighbours, n - 1)
     dist, idx = cKDTree(x).query(x, k + 1)
     dist, idx = dist[:, 1:], idx[:, 1:]
     width = float(np.median(dist)) or 1.0
-    # a sparse graph and a sparse solve: memory and time grow with n x neighbours, not n^2
     w = sparse.csr_matrix((np.exp(-(dist.ravel() / width) ** 2),
                            (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
     w = w.maximum(w.T)
     d = np.asarray(w.sum(1)).ravel()
     inv = sparse.diags(np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0))
-    s = inv @ w @ inv
+    return (inv @ w @ inv).tocsr()
+
+
+def spread_labels(graph: sparse.csr_matrix, labels: object, alpha: float = 0.99,
+                  balanced: bool = True) -> np.ndarray:
+    """Class scores ``(n, K)`` of every sample from the labels of a few, spread along the
+    :func:`neighbour_graph` ``graph`` (label spreading, Zhou et al. 2004).
+
+    labels: (n,) class index, -1 unknown; K = max label + 1 (a class without a labelled
+    sample gets a zero column). The scores solve F = alpha S F + (1 - alpha) Y. balanced:
+    every class column is scaled to unit total mass before the rows are normalised (class
+    mass normalisation, Zhu et al. 2003, towards equal masses): a class seeded by one sample
+    is not out-voted by one seeded by ten. Rows sum to 1 (a sample the graph does not reach:
+    uniform over the seeded classes).
+    """
+    y = check_array(labels, "labels", ndim=1, dtype=np.float64)
+    if not np.all(y == np.round(y)) or y.min() < -1:
+        raise ValueError("labels must be class indices >= 0, or -1 for an unknown label")
+    y = y.astype(np.int64)
+    n = graph.shape[0]
+    if len(y) != n:
+        raise ValueError(f"the graph holds {n} samples but labels {len(y)}")
+    if not (y >= 0).any():
+        raise ValueError("spread_labels needs at least one labelled sample (label >= 0)")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     seeds = np.zeros((n, int(y.max()) + 1))
     seeds[y >= 0, y[y >= 0]] = 1.0
     # I - alpha S is symmetric positive definite (S's eigenvalues lie in [-1, 1]): conjugate
     # gradients, one class column at a time (a direct sparse solve fills in on kNN graphs)
-    a = (sparse.identity(n) - alpha * s).tocsr()
+    a = (sparse.identity(n) - alpha * graph).tocsr()
     f = np.column_stack([cg(a, (1 - alpha) * col, rtol=1e-10, atol=0.0, maxiter=10 * n)[0]
                          for col in seeds.T])
     f = np.clip(f, 0.0, None)

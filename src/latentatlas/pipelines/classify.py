@@ -81,6 +81,7 @@ from latentatlas.analysis.abundance import AbundanceTable, latent_abundance
 from latentatlas.analysis.classes import (
     class_scores,
     match_labels,
+    neighbour_graph,
     spread_labels,
     stratified_labels,
 )
@@ -491,19 +492,22 @@ def spread_prediction(spaces: dict[str, np.ndarray], y: np.ndarray, seen: np.nda
                            for c in np.unique(y[held])]).astype(np.int64) if len(held) else held
     loo: dict[str, float] = {}
     candidates = [(space, nb, a) for space in spaces for nb, a in SPREAD_GRID]
+    # the graph depends on the space and the neighbours only: built once for all hidden crops
+    graphs = {(space, nb): neighbour_graph(spaces[space], nb)
+              for space, nb, _ in candidates}
     for space, neighbours, alpha in candidates:
         hits = np.zeros(len(held), bool)
         for j, i in enumerate(held):
             hidden = labels.copy()
             hidden[i] = -1
-            hits[j] = (spread_labels(spaces[space], hidden, neighbours, alpha)[i].argmax()
+            hits[j] = (spread_labels(graphs[space, neighbours], hidden, alpha)[i].argmax()
                        == y[i])
         recalls = [hits[y[held] == c].mean() for c in np.unique(y[held])]
         loo[f"{space}/{neighbours}/{alpha:g}"] = float(np.mean(recalls)) if recalls else 0.0
     values = list(loo.values())
     space, neighbours, alpha = candidates[max(range(len(values)), key=lambda g: (values[g], -g))]
     spread = np.zeros((n, k))
-    scores = spread_labels(spaces[space], labels, neighbours, alpha)
+    scores = spread_labels(graphs[space, neighbours], labels, alpha)
     spread[:, :scores.shape[1]] = scores
     combined = proba * spread
     total = combined.sum(1, keepdims=True)
